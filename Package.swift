@@ -1,0 +1,98 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "KotaSync",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "KotaSyncCore", targets: ["KotaSyncCore"]),
+        .library(name: "KotaSyncClient", targets: ["KotaSyncClient"]),
+        .library(name: "KotaSyncServer", targets: ["KotaSyncServer"]),
+        .executable(name: "kotasync", targets: ["kotasync"]),
+        .executable(name: "kotasync-server", targets: ["kotasync-server"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // C layer: module maps and shims only.
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+
+        // Shared: values, changesets, the wire codec, clocks, protocol types, errors.
+        .target(
+            name: "KotaSyncCore",
+            dependencies: ["CZlib"]
+        ),
+        // SQLite plumbing shared by replica and master: value bridging, schema introspection.
+        .target(
+            name: "KotaSyncSQLite",
+            dependencies: [
+                "KotaSyncCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        // OPD side: the replica, its change log, and the sync client.
+        .target(
+            name: "KotaSyncClient",
+            dependencies: [
+                "KotaSyncCore",
+                "KotaSyncSQLite",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Command Center side: config, master store, merge engine, HTTP API.
+        .target(
+            name: "KotaSyncServer",
+            dependencies: [
+                "KotaSyncCore",
+                "KotaSyncSQLite",
+                "CSQLite",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "kotasync",
+            dependencies: [
+                "KotaSyncClient",
+                "KotaSyncCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "kotasync-server",
+            dependencies: [
+                "KotaSyncServer",
+                "KotaSyncCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "KotaSyncCoreTests", dependencies: ["KotaSyncCore"], resources: [.copy("Vectors")]),
+        .testTarget(name: "KotaSyncClientTests", dependencies: ["KotaSyncClient"]),
+        .testTarget(name: "KotaSyncServerTests", dependencies: ["KotaSyncServer"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["KotaSyncClient", "KotaSyncServer"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
