@@ -1,0 +1,78 @@
+/// An error of the sync protocol: what the server answers when it refuses a request, and what
+/// the codec throws on bad input.
+///
+/// The ``code`` is stable and machine-readable; it is the `error.code` field of every HTTP error
+/// body and is listed, with its HTTP status, in `Protocol/http-api.md`. The ``message`` says what
+/// went wrong and, where it can, what to do about it.
+public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A stable error code.
+    public struct Code: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// No, or an unknown, revoked or expired bearer token.
+        public static let unauthorized = Code(rawValue: "unauthorized")
+        /// The token is valid but may not do this (e.g. push for a replica registered to another OPD).
+        public static let forbidden = Code(rawValue: "forbidden")
+        /// The request is malformed (a query parameter, a header, a JSON body).
+        public static let badRequest = Code(rawValue: "bad_request")
+        /// The request body is larger than the server accepts.
+        public static let bodyTooLarge = Code(rawValue: "body_too_large")
+        /// The changeset is shorter than its header says.
+        public static let changesetTruncated = Code(rawValue: "changeset_truncated")
+        /// The changeset fails its checksum or does not inflate.
+        public static let changesetCorrupt = Code(rawValue: "changeset_corrupt")
+        /// The changeset's payload does not follow the layout in `Protocol/changeset.md`.
+        public static let changesetMalformed = Code(rawValue: "changeset_malformed")
+        /// The changeset declares more bytes or rows than the server accepts.
+        public static let changesetTooLarge = Code(rawValue: "changeset_too_large")
+        /// The changeset's magic or format version is not one this server reads.
+        public static let unsupportedVersion = Code(rawValue: "unsupported_version")
+        /// A row names a table that is not replicated.
+        public static let unknownTable = Code(rawValue: "unknown_table")
+        /// A row names a column that its table does not have.
+        public static let unknownColumn = Code(rawValue: "unknown_column")
+        /// A value's storage class is not one its column accepts.
+        public static let typeMismatch = Code(rawValue: "type_mismatch")
+        /// A row's primary key does not match its table's primary key.
+        public static let invalidPrimaryKey = Code(rawValue: "invalid_primary_key")
+        /// Applying a row would break a constraint of the master schema (NOT NULL, CHECK, ...).
+        public static let constraintViolation = Code(rawValue: "constraint_violation")
+        /// The changeset's sequence range overlaps changes the server already applied for this replica.
+        public static let sequenceConflict = Code(rawValue: "sequence_conflict")
+        /// No such resource.
+        public static let notFound = Code(rawValue: "not_found")
+        /// The server failed; the request may be retried.
+        public static let internalError = Code(rawValue: "internal_error")
+
+        /// The HTTP status the server answers with for this code.
+        public var httpStatus: Int {
+            switch self {
+            case .unauthorized: 401
+            case .forbidden: 403
+            case .notFound: 404
+            case .sequenceConflict: 409
+            case .bodyTooLarge, .changesetTooLarge: 413
+            case .unknownTable, .unknownColumn, .typeMismatch, .invalidPrimaryKey, .constraintViolation: 422
+            case .internalError: 500
+            default: 400
+            }
+        }
+
+        /// Whether a client should send the same request again later. Every 4xx is permanent.
+        public var isRetryable: Bool { httpStatus >= 500 }
+    }
+
+    /// The stable code.
+    public var code: Code
+    /// A human-readable explanation that says what to do.
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}

@@ -1,0 +1,172 @@
+import Foundation
+
+/// The protocol version this build speaks; `GET /v1/schema` reports it.
+public let kotaSyncProtocolVersion = 1
+
+/// JSON coding shared by server and client: snake_case keys, as `Protocol/http-api.md` shows them.
+public enum ProtocolJSON {
+    public static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.keyEncodingStrategy = .convertToSnakeCase
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        return d
+    }
+}
+
+/// `GET /v1/schema`: what a replica needs to create its tables.
+public struct SchemaDocument: Codable, Sendable, Equatable {
+    public var protocolVersion: Int
+    /// The server's configured name (e.g. the city).
+    public var server: String
+    /// The OPD the calling token belongs to.
+    public var opd: String
+    public var tables: [TableSchema]
+
+    public init(protocolVersion: Int = kotaSyncProtocolVersion, server: String, opd: String, tables: [TableSchema]) {
+        self.protocolVersion = protocolVersion
+        self.server = server
+        self.opd = opd
+        self.tables = tables
+    }
+}
+
+/// The body of a successful `POST /v1/push`.
+public struct PushReply: Codable, Sendable, Equatable {
+    public var changesetId: UUID
+    public var replicaId: UUID
+    /// Rows in the changeset.
+    public var rows: Int
+    /// Rows whose change reached the master (fully or in part).
+    public var applied: Int
+    /// Stamps that were too far in the future and were clamped to the server's clock.
+    public var clampedStamps: Int
+    /// The master's change sequence after this changeset.
+    public var masterSequence: UInt64
+    /// Conflicts this changeset took part in.
+    public var conflicts: [ConflictReport]
+
+    public init(
+        changesetId: UUID, replicaId: UUID, rows: Int, applied: Int, clampedStamps: Int, masterSequence: UInt64,
+        conflicts: [ConflictReport]
+    ) {
+        self.changesetId = changesetId
+        self.replicaId = replicaId
+        self.rows = rows
+        self.applied = applied
+        self.clampedStamps = clampedStamps
+        self.masterSequence = masterSequence
+        self.conflicts = conflicts
+    }
+}
+
+/// One recorded conflict: two changes that could not both stand, and which one did.
+public struct ConflictReport: Codable, Sendable, Equatable, Hashable {
+    /// What collided.
+    public enum Kind: String, Codable, Sendable {
+        /// Two replicas changed the same column without seeing each other's change.
+        case updateUpdate = "update_update"
+        /// Two replicas created a row with the same primary key.
+        case insertInsert = "insert_insert"
+        /// One replica deleted a row that another changed.
+        case deleteUpdate = "delete_update"
+    }
+
+    /// One side of a conflict.
+    public struct Side: Codable, Sendable, Equatable, Hashable {
+        public var replicaId: UUID
+        public var opd: String
+        /// The change's hybrid-clock stamp (raw 64-bit value as a decimal string).
+        public var stamp: String
+        /// The column's value on this side; absent for a delete.
+        public var value: SQLValue?
+
+        public init(replicaId: UUID, opd: String, stamp: HLC, value: SQLValue?) {
+            self.replicaId = replicaId
+            self.opd = opd
+            self.stamp = String(stamp.rawValue)
+            self.value = value
+        }
+    }
+
+    public var id: Int64
+    public var table: String
+    public var primaryKey: [SQLValue]
+    /// The column, for column conflicts; absent for a delete conflict.
+    public var column: String?
+    public var kind: Kind
+    /// The rule that decided (e.g. `lww`, `update-wins`).
+    public var policy: String
+    /// The value before either change, where the master still has it.
+    public var base: SQLValue?
+    public var winner: Side
+    public var loser: Side
+    /// `open` until a person reviews it; `superseded` when the losing side's own replica later
+    /// changed the same column again.
+    public var status: String
+    /// When the server decided (ISO 8601).
+    public var decidedAt: String
+
+    public init(
+        id: Int64, table: String, primaryKey: [SQLValue], column: String?, kind: Kind, policy: String,
+        base: SQLValue?, winner: Side, loser: Side, status: String, decidedAt: String
+    ) {
+        self.id = id
+        self.table = table
+        self.primaryKey = primaryKey
+        self.column = column
+        self.kind = kind
+        self.policy = policy
+        self.base = base
+        self.winner = winner
+        self.loser = loser
+        self.status = status
+        self.decidedAt = decidedAt
+    }
+}
+
+/// `GET /v1/conflicts`: conflicts in which the caller's replicas took part.
+public struct ConflictList: Codable, Sendable, Equatable {
+    public var conflicts: [ConflictReport]
+    /// Pass as `after` to get the next page; absent on the last page.
+    public var next: Int64?
+
+    public init(conflicts: [ConflictReport], next: Int64?) {
+        self.conflicts = conflicts
+        self.next = next
+    }
+}
+
+/// The body of every error response.
+public struct ErrorBody: Codable, Sendable, Equatable {
+    public struct Detail: Codable, Sendable, Equatable {
+        public var code: String
+        public var message: String
+    }
+
+    public var error: Detail
+
+    public init(_ error: SyncError) {
+        self.error = Detail(code: error.code.rawValue, message: error.message)
+    }
+
+    public var syncError: SyncError { SyncError(SyncError.Code(rawValue: error.code), error.message) }
+}
+
+/// Response headers of `GET /v1/pull`.
+public enum PullHeaders {
+    /// The cursor to pass as `after` for the next page.
+    public static let nextCursor = "KotaSync-Next-Cursor"
+    /// `true` when more rows wait after this page.
+    public static let hasMore = "KotaSync-Has-More"
+    /// `true` on a push reply that repeats the reply to an earlier delivery of the same changeset.
+    public static let replay = "KotaSync-Replay"
+}
+
+/// The media type of a changeset body.
+public let changesetMediaType = "application/vnd.kotasync.changeset"
