@@ -1,0 +1,216 @@
+import Foundation
+import GRDB
+import KotaSyncCore
+import KotaSyncSQLite
+import Yams
+
+/// An error in the server's configuration file, found when the server loads it.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A stable code for the kind of mistake.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The file cannot be read or is not valid YAML of the expected shape.
+        public static let unreadable = Code(rawValue: "config_unreadable")
+        /// A value is missing, duplicated or out of range.
+        public static let invalid = Code(rawValue: "config_invalid")
+        /// A table's DDL does not run or does not create the named table.
+        public static let invalidDDL = Code(rawValue: "config_invalid_ddl")
+        /// A table's primary key would collide between OPDs.
+        public static let unsafePrimaryKey = Code(rawValue: "config_unsafe_primary_key")
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
+
+/// The server's configuration: who the OPDs are and which tables replicate.
+///
+/// Loaded from YAML; see `samples/binjai/kotasync.yaml` for a commented example.
+public struct ServerConfig: Sendable {
+    /// One OPD (a department or unit) that may hold device tokens.
+    public struct OPD: Sendable, Equatable, Codable {
+        public var id: String
+        public var name: String
+        /// The OPD above this one (e.g. the health office above a clinic).
+        public var parent: String?
+    }
+
+    /// The size limits the server enforces on every push before parsing it.
+    public struct Limits: Sendable, Equatable {
+        /// The largest request body accepted (compressed changeset bytes).
+        public var maxBodyBytes: Int = 16 << 20
+        /// The largest uncompressed changeset payload.
+        public var maxUncompressedBytes: Int = 64 << 20
+        /// The largest compression ratio.
+        public var maxCompressionRatio: Int = 1000
+        /// The most rows in one changeset.
+        public var maxRows: Int = 200_000
+        /// The most rows in one pull page.
+        public var maxPullPage: Int = 10_000
+
+        public init() {}
+
+        package var decodeLimits: DecodeLimits {
+            DecodeLimits(
+                maxUncompressedBytes: maxUncompressedBytes, maxCompressionRatio: maxCompressionRatio, maxRows: maxRows)
+        }
+    }
+
+    /// The server's display name.
+    public var name: String
+    public var opds: [OPD]
+    public var tables: [TableSchema]
+    public var limits: Limits
+    public var clockSkew: ClockSkewPolicy
+    /// A SQL file run once when a new master database is created.
+    public var seedFile: URL?
+
+    /// The most key columns a replicated table may have (the replica's change log has four key slots).
+    public static let maxKeyColumns = 4
+    /// The most non-key columns a replicated table may have (the change log's column bitmask).
+    public static let maxColumns = 62
+
+    /// Loads and checks the configuration at `url`.
+    public static func load(from url: URL) throws(ConfigError) -> ServerConfig {
+        let text: String
+        do {
+            text = try String(contentsOf: url, encoding: .utf8)
+        } catch {
+            throw ConfigError(.unreadable, "Cannot read the config file \(url.path): \(error.localizedDescription)")
+        }
+        return try parse(yaml: text, baseURL: url.deletingLastPathComponent())
+    }
+
+    /// Parses and checks a configuration; relative paths in it resolve against `baseURL`.
+    public static func parse(yaml: String, baseURL: URL) throws(ConfigError) -> ServerConfig {
+        let file: ConfigFile
+        do {
+            file = try YAMLDecoder().decode(ConfigFile.self, from: yaml)
+        } catch {
+            throw ConfigError(.unreadable, "The config is not valid: \(error)")
+        }
+        var opdIDs = Set<String>()
+        for opd in file.opds ?? [] {
+            guard !opd.id.isEmpty, opdIDs.insert(opd.id).inserted else {
+                throw ConfigError(.invalid, "OPD id \"\(opd.id)\" is empty or listed twice.")
+            }
+        }
+        for opd in file.opds ?? [] {
+            if let parent = opd.parent, !opdIDs.contains(parent) {
+                throw ConfigError(.invalid, "OPD \(opd.id) names parent \(parent), which is not in the opds list.")
+            }
+        }
+        guard let tableEntries = file.tables, !tableEntries.isEmpty else {
+            throw ConfigError(.invalid, "The config lists no tables to replicate; add a `tables:` list.")
+        }
+        var tables: [TableSchema] = []
+        for entry in tableEntries {
+            guard !tables.contains(where: { $0.name == entry.name }) else {
+                throw ConfigError(.invalid, "Table \(entry.name) is listed twice.")
+            }
+            if let policy = entry.policy, policy != MergeEngine.columnPolicy {
+                throw ConfigError(.invalid, "Table \(entry.name): unknown conflict policy \"\(policy)\"; use lww.")
+            }
+            tables.append(try introspect(entry))
+        }
+        var limits = Limits()
+        if let l = file.limits {
+            if let v = l.maxBodyBytes { limits.maxBodyBytes = v }
+            if let v = l.maxUncompressedBytes { limits.maxUncompressedBytes = v }
+            if let v = l.maxCompressionRatio { limits.maxCompressionRatio = v }
+            if let v = l.maxRows { limits.maxRows = v }
+            if let v = l.maxPullPage { limits.maxPullPage = v }
+        }
+        let skew = ClockSkewPolicy(maxAheadMilliseconds: UInt64(max(file.clock?.maxAheadSeconds ?? 300, 0)) * 1000)
+        return ServerConfig(
+            name: file.name ?? "KotaSync", opds: file.opds ?? [], tables: tables, limits: limits, clockSkew: skew,
+            seedFile: file.seed.map { URL(fileURLWithPath: $0, relativeTo: baseURL).standardizedFileURL })
+    }
+
+    /// Runs a table's DDL in a scratch database and reads the columns back, so the config is
+    /// judged by what SQLite makes of it rather than by parsing SQL here.
+    private static func introspect(_ entry: ConfigFile.Table) throws(ConfigError) -> TableSchema {
+        let described: (primaryKey: [ColumnSchema], columns: [ColumnSchema])?
+        do {
+            let scratch = try DatabaseQueue()
+            described = try scratch.write { db in
+                try db.execute(sql: entry.ddl)
+                return try SchemaIntrospection.describe(db, table: entry.name)
+            }
+        } catch {
+            throw ConfigError(.invalidDDL, "Table \(entry.name): its DDL does not run: \(error)")
+        }
+        guard let (key, columns) = described else {
+            throw ConfigError(.invalidDDL, "Table \(entry.name): its DDL does not create a table named \(entry.name).")
+        }
+        guard !key.isEmpty else {
+            throw ConfigError(
+                .unsafePrimaryKey,
+                "Table \(entry.name) has no PRIMARY KEY. Give it a text key that is unique across OPDs (a UUID or ULID), or a composite key that includes the OPD."
+            )
+        }
+        if key.count == 1, key[0].affinity == .integer {
+            throw ConfigError(
+                .unsafePrimaryKey,
+                "Table \(entry.name) is keyed by a bare integer (\(key[0].name)); two OPDs working offline will both create row 1. Use a TEXT key filled with a UUID or ULID, or a composite key that includes the OPD, e.g. PRIMARY KEY (opd_id, local_id)."
+            )
+        }
+        guard key.count <= maxKeyColumns else {
+            throw ConfigError(.invalid, "Table \(entry.name) has \(key.count) key columns; at most \(maxKeyColumns) are supported.")
+        }
+        guard columns.count <= maxColumns else {
+            throw ConfigError(.invalid, "Table \(entry.name) has \(columns.count) non-key columns; at most \(maxColumns) are supported.")
+        }
+        return TableSchema(name: entry.name, ddl: entry.ddl, primaryKey: key, columns: columns)
+    }
+
+    /// The table called `name`, if it replicates.
+    public func table(named name: String) -> TableSchema? { tables.first { $0.name == name } }
+}
+
+/// The YAML file's shape.
+private struct ConfigFile: Decodable {
+    struct Table: Decodable {
+        var name: String
+        var ddl: String
+        var policy: String?
+    }
+
+    struct LimitsEntry: Decodable {
+        var maxBodyBytes: Int?
+        var maxUncompressedBytes: Int?
+        var maxCompressionRatio: Int?
+        var maxRows: Int?
+        var maxPullPage: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case maxBodyBytes = "max_body_bytes"
+            case maxUncompressedBytes = "max_uncompressed_bytes"
+            case maxCompressionRatio = "max_compression_ratio"
+            case maxRows = "max_rows"
+            case maxPullPage = "max_pull_page"
+        }
+    }
+
+    struct ClockEntry: Decodable {
+        var maxAheadSeconds: Int?
+        enum CodingKeys: String, CodingKey { case maxAheadSeconds = "max_ahead_seconds" }
+    }
+
+    var name: String?
+    var opds: [ServerConfig.OPD]?
+    var tables: [Table]?
+    var limits: LimitsEntry?
+    var clock: ClockEntry?
+    var seed: String?
+}

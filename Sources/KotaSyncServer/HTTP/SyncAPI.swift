@@ -1,0 +1,88 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import KotaSyncCore
+import Logging
+import NIOCore
+
+/// The sync endpoints of `Protocol/http-api.md`, on a Hummingbird router.
+struct SyncAPI {
+    let store: any MasterStore
+    let config: ServerConfig
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/v1/health") { _, _ in
+            try json(["status": "ok", "server": config.name])
+        }
+        router.get("/v1/schema") { request, _ in
+            let device = try await authenticate(request)
+            return try json(SchemaDocument(server: config.name, opd: device.opd, tables: config.tables))
+        }
+        router.post("/v1/push") { request, _ in
+            let device = try await authenticate(request)
+            if let length = request.headers[.contentLength].flatMap(Int.init), length > config.limits.maxBodyBytes {
+                throw SyncError(
+                    .bodyTooLarge, "The body is \(length) bytes; this server accepts at most \(config.limits.maxBodyBytes).")
+            }
+            let buffer = try await request.body.collect(upTo: config.limits.maxBodyBytes)
+            let changeset = try ChangesetCodec.decode(Array(buffer.readableBytesView), limits: config.limits.decodeLimits)
+            let outcome = try await store.push(changeset, from: device)
+            var headers: HTTPFields = [.contentType: "application/json"]
+            if outcome.replayed { headers[.replay] = "true" }
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(data: outcome.reply)))
+        }
+        router.get("/v1/pull") { request, _ in
+            _ = try await authenticate(request)
+            let after: UInt64 = try request.uri.queryParameters.get("after").map { text throws(SyncError) in
+                guard let v = UInt64(text) else { throw SyncError(.badRequest, "`after` must be a non-negative integer cursor.") }
+                return v
+            } ?? 0
+            let limit: Int = try request.uri.queryParameters.get("limit").map { text throws(SyncError) in
+                guard let v = Int(text), v > 0 else { throw SyncError(.badRequest, "`limit` must be a positive integer.") }
+                return v
+            } ?? config.limits.maxPullPage
+            let page = try await store.pull(after: after, limit: limit)
+            return Response(
+                status: .ok,
+                headers: [
+                    .contentType: changesetMediaType,
+                    .nextCursor: String(page.nextCursor),
+                    .hasMore: page.hasMore ? "true" : "false",
+                ],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: page.body)))
+        }
+        router.get("/v1/conflicts") { request, _ in
+            _ = try await authenticate(request)
+            guard let text = request.uri.queryParameters.get("replica"), let replica = UUID(uuidString: text) else {
+                throw SyncError(.badRequest, "Pass the replica id as `replica=<uuid>`.")
+            }
+            let after = request.uri.queryParameters.get("after").flatMap { Int64($0) } ?? 0
+            let limit = request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 500
+            return try json(try await store.conflicts(involving: replica, after: after, limit: limit))
+        }
+    }
+
+    private func authenticate(_ request: Request) async throws -> Device {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw SyncError(.unauthorized, "Send the device token as `Authorization: Bearer <token>`.")
+        }
+        let token = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
+        guard let device = try await store.authenticate(token: token) else {
+            throw SyncError(
+                .unauthorized, "The device token is unknown, revoked or expired. Ask the Command Center for a new one.")
+        }
+        return device
+    }
+}
+
+private func json(_ value: some Encodable) throws -> Response {
+    let data = try ProtocolJSON.encoder().encode(value)
+    return Response(
+        status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(data: data)))
+}
+
+extension HTTPField.Name {
+    static let replay = Self(PullHeaders.replay)!
+    static let nextCursor = Self(PullHeaders.nextCursor)!
+    static let hasMore = Self(PullHeaders.hasMore)!
+}

@@ -1,0 +1,95 @@
+import Foundation
+import GRDB
+import KotaSyncCore
+import KotaSyncSQLite
+
+extension SQLiteMasterStore {
+    public func pull(after cursor: UInt64, limit: Int) async throws -> PullPage {
+        let limit = max(1, min(limit, config.limits.maxPullPage))
+        return try await pool.read { db in try self.readPage(db, after: cursor, limit: limit) }
+    }
+
+    /// One page from a consistent snapshot: the current state of each row changed after `cursor`,
+    /// in version order. Each row appears once, however often it changed.
+    private func readPage(_ db: Database, after cursor: UInt64, limit: Int) throws -> PullPage {
+        let metas = try Row.fetchAll(
+            db, sql: "SELECT tbl, pk, version, clocks FROM _ks_rows WHERE version > ? ORDER BY version LIMIT ?",
+            arguments: [Int64(cursor), limit + 1])
+        let hasMore = metas.count > limit
+        var rows: [Changeset.Row] = []
+        rows.reserveCapacity(min(metas.count, limit))
+        var next = cursor
+        for meta in metas.prefix(limit) {
+            let name: String = meta["tbl"]
+            guard let t = tableIndex[name] else { continue }
+            let table = config.tables[t]
+            let version = UInt64(meta["version"] as Int64)
+            next = version
+            let clocks = try RowClocksCoding.decode(
+                [UInt8](meta["clocks"] as Data), version: version, columnCount: table.columns.count,
+                resolve: { Writer(number: $0, id: .zero) })
+            let stamp = (clocks.columns + clocks.deletions).map(\.stamp).max() ?? .zero
+            let key = try PrimaryKeyCoding.decode([UInt8](meta["pk"] as Data))
+            let values = clocks.isDeleted ? nil : try currentValues(db, table: table, key: key)
+            if let values {
+                rows.append(
+                    Changeset.Row(
+                        table: t, operation: .upsert, version: version, stamp: stamp, primaryKey: key,
+                        columns: values.enumerated().map { Changeset.ColumnValue(column: $0, value: $1) }))
+            } else {
+                rows.append(
+                    Changeset.Row(table: t, operation: .delete, version: version, stamp: stamp, primaryKey: key, columns: []))
+            }
+        }
+        let page = Changeset(
+            kind: .pull, id: UUID(), replicaID: .zero, firstSequence: cursor, lastSequence: next,
+            tables: config.tables.map(\.changesetTable), rows: rows)
+        return PullPage(body: ChangesetCodec.encode(page), rows: rows.count, nextCursor: next, hasMore: hasMore)
+    }
+
+    private func currentValues(_ db: Database, table: TableSchema, key: [SQLValue]) throws -> [SQLValue]? {
+        let columns = table.columns.isEmpty ? "1" : table.columns.map { SQL.quote($0.name) }.joined(separator: ", ")
+        let row = try Row.fetchOne(
+            db.cachedStatement(
+                sql: "SELECT \(columns) FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"),
+            arguments: StatementArguments(key.map(\.databaseValue)))
+        return row.map { r in (0..<table.columns.count).map { SQLValue(r[$0] as DatabaseValue) } }
+    }
+
+    public func conflicts(involving replica: UUID, after: Int64, limit: Int) async throws -> ConflictList {
+        let limit = max(1, min(limit, 1000))
+        return try await pool.read { db in
+            guard
+                let number = try Int64.fetchOne(
+                    db, sql: "SELECT number FROM _ks_replicas WHERE uuid = ?", arguments: [Data(replica.bytes)])
+            else { return ConflictList(conflicts: [], next: nil) }
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM _ks_conflicts WHERE id > ? AND (loser_writer = ? OR winner_writer = ?)
+                    ORDER BY id LIMIT ?
+                    """,
+                arguments: [after, number, number, limit + 1])
+            let reports = try rows.prefix(limit).map { try self.report(from: $0, db: db) }
+            return ConflictList(conflicts: reports, next: rows.count > limit ? reports.last?.id : nil)
+        }
+    }
+
+    /// A conflict row as the protocol reports it.
+    func report(from row: Row, db: Database) throws -> ConflictReport {
+        func side(_ prefix: String) -> ConflictReport.Side {
+            let number: Int64 = row[prefix + "_writer"]
+            let hasValue: Int = row[prefix + "_has_value"]
+            return ConflictReport.Side(
+                replicaId: writer(number: number).id, opd: opd(ofWriter: number, db: db),
+                stamp: HLC(rawValue: UInt64(bitPattern: row[prefix + "_stamp"])),
+                value: hasValue == 1 ? SQLValue(row[prefix + "_value"] as DatabaseValue) : nil)
+        }
+        let hasBase: Int = row["has_base"]
+        return ConflictReport(
+            id: row["id"], table: row["tbl"], primaryKey: try PrimaryKeyCoding.decode([UInt8](row["pk"] as Data)),
+            column: row["col"], kind: ConflictReport.Kind(rawValue: row["kind"]) ?? .updateUpdate, policy: row["policy"],
+            base: hasBase == 1 ? SQLValue(row["base_value"] as DatabaseValue) : nil, winner: side("winner"),
+            loser: side("loser"), status: row["status"], decidedAt: row["decided_at"])
+    }
+}

@@ -1,0 +1,378 @@
+import Foundation
+import GRDB
+import KotaSyncCore
+import KotaSyncSQLite
+
+extension SQLiteMasterStore {
+    public func push(_ changeset: Changeset, from device: Device) async throws -> PushOutcome {
+        let validated = try ChangesetValidator.validate(changeset, against: config.tables)
+        let now = Date()
+        let (outcome, registered) = try await pool.write { db in
+            try self.merge(validated, device: device, db: db, now: now)
+        }
+        // Only after the commit: a rolled-back registration must not leave a stale number behind.
+        if let registered { writers.withLock { $0[registered.number] = registered } }
+        logger.info(
+            "push merged",
+            metadata: [
+                "opd": "\(device.opd)", "changeset_id": "\(changeset.id)", "rows": "\(changeset.rows.count)",
+                "replayed": "\(outcome.replayed)",
+            ])
+        return outcome
+    }
+
+    private func merge(_ validated: ValidatedChangeset, device: Device, db: Database, now: Date) throws -> (
+        PushOutcome, Writer?
+    ) {
+        let changeset = validated.changeset
+        let idBlob = Data(changeset.id.bytes)
+        if let stored = try Data.fetchOne(db, sql: "SELECT reply FROM _ks_changesets WHERE id = ?", arguments: [idBlob]) {
+            return (PushOutcome(reply: stored, replayed: true), nil)
+        }
+        guard changeset.replicaID != .zero else {
+            throw SyncError(.changesetMalformed, "The changeset has no replica id.")
+        }
+        let writer: Writer
+        var registered: Writer?
+        let nowText = Timestamp.string(now)
+        if let row = try Row.fetchOne(
+            db, sql: "SELECT number, opd, last_sequence FROM _ks_replicas WHERE uuid = ?",
+            arguments: [Data(changeset.replicaID.bytes)])
+        {
+            guard row["opd"] as String == device.opd else {
+                throw SyncError(
+                    .forbidden,
+                    "Replica \(changeset.replicaID) belongs to another OPD; a device token of \(device.opd) cannot push for it.")
+            }
+            let last: Int64 = row["last_sequence"]
+            guard changeset.firstSequence > UInt64(last) else {
+                throw SyncError(
+                    .sequenceConflict,
+                    "The server already applied this replica's changes up to \(last), but this changeset starts at \(changeset.firstSequence) with a new id. Was the replica restored from a backup? Re-initialise it with `kotasync init`."
+                )
+            }
+            writer = self.writer(number: row["number"])
+        } else {
+            try db.execute(
+                sql: "INSERT INTO _ks_replicas(uuid, opd, first_seen_at) VALUES (?, ?, ?)",
+                arguments: [Data(changeset.replicaID.bytes), device.opd, nowText])
+            writer = Writer(number: db.lastInsertedRowID, id: changeset.replicaID)
+            registered = writer
+        }
+
+        var merge = RowMerger(
+            db: db, config: config, writer: writer, changesetID: changeset.id, decidedAt: nowText,
+            serverMilliseconds: Timestamp.milliseconds(now), resolve: { [registered] number in
+                number == registered?.number ? registered! : self.writer(number: number)
+            },
+            describe: { [registered] number in
+                number == registered?.number ? device.opd : self.opd(ofWriter: number, db: db)
+            })
+        try merge.start()
+        for (index, row) in changeset.rows.enumerated() {
+            do {
+                try merge.merge(row, index: index, of: validated)
+            } catch let error as DatabaseError {
+                let table = validated.tables[row.table].name
+                throw SyncError(
+                    .constraintViolation,
+                    "Row \(index) (\(table) \(row.primaryKey.map(\.description).joined(separator: ", "))) breaks a constraint of the master: \(error.message ?? "\(error)"). Correct it on the replica."
+                )
+            }
+        }
+        let reply = PushReply(
+            changesetId: changeset.id, replicaId: changeset.replicaID, rows: changeset.rows.count, applied: merge.applied,
+            clampedStamps: merge.clamped, masterSequence: merge.version, conflicts: merge.reports)
+        let replyData = try ProtocolJSON.encoder().encode(reply)
+        try db.execute(
+            sql: """
+                INSERT INTO _ks_changesets(id, replica, first_sequence, last_sequence, rows, received_at, reply)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                idBlob, writer.number, Int64(changeset.firstSequence), Int64(changeset.lastSequence), changeset.rows.count,
+                nowText, replyData,
+            ])
+        try db.execute(
+            sql: "UPDATE _ks_replicas SET last_sequence = ?, last_push_at = ? WHERE number = ?",
+            arguments: [Int64(changeset.lastSequence), nowText, writer.number])
+        return (PushOutcome(reply: replyData, replayed: false), registered)
+    }
+
+    func opd(ofWriter number: Int64, db: Database) -> String {
+        if number == 0 { return "master" }
+        return (try? String.fetchOne(db, sql: "SELECT opd FROM _ks_replicas WHERE number = ?", arguments: [number])) ?? "?"
+    }
+}
+
+/// Merges the rows of one changeset inside the push transaction: reads each row's clocks and
+/// values, asks ``MergeEngine`` what to do, and writes the result, its history and its conflicts.
+struct RowMerger {
+    let db: Database
+    let config: ServerConfig
+    let writer: Writer
+    let changesetID: UUID
+    let decidedAt: String
+    let serverMilliseconds: UInt64
+    let resolve: (Int64) -> Writer
+    let describe: (Int64) -> String
+
+    /// The master's latest version; each change that moves a row takes the next one.
+    private(set) var version: UInt64 = 0
+    private(set) var applied = 0
+    private(set) var clamped = 0
+    private(set) var reports: [ConflictReport] = []
+
+    init(
+        db: Database, config: ServerConfig, writer: Writer, changesetID: UUID, decidedAt: String,
+        serverMilliseconds: UInt64, resolve: @escaping (Int64) -> Writer, describe: @escaping (Int64) -> String
+    ) {
+        self.db = db
+        self.config = config
+        self.writer = writer
+        self.changesetID = changesetID
+        self.decidedAt = decidedAt
+        self.serverMilliseconds = serverMilliseconds
+        self.resolve = resolve
+        self.describe = describe
+    }
+
+    mutating func start() throws {
+        version = try UInt64.fetchOne(db, sql: "SELECT max(version) FROM _ks_rows") ?? 0
+    }
+
+    mutating func merge(_ row: Changeset.Row, index: Int, of validated: ValidatedChangeset) throws {
+        let table = validated.tables[row.table]
+        let map = validated.columnMaps[row.table]
+        let pk = Data(PrimaryKeyCoding.encode(row.primaryKey))
+        let (stamp, wasClamped) = config.clockSkew.admit(row.stamp, serverMilliseconds: serverMilliseconds)
+        if wasClamped { clamped += 1 }
+
+        var incoming: [Int: SQLValue] = [:]
+        var bases: [Int: UInt64] = [:]
+        var columns: [Int] = []
+        for c in row.columns {
+            let i = map[c.column]
+            columns.append(i)
+            incoming[i] = c.value
+            if let base = c.baseVersion { bases[i] = base }
+        }
+
+        let meta = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT version, open_conflicts, clocks FROM _ks_rows WHERE tbl = ? AND pk = ?"),
+            arguments: [table.name, pk])
+        let current = try meta.map { meta throws(SyncError) in
+            try RowClocksCoding.decode(
+                [UInt8](meta["clocks"] as Data), version: UInt64(meta["version"] as Int64),
+                columnCount: table.columns.count, resolve: resolve)
+        }
+        let openCount: Int = meta?["open_conflicts"] ?? 0
+        var open: [OpenConflict] = []
+        if openCount > 0 {
+            let rows = try Row.fetchAll(
+                db.cachedStatement(
+                    sql: "SELECT id, col, loser_writer, winner_stamp, winner_writer FROM _ks_conflicts WHERE tbl = ? AND pk = ? AND status = 'open'"),
+                arguments: [table.name, pk])
+            open = rows.map { r in
+                OpenConflict(
+                    id: r["id"], column: (r["col"] as String?).flatMap { name in table.columns.firstIndex { $0.name == name } },
+                    loser: resolve(r["loser_writer"]), winnerStamp: HLC(rawValue: UInt64(bitPattern: r["winner_stamp"])),
+                    winnerWriter: resolve(r["winner_writer"]))
+            }
+        }
+
+        let change = IncomingChange(
+            operation: row.operation, writer: writer, stamp: stamp, rowBase: row.version, columns: columns,
+            columnBases: bases)
+        let decision = MergeEngine.decide(
+            current: current, open: open, change: change, columnCount: table.columns.count, newVersion: version + 1)
+        if decision.bumped { version += 1 }
+
+        let needsOld = decision.effect != .none || !decision.conflicts.isEmpty
+        let old = needsOld ? try readRow(table, key: row.primaryKey) : nil
+
+        for conflict in decision.conflicts {
+            try record(conflict, table: table, key: row.primaryKey, pk: pk, change: change, incoming: incoming, old: old)
+        }
+        for id in decision.repointed {
+            let column = open.first { $0.id == id }?.column
+            let value = column.flatMap { incoming[$0] }
+            try db.cachedStatement(
+                sql: "UPDATE _ks_conflicts SET winner_writer = ?, winner_stamp = ?, winner_value = ?, winner_has_value = ? WHERE id = ?"
+            ).execute(arguments: [
+                writer.number, Int64(bitPattern: stamp.rawValue), value?.databaseValue ?? .null, value == nil ? 0 : 1, id,
+            ])
+        }
+        for id in decision.superseded {
+            try db.cachedStatement(sql: "UPDATE _ks_conflicts SET status = 'superseded' WHERE id = ?").execute(arguments: [id])
+        }
+
+        var historyOld: [(Int, SQLValue)] = []
+        switch decision.effect {
+        case .none:
+            break
+        case .create:
+            try upsert(table, key: row.primaryKey, values: (0..<table.columns.count).map { incoming[$0] ?? .null })
+        case .update:
+            var values = old ?? Array(repeating: .null, count: table.columns.count)
+            for c in decision.written {
+                historyOld.append((c, values[c]))
+                values[c] = incoming[c] ?? .null
+            }
+            try upsert(table, key: row.primaryKey, values: values)
+        case .resurrect:
+            var values = try valuesBeforeDeletion(table, pk: pk) ?? Array(repeating: .null, count: table.columns.count)
+            for c in decision.written { values[c] = incoming[c] ?? .null }
+            try upsert(table, key: row.primaryKey, values: values)
+        case .delete:
+            if let old { historyOld = Array(old.enumerated()) }
+            try db.cachedStatement(
+                sql: "DELETE FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
+            ).execute(arguments: StatementArguments(row.primaryKey.map(\.databaseValue)))
+        }
+        if decision.effect != .none {
+            applied += 1
+            try db.cachedStatement(
+                sql: "INSERT OR REPLACE INTO _ks_history(tbl, pk, version, writer, stamp, op, old) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ).execute(arguments: [
+                table.name, pk, Int64(version), writer.number, Int64(bitPattern: stamp.rawValue),
+                Int(row.operation.rawValue), Data(HistoryCoding.encode(historyOld)),
+            ])
+        }
+        let newOpen = openCount - decision.superseded.count + decision.conflicts.count
+        if let clocks = decision.clocks {
+            try db.cachedStatement(
+                sql: "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks) VALUES (?, ?, ?, ?, ?, ?)"
+            ).execute(arguments: [
+                table.name, pk, Int64(clocks.version), clocks.isDeleted ? 1 : 0, newOpen,
+                Data(RowClocksCoding.encode(clocks)),
+            ])
+        } else if newOpen != openCount {
+            try db.cachedStatement(sql: "UPDATE _ks_rows SET open_conflicts = ? WHERE tbl = ? AND pk = ?")
+                .execute(arguments: [newOpen, table.name, pk])
+        }
+    }
+
+    private func readRow(_ table: TableSchema, key: [SQLValue]) throws -> [SQLValue]? {
+        guard !table.columns.isEmpty else {
+            return try Row.fetchOne(
+                db.cachedStatement(
+                    sql: "SELECT 1 FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"),
+                arguments: StatementArguments(key.map(\.databaseValue))) == nil ? nil : []
+        }
+        let columns = table.columns.map { SQL.quote($0.name) }.joined(separator: ", ")
+        let row = try Row.fetchOne(
+            db.cachedStatement(
+                sql: "SELECT \(columns) FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"),
+            arguments: StatementArguments(key.map(\.databaseValue)))
+        return row.map { r in (0..<table.columns.count).map { SQLValue(r[$0] as DatabaseValue) } }
+    }
+
+    private func upsert(_ table: TableSchema, key: [SQLValue], values: [SQLValue]) throws {
+        let names = (table.primaryKey + table.columns).map { SQL.quote($0.name) }
+        let keys = table.primaryKey.map { SQL.quote($0.name) }.joined(separator: ", ")
+        let update =
+            table.columns.isEmpty
+            ? "NOTHING"
+            : "UPDATE SET " + table.columns.map { "\(SQL.quote($0.name)) = excluded.\(SQL.quote($0.name))" }.joined(separator: ", ")
+        let sql = """
+            INSERT INTO \(SQL.quote(table.name)) (\(names.joined(separator: ", "))) \
+            VALUES (\(names.map { _ in "?" }.joined(separator: ", "))) ON CONFLICT (\(keys)) DO \(update)
+            """
+        try db.cachedStatement(sql: sql).execute(arguments: StatementArguments((key + values).map(\.databaseValue)))
+    }
+
+    private func valuesBeforeDeletion(_ table: TableSchema, pk: Data) throws -> [SQLValue]? {
+        guard
+            let old = try Data.fetchOne(
+                db.cachedStatement(
+                    sql: "SELECT old FROM _ks_history WHERE tbl = ? AND pk = ? AND op = 3 ORDER BY version DESC LIMIT 1"),
+                arguments: [table.name, pk])
+        else { return nil }
+        var values = Array(repeating: SQLValue.null, count: table.columns.count)
+        for (c, v) in try HistoryCoding.decode([UInt8](old)) where c < values.count { values[c] = v }
+        return values
+    }
+
+    /// The value `column` had at master version `base`: the old value saved by the first change
+    /// after `base` that touched it, or the current value if none did.
+    private func valueAt(base: UInt64, column: Int, table: TableSchema, pk: Data, current: SQLValue?) throws -> SQLValue? {
+        guard base > 0 else { return nil }
+        let rows = try Row.fetchCursor(
+            db.cachedStatement(sql: "SELECT old FROM _ks_history WHERE tbl = ? AND pk = ? AND version > ? ORDER BY version"),
+            arguments: [table.name, pk, Int64(base)])
+        while let row = try rows.next() {
+            if let hit = try HistoryCoding.decode([UInt8](row["old"] as Data)).first(where: { $0.0 == column }) {
+                return hit.1
+            }
+        }
+        return current
+    }
+
+    private mutating func record(
+        _ conflict: ConflictDecision, table: TableSchema, key: [SQLValue], pk: Data, change: IncomingChange,
+        incoming: [Int: SQLValue], old: [SQLValue]?
+    ) throws {
+        func side(_ party: Party) -> (Writer, HLC, SQLValue?) {
+            switch party {
+            case .incoming:
+                return (change.writer, change.stamp, conflict.column.flatMap { incoming[$0] })
+            case .master(let clock):
+                return (clock.writer, clock.stamp, conflict.column.flatMap { old?[$0] })
+            }
+        }
+        let (winner, winnerStamp, winnerValue) = side(conflict.winner)
+        let (loser, loserStamp, loserValue) = side(conflict.loser)
+        let baseVersion = conflict.column.map { change.base(for: $0) } ?? change.rowBase
+        let base = try conflict.column.flatMap { c in
+            try valueAt(base: baseVersion, column: c, table: table, pk: pk, current: old?[c])
+        }
+        let policy = conflict.kind == .deleteUpdate ? MergeEngine.deletePolicy : MergeEngine.columnPolicy
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO _ks_conflicts(tbl, pk, col, kind, policy, status, base_version, base_value, has_base,
+                    winner_writer, winner_stamp, winner_value, winner_has_value,
+                    loser_writer, loser_stamp, loser_value, loser_has_value, changeset, decided_at)
+                VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [
+            table.name, pk, conflict.column.map { table.columns[$0].name }, conflict.kind.rawValue, policy,
+            Int64(baseVersion), base?.databaseValue ?? .null, base == nil ? 0 : 1,
+            winner.number, Int64(bitPattern: winnerStamp.rawValue), winnerValue?.databaseValue ?? .null,
+            winnerValue == nil ? 0 : 1,
+            loser.number, Int64(bitPattern: loserStamp.rawValue), loserValue?.databaseValue ?? .null,
+            loserValue == nil ? 0 : 1, Data(changesetID.bytes), decidedAt,
+        ])
+        reports.append(
+            ConflictReport(
+                id: db.lastInsertedRowID, table: table.name, primaryKey: key, column: conflict.column.map { table.columns[$0].name },
+                kind: conflict.kind, policy: policy, base: base,
+                winner: .init(replicaId: winner.id, opd: describe(winner.number), stamp: winnerStamp, value: winnerValue),
+                loser: .init(replicaId: loser.id, opd: describe(loser.number), stamp: loserStamp, value: loserValue),
+                status: "open", decidedAt: decidedAt))
+    }
+}
+
+/// The byte form of a history entry's replaced values: a count, then (column index, value) pairs.
+enum HistoryCoding {
+    static func encode(_ values: [(Int, SQLValue)]) -> [UInt8] {
+        var w = ByteWriter(capacity: 16 + values.count * 16)
+        w.writeVarint(UInt64(values.count))
+        for (c, v) in values {
+            w.writeVarint(UInt64(c))
+            w.writeValue(v)
+        }
+        return w.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws(SyncError) -> [(Int, SQLValue)] {
+        var r = ByteReader(bytes)
+        let n = try r.readCount("history count", limit: 100_000)
+        var out: [(Int, SQLValue)] = []
+        for _ in 0..<n {
+            let c = try r.readCount("history column", limit: 100_000)
+            out.append((c, try r.readValue("history value")))
+        }
+        return out
+    }
+}

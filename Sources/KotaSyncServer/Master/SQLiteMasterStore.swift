@@ -1,0 +1,166 @@
+import Crypto
+import Foundation
+import GRDB
+import KotaSyncCore
+import KotaSyncSQLite
+import Logging
+import Synchronization
+
+/// The master database in one SQLite file: the embedded backend of ``MasterStore``.
+///
+/// Opens one `DatabasePool` (WAL) for the process lifetime: merges are serialised on its writer,
+/// pulls read concurrent snapshots. Every connection runs `synchronous = FULL`, so a push's
+/// commit is on disk before its reply is sent.
+public final class SQLiteMasterStore: MasterStore {
+    let pool: DatabasePool
+    let config: ServerConfig
+    let logger: Logger
+    /// Replica numbers to their ids, for tie-breaks in merge decisions; grows as replicas appear.
+    let writers = Mutex<[Int64: Writer]>([0: .master])
+    /// Per-table positions in ``ServerConfig/tables``.
+    let tableIndex: [String: Int]
+
+    /// Opens (creating if needed) the master database at `path` for `config`.
+    ///
+    /// A new database gets the configured tables, the config's seed file if any, and merge
+    /// metadata for every seeded row. An existing one is checked against the config.
+    public init(path: String, config: ServerConfig, logger: Logger = Logger(label: "kotasync.master")) throws {
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = false
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        self.config = config
+        self.logger = logger
+        tableIndex = Dictionary(uniqueKeysWithValues: config.tables.enumerated().map { ($1.name, $0) })
+        try pool.write { db in
+            for statement in MasterSchema.statements { try db.execute(sql: statement) }
+            try Self.prepareTables(db, config: config)
+        }
+        let known = try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT number, uuid FROM _ks_replicas")
+        }
+        writers.withLock { map in
+            for row in known {
+                let data: Data = row["uuid"]
+                map[row["number"]] = Writer(number: row["number"], id: UUID(bytes: [UInt8](data)))
+            }
+        }
+    }
+
+    private static func prepareTables(_ db: Database, config: ServerConfig) throws {
+        let created = try String.fetchOne(db, sql: "SELECT value FROM _ks_server WHERE key = 'created_at'")
+        for table in config.tables {
+            if let existing = try SchemaIntrospection.describe(db, table: table.name) {
+                guard existing.primaryKey.map(\.name) == table.primaryKey.map(\.name),
+                    Set(table.columns.map(\.name)).isSubset(of: existing.columns.map(\.name))
+                else {
+                    throw ConfigError(
+                        .invalidDDL,
+                        "The master database's table \(table.name) does not match the config (key or columns differ). Migrate the table or fix the config."
+                    )
+                }
+            } else {
+                try db.execute(sql: table.ddl)
+            }
+        }
+        guard created == nil else { return }
+        if let seed = config.seedFile {
+            let sql: String
+            do {
+                sql = try String(contentsOf: seed, encoding: .utf8)
+            } catch {
+                throw ConfigError(.unreadable, "Cannot read the seed file \(seed.path): \(error.localizedDescription)")
+            }
+            try db.execute(sql: sql)
+        }
+        try adoptExistingRows(db, config: config)
+        try db.execute(
+            sql: "INSERT INTO _ks_server(key, value) VALUES ('created_at', ?)", arguments: [Timestamp.string(Date())])
+    }
+
+    /// Gives every row already in the replicated tables (seed data, or a master that existed
+    /// before KotaSync) merge metadata, as written by the master itself, so replicas pull it.
+    private static func adoptExistingRows(_ db: Database, config: ServerConfig) throws {
+        var version = try UInt64.fetchOne(db, sql: "SELECT max(version) FROM _ks_rows") ?? 0
+        let stamp = HLC(milliseconds: Timestamp.milliseconds(Date()), counter: 0)
+        let insert = try db.makeStatement(
+            sql: "INSERT OR IGNORE INTO _ks_rows(tbl, pk, version, deleted, clocks) VALUES (?, ?, ?, 0, ?)")
+        for table in config.tables {
+            let keys = table.primaryKey.map { SQL.quote($0.name) }.joined(separator: ", ")
+            let rows = try Row.fetchCursor(db, sql: "SELECT \(keys) FROM \(SQL.quote(table.name))")
+            while let row = try rows.next() {
+                version += 1
+                let pk = (0..<table.primaryKey.count).map { SQLValue(row[$0] as DatabaseValue) }
+                let clock = ColumnClock(version: version, stamp: stamp, writer: .master)
+                let clocks = RowClocks(version: version, deletions: [], columns: Array(repeating: clock, count: table.columns.count))
+                try insert.execute(arguments: [
+                    table.name, Data(PrimaryKeyCoding.encode(pk)), Int64(version), Data(RowClocksCoding.encode(clocks)),
+                ])
+            }
+        }
+    }
+
+    func writer(number: Int64) -> Writer {
+        writers.withLock { $0[number] } ?? Writer(number: number, id: .zero)
+    }
+
+    // MARK: - Tokens
+
+    public func createToken(opd: String, expiresAt: Date?) async throws -> IssuedToken {
+        guard config.opds.contains(where: { $0.id == opd }) else {
+            throw SyncError(
+                .badRequest,
+                "OPD \(opd) is not in the config. Known OPDs: \(config.opds.map(\.id).joined(separator: ", ")).")
+        }
+        var rng = SystemRandomNumberGenerator()
+        let id = (0..<8).map { _ in String(UInt8.random(in: 0...15, using: &rng), radix: 16) }.joined()
+        let secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let token = "kst_\(id)_\(Data(secret).base64URLEncoded)"
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO _ks_tokens(id, opd, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [id, opd, Self.hash(token), Timestamp.string(Date()), expiresAt.map(Timestamp.string)])
+        }
+        return IssuedToken(id: id, opd: opd, token: token, expiresAt: expiresAt)
+    }
+
+    public func authenticate(token: String) async throws -> Device? {
+        let hash = Self.hash(token)
+        let row = try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT id, opd, expires_at, revoked_at FROM _ks_tokens WHERE hash = ?", arguments: [hash])
+        }
+        guard let row, row["revoked_at"] as String? == nil else { return nil }
+        if let expires = (row["expires_at"] as String?).flatMap(Timestamp.date), expires <= Date() { return nil }
+        return Device(tokenID: row["id"], opd: row["opd"])
+    }
+
+    /// Tokens are 256 random bits, so a fast hash is enough: no dictionary to attack.
+    static func hash(_ token: String) -> String {
+        [UInt8](SHA256.hash(data: Data(token.utf8))).hexString
+    }
+}
+
+extension Data {
+    var base64URLEncoded: String {
+        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}
+
+/// Timestamps as the server stores and reports them: ISO 8601 in UTC with milliseconds.
+package enum Timestamp {
+    package static func string(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+
+    package static func date(_ string: String) -> Date? {
+        try? Date(string, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+
+    package static func milliseconds(_ date: Date) -> UInt64 {
+        UInt64(max(date.timeIntervalSince1970 * 1000, 0))
+    }
+}
