@@ -1,0 +1,192 @@
+import KotaSyncCore
+import KotaSyncSQLite
+
+/// The replica's change log: SQLite triggers that record every local write, and the rules that
+/// turn the log into the rows of a push.
+///
+/// The triggers use only built-in SQL, so a write by any program — the OPD's own app, the
+/// sqlite3 shell, a Python script — is captured. Each write appends one entry to `_ks_log`:
+/// the table, the operation, the key, a bitmask of the changed columns (updates) and the wall
+/// clock at capture. Writes made while `_ks_applying` has a row (our own application of pulled
+/// changes, inside its transaction) are not captured.
+package enum ChangeLog {
+    /// Log operations.
+    package enum Op: Int64, Sendable {
+        case insert = 1
+        case update = 2
+        case delete = 3
+    }
+
+    /// One entry of `_ks_log`.
+    package struct Entry: Sendable, Equatable {
+        package var sequence: Int64
+        package var table: String
+        package var op: Op
+        package var mask: Int64
+        package var capturedAt: Int64
+        package var key: [SQLValue]
+
+        package init(sequence: Int64, table: String, op: Op, mask: Int64, capturedAt: Int64, key: [SQLValue]) {
+            self.sequence = sequence
+            self.table = table
+            self.op = op
+            self.mask = mask
+            self.capturedAt = capturedAt
+            self.key = key
+        }
+    }
+
+    /// Everything the log says about one row since the last acknowledged push.
+    package struct PendingRow: Sendable, Equatable {
+        package var table: String
+        package var key: [SQLValue]
+        /// The first logged operation was an insert.
+        package var startsWithInsert: Bool
+        /// An insert or a delete happened: the row as a whole is the replica's.
+        package var replacedWhole: Bool
+        /// Columns updated (bit i: column i of the table's non-key columns).
+        package var mask: Int64
+        package var lastSequence: Int64
+        package var lastCapturedAt: Int64
+    }
+
+    /// Folds log entries (in sequence order) into one pending row per key, ordered by each row's
+    /// last entry.
+    package static func coalesce(_ entries: [Entry]) -> [PendingRow] {
+        var rows: [RowKey: PendingRow] = [:]
+        for e in entries {
+            let k = RowKey(table: e.table, key: e.key)
+            if var row = rows[k] {
+                row.replacedWhole = row.replacedWhole || e.op != .update
+                row.mask |= e.mask
+                row.lastSequence = e.sequence
+                row.lastCapturedAt = max(row.lastCapturedAt, e.capturedAt)
+                rows[k] = row
+            } else {
+                rows[k] = PendingRow(
+                    table: e.table, key: e.key, startsWithInsert: e.op == .insert, replacedWhole: e.op != .update,
+                    mask: e.mask, lastSequence: e.sequence, lastCapturedAt: e.capturedAt)
+            }
+        }
+        return rows.values.sorted { $0.lastSequence < $1.lastSequence }
+    }
+
+    /// What a pending row becomes in a push.
+    package enum Outcome: Equatable {
+        /// Send every column.
+        case upsert
+        /// Send the masked columns.
+        case update
+        case delete
+        /// Nothing to send: a row created and deleted again before the server saw it.
+        case nothing
+    }
+
+    /// Decides a pending row's push operation from whether the row exists locally now and whether
+    /// the server is known to have it.
+    package static func outcome(of row: PendingRow, existsNow: Bool, serverHasRow: Bool) -> Outcome {
+        if existsNow {
+            if row.replacedWhole || !serverHasRow { return .upsert }
+            return row.mask == 0 ? .nothing : .update
+        }
+        if serverHasRow || !row.startsWithInsert { return .delete }
+        return .nothing
+    }
+
+    /// The columns set in `mask`.
+    package static func columns(in mask: Int64, count: Int) -> [Int] {
+        (0..<count).filter { mask & (1 << Int64($0)) != 0 }
+    }
+
+    // MARK: - SQL
+
+    /// The wall clock in Unix milliseconds, in built-in SQL.
+    static let nowSQL = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+
+    /// The bookkeeping tables of a replica.
+    static let tableStatements = [
+        "CREATE TABLE IF NOT EXISTS _ks_state (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
+        """
+        CREATE TABLE IF NOT EXISTS _ks_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, op INTEGER NOT NULL,
+            mask INTEGER NOT NULL, at INTEGER NOT NULL, k0, k1, k2, k3
+        )
+        """,
+        "CREATE TABLE IF NOT EXISTS _ks_applying (x)",
+        """
+        CREATE TABLE IF NOT EXISTS _ks_rows (
+            tbl TEXT NOT NULL, pk BLOB NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (tbl, pk)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS _ks_colbase (
+            tbl TEXT NOT NULL, pk BLOB NOT NULL, col TEXT NOT NULL, base INTEGER NOT NULL,
+            PRIMARY KEY (tbl, pk, col)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS _ks_outbox (
+            id TEXT PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, rows INTEGER NOT NULL,
+            body BLOB NOT NULL, created_at TEXT NOT NULL
+        )
+        """,
+        "CREATE TABLE IF NOT EXISTS _ks_conflicts (id INTEGER PRIMARY KEY, report TEXT NOT NULL)",
+    ]
+
+    /// The capture triggers of one table.
+    static func triggerStatements(for table: TableSchema) -> [String] {
+        let t = SQL.quote(table.name)
+        let name = SQL.literal(table.name)
+        let keySlots = (0..<table.primaryKey.count).map { "k\($0)" }.joined(separator: ", ")
+        func keys(_ row: String) -> String {
+            table.primaryKey.map { "\(row).\(SQL.quote($0.name))" }.joined(separator: ", ")
+        }
+        func changed(_ column: String) -> String {
+            let c = SQL.quote(column)
+            return "(OLD.\(c) IS NOT NEW.\(c) COLLATE BINARY OR typeof(OLD.\(c)) <> typeof(NEW.\(c)))"
+        }
+        let keyChanged = table.primaryKey.map { changed($0.name) }.joined(separator: " OR ")
+        let mask =
+            table.columns.isEmpty
+            ? "0"
+            : table.columns.enumerated().map { i, c in "(CASE WHEN \(changed(c.name)) THEN \(Int64(1) << Int64(i)) ELSE 0 END)" }
+                .joined(separator: " | ")
+        let when = "WHEN NOT EXISTS (SELECT 1 FROM _ks_applying)"
+        let insertInto = "INSERT INTO _ks_log (tbl, op, mask, at, \(keySlots))"
+        return [
+            """
+            CREATE TRIGGER IF NOT EXISTS \(SQL.quote("_ks_capture_\(table.name)_insert")) AFTER INSERT ON \(t) \(when)
+            BEGIN
+              \(insertInto) VALUES (\(name), 1, 0, \(nowSQL), \(keys("NEW")));
+            END
+            """,
+            """
+            CREATE TRIGGER IF NOT EXISTS \(SQL.quote("_ks_capture_\(table.name)_delete")) AFTER DELETE ON \(t) \(when)
+            BEGIN
+              \(insertInto) VALUES (\(name), 3, 0, \(nowSQL), \(keys("OLD")));
+            END
+            """,
+            // A changed key is the old row deleted and a new row inserted.
+            """
+            CREATE TRIGGER IF NOT EXISTS \(SQL.quote("_ks_capture_\(table.name)_update")) AFTER UPDATE ON \(t) \(when)
+            BEGIN
+              \(insertInto) SELECT \(name), 3, 0, \(nowSQL), \(keys("OLD")) WHERE \(keyChanged);
+              \(insertInto) SELECT \(name), 1, 0, \(nowSQL), \(keys("NEW")) WHERE \(keyChanged);
+              \(insertInto) SELECT \(name), 2, m, \(nowSQL), \(keys("NEW"))
+                FROM (SELECT \(mask) AS m) WHERE m <> 0 AND NOT (\(keyChanged));
+            END
+            """,
+        ]
+    }
+}
+
+/// A row's identity: its table and key.
+package struct RowKey: Hashable, Sendable {
+    package var table: String
+    package var key: [SQLValue]
+
+    package init(table: String, key: [SQLValue]) {
+        self.table = table
+        self.key = key
+    }
+}

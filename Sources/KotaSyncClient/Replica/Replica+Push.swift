@@ -1,0 +1,169 @@
+import Foundation
+import GRDB
+import KotaSyncCore
+import KotaSyncSQLite
+
+/// A changeset waiting in the replica's outbox for the server's acknowledgement.
+public struct OutboundChangeset: Sendable, Equatable {
+    public var id: UUID
+    public var firstSequence: UInt64
+    public var lastSequence: UInt64
+    public var rows: Int
+    /// The encoded changeset, sent byte for byte the same on every retry.
+    public var body: [UInt8]
+}
+
+extension Replica {
+    /// The most log entries one push changeset covers; a longer log goes up in several pushes.
+    static let maxEntriesPerChangeset = 50_000
+
+    /// The changeset to push next: the one already in the outbox (an earlier push whose reply
+    /// never arrived), or a new one built from the change log. Nil when nothing is pending.
+    public func nextOutbound(now: Date = Date()) throws -> OutboundChangeset? {
+        try dbQueue.write { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT id, first_seq, last_seq, rows, body FROM _ks_outbox LIMIT 1") {
+                return OutboundChangeset(
+                    id: UUID(uuidString: row["id"])!, firstSequence: UInt64(row["first_seq"] as Int64),
+                    lastSequence: UInt64(row["last_seq"] as Int64), rows: row["rows"], body: [UInt8](row["body"] as Data))
+            }
+            return try self.build(db, now: now)
+        }
+    }
+
+    private func build(_ db: Database, now: Date) throws -> OutboundChangeset? {
+        let entries = try readLog(db, limit: Self.maxEntriesPerChangeset)
+        guard let first = entries.first, let last = entries.last else { return nil }
+        var clock = HybridClock(last: HLC(rawValue: UInt64(bitPattern: try Self.state(db, StateKey.clock) ?? 0)))
+        var tablesUsed: [String] = []
+        var rows: [Changeset.Row] = []
+        for pending in ChangeLog.coalesce(entries) {
+            guard let table = tables[pending.table] else { continue }
+            let pk = Data(PrimaryKeyCoding.encode(pending.key))
+            let values = try readRow(db, table: table, key: pending.key)
+            let known = try Int64.fetchOne(
+                db.cachedStatement(sql: "SELECT version FROM _ks_rows WHERE tbl = ? AND pk = ?"), arguments: [table.name, pk])
+            let outcome = ChangeLog.outcome(of: pending, existsNow: values != nil, serverHasRow: known != nil)
+            let columns: [Int]
+            let operation: Changeset.Operation
+            switch outcome {
+            case .nothing: continue
+            case .delete:
+                operation = .delete
+                columns = []
+            case .upsert:
+                operation = .upsert
+                columns = Array(table.columns.indices)
+            case .update:
+                operation = .update
+                columns = ChangeLog.columns(in: pending.mask, count: table.columns.count)
+            }
+            var overrides: [String: UInt64] = [:]
+            for row in try Row.fetchAll(
+                db.cachedStatement(sql: "SELECT col, base FROM _ks_colbase WHERE tbl = ? AND pk = ?"),
+                arguments: [table.name, pk])
+            {
+                overrides[row["col"]] = UInt64(row["base"] as Int64)
+            }
+            let tableIndex: Int
+            if let i = tablesUsed.firstIndex(of: table.name) {
+                tableIndex = i
+            } else {
+                tableIndex = tablesUsed.count
+                tablesUsed.append(table.name)
+            }
+            let stamp = clock.tick(wallMilliseconds: UInt64(max(pending.lastCapturedAt, 0)))
+            rows.append(
+                Changeset.Row(
+                    table: tableIndex, operation: operation, version: UInt64(known ?? 0), stamp: stamp,
+                    primaryKey: pending.key,
+                    columns: columns.map { c in
+                        Changeset.ColumnValue(
+                            column: c, value: values?[c] ?? .null, baseVersion: overrides[table.columns[c].name])
+                    }))
+        }
+        guard !rows.isEmpty else {
+            // Everything logged cancelled out (created and deleted again offline).
+            try db.execute(sql: "DELETE FROM _ks_log WHERE seq <= ?", arguments: [last.sequence])
+            return nil
+        }
+        let changeset = Changeset(
+            kind: .push, id: UUID(), replicaID: id, firstSequence: UInt64(first.sequence),
+            lastSequence: UInt64(last.sequence), tables: tablesUsed.map { tables[$0]!.changesetTable }, rows: rows)
+        let outbound = OutboundChangeset(
+            id: changeset.id, firstSequence: changeset.firstSequence, lastSequence: changeset.lastSequence,
+            rows: rows.count, body: ChangesetCodec.encode(changeset))
+        try db.execute(
+            sql: "INSERT INTO _ks_outbox(id, first_seq, last_seq, rows, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            arguments: [
+                outbound.id.uuidString, first.sequence, last.sequence, rows.count, Data(outbound.body), now.iso8601,
+            ])
+        try Self.setState(db, StateKey.clock, Int64(bitPattern: clock.last.rawValue))
+        return outbound
+    }
+
+    func readLog(_ db: Database, limit: Int? = nil) throws -> [ChangeLog.Entry] {
+        let sql =
+            "SELECT seq, tbl, op, mask, at, k0, k1, k2, k3 FROM _ks_log ORDER BY seq"
+            + (limit.map { " LIMIT \($0)" } ?? "")
+        var entries: [ChangeLog.Entry] = []
+        let cursor = try Row.fetchCursor(db, sql: sql)
+        while let row = try cursor.next() {
+            let tableName: String = row["tbl"]
+            let keyCount = tables[tableName]?.primaryKey.count ?? 1
+            entries.append(
+                ChangeLog.Entry(
+                    sequence: row["seq"], table: tableName, op: ChangeLog.Op(rawValue: row["op"]) ?? .update,
+                    mask: row["mask"], capturedAt: row["at"],
+                    key: (0..<keyCount).map { SQLValue(row[5 + $0] as DatabaseValue) }))
+        }
+        return entries
+    }
+
+    func readRow(_ db: Database, table: TableSchema, key: [SQLValue]) throws -> [SQLValue]? {
+        let columns = table.columns.isEmpty ? "1" : table.columns.map { SQL.quote($0.name) }.joined(separator: ", ")
+        let row = try Row.fetchOne(
+            db.cachedStatement(
+                sql: "SELECT \(columns) FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"),
+            arguments: StatementArguments(key.map(\.databaseValue)))
+        return row.map { r in (0..<table.columns.count).map { SQLValue(r[$0] as DatabaseValue) } }
+    }
+
+    /// The server acknowledged `outbound`: its log entries leave the log, and the conflicts the
+    /// server reported are kept for `status`.
+    public func acknowledge(_ outbound: OutboundChangeset, reply: PushReply, now: Date = Date()) throws {
+        let changeset = try ChangesetCodec.decode(outbound.body)
+        try dbQueue.write { db in
+            try db.execute(sql: "DELETE FROM _ks_log WHERE seq <= ?", arguments: [Int64(outbound.lastSequence)])
+            try db.execute(sql: "DELETE FROM _ks_outbox WHERE id = ?", arguments: [outbound.id.uuidString])
+            for row in changeset.rows {
+                let table = changeset.tables[row.table].name
+                let pk = Data(PrimaryKeyCoding.encode(row.primaryKey))
+                // The server has the row now; later local edits are based on it.
+                if row.operation != .delete {
+                    try db.cachedStatement(sql: "INSERT OR IGNORE INTO _ks_rows(tbl, pk, version) VALUES (?, ?, 0)")
+                        .execute(arguments: [table, pk])
+                }
+                try db.cachedStatement(sql: "DELETE FROM _ks_colbase WHERE tbl = ? AND pk = ?").execute(arguments: [table, pk])
+            }
+            try self.store(reply.conflicts, db)
+            try Self.setState(db, StateKey.lastPushAt, now.iso8601)
+        }
+    }
+
+    /// The server refused `outbound` for good: drop it so the next push is rebuilt from the log,
+    /// which still holds every change (corrected rows included).
+    public func discard(_ outbound: OutboundChangeset) throws {
+        try dbQueue.write { db in
+            try db.execute(sql: "DELETE FROM _ks_outbox WHERE id = ?", arguments: [outbound.id.uuidString])
+        }
+    }
+
+    func store(_ conflicts: [ConflictReport], _ db: Database) throws {
+        let encoder = ProtocolJSON.encoder()
+        for conflict in conflicts {
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO _ks_conflicts(id, report) VALUES (?, ?)",
+                arguments: [conflict.id, String(decoding: try encoder.encode(conflict), as: UTF8.self)])
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import ArgumentParser
+import Foundation
+import KotaSyncClient
+import KotaSyncCore
+
+@main
+struct ClientCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kotasync",
+        abstract: "Keep an OPD's SQLite database in sync with the KotaSync server.",
+        discussion: """
+            Exit status: 0 success; 2 the database is not (or already) a replica, or its tables do not \
+            match; 3 the server cannot be reached (local changes are kept; try again later); 4 the \
+            server refused the request; 5 the device token was refused; 1 anything else.
+            """,
+        subcommands: [Init.self, Status.self, Push.self, Pull.self, Sync.self]
+    )
+}
+
+struct ReplicaOptions: ParsableArguments {
+    @Option(help: "The replica's SQLite database.")
+    var db: String
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+}
+
+struct Init: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a database a replica: create (or adopt) the tables, capture changes, download the rows.")
+
+    @OptionGroup var options: ReplicaOptions
+
+    @Option(help: "The server's URL, e.g. http://127.0.0.1:8080.")
+    var server: String
+
+    @Option(help: "The device token from `kotasync-server token create`.")
+    var token: String
+
+    func run() async throws {
+        guard let url = URL(string: server), url.scheme == "http" || url.scheme == "https" else {
+            throw ValidationError("--server must be an http:// or https:// URL.")
+        }
+        try await report(json: options.json) {
+            let (replica, adopted, pulled) = try await Synchronizer.initialize(path: options.db, serverURL: url, token: token)
+            let result = InitResult(replicaId: replica.id, adoptedRows: adopted, pulledRows: pulled.rows, cursor: pulled.cursor)
+            return (
+                result,
+                "Replica \(replica.id) created in \(options.db) for OPD \(replica.schema.opd): "
+                    + "\(pulled.rows) rows downloaded" + (adopted > 0 ? ", \(adopted) existing rows adopted and queued for push." : ".")
+            )
+        }
+    }
+}
+
+struct InitResult: Codable {
+    var replicaId: UUID
+    var adoptedRows: Int
+    var pulledRows: Int
+    var cursor: UInt64
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show pending changes, sync times, errors and conflicts.")
+
+    @OptionGroup var options: ReplicaOptions
+
+    func run() async throws {
+        try await report(json: options.json) {
+            let status = try Replica(path: options.db).status()
+            var lines = [
+                "Replica \(status.replicaId) (OPD \(status.opd)) → \(status.server)",
+                "Pending changes: \(status.pendingChanges) row(s) from \(status.logEntries) captured write(s)",
+                "Cursor: \(status.cursor)",
+                "Last push: \(status.lastPushAt ?? "never")   last pull: \(status.lastPullAt ?? "never")   last sync: \(status.lastSyncAt ?? "never")",
+            ]
+            if let inFlight = status.inFlight {
+                lines.append("Awaiting acknowledgement: changeset \(inFlight.changesetId) (\(inFlight.rows) rows), sent again on the next push")
+            }
+            if let error = status.lastError {
+                lines.append("Last error (\(error.at)): \(error.message) [\(error.code)]")
+            }
+            if !status.conflicts.isEmpty {
+                lines.append("Conflicts reported by the server: \(status.conflicts.count)")
+                for c in status.conflicts { lines.append("  " + describe(c, replica: status.replicaId)) }
+            }
+            return (status, lines.joined(separator: "\n"))
+        }
+    }
+}
+
+struct Push: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Send pending local changes to the server.")
+
+    @OptionGroup var options: ReplicaOptions
+
+    func run() async throws {
+        try await report(json: options.json, recordingOn: options.db) {
+            let sync = try Synchronizer(replica: try Replica(path: options.db))
+            let summary = try await sync.push()
+            return (summary, pushLine(summary))
+        }
+    }
+}
+
+struct Pull: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply merged changes from the server.")
+
+    @OptionGroup var options: ReplicaOptions
+
+    func run() async throws {
+        try await report(json: options.json, recordingOn: options.db) {
+            let sync = try Synchronizer(replica: try Replica(path: options.db))
+            let summary = try await sync.pull()
+            return (summary, pullLine(summary))
+        }
+    }
+}
+
+struct Sync: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Push pending changes, then pull merged ones.")
+
+    @OptionGroup var options: ReplicaOptions
+
+    func run() async throws {
+        try await report(json: options.json, recordingOn: options.db) {
+            let sync = try Synchronizer(replica: try Replica(path: options.db))
+            let (pushed, pulled) = try await sync.sync()
+            return (SyncResult(push: pushed, pull: pulled), pushLine(pushed) + "\n" + pullLine(pulled))
+        }
+    }
+}
+
+struct SyncResult: Codable {
+    var push: PushSummary
+    var pull: PullSummary
+}
+

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import KotaSyncClient
+import KotaSyncCore
+
+func pushLine(_ s: PushSummary) -> String {
+    guard s.changesets > 0 else { return "Nothing to push." }
+    var line = "Pushed \(s.rows) row(s) in \(s.changesets) changeset(s): \(s.applied) applied"
+    if !s.conflicts.isEmpty { line += ", \(s.conflicts.count) conflict(s) recorded (see `kotasync status`)" }
+    if s.replayed > 0 { line += ", \(s.replayed) already applied earlier" }
+    return line + "."
+}
+
+func pullLine(_ s: PullSummary) -> String {
+    var line = "Pulled \(s.rows) row(s) in \(s.pages) page(s); cursor \(s.cursor)"
+    if s.keptLocal > 0 { line += "; \(s.keptLocal) row(s) kept local changes pending push" }
+    return line + "."
+}
+
+func describe(_ c: ConflictReport, replica: UUID) -> String {
+    let key = c.primaryKey.map(\.description).joined(separator: ", ")
+    let what = c.column.map { "\(c.table).\($0)" } ?? c.table
+    let mine = c.loser.replicaId == replica ? "yours lost" : (c.winner.replicaId == replica ? "yours won" : "")
+    func side(_ s: ConflictReport.Side) -> String { "\(s.opd) \(s.value?.description ?? "(delete)")" }
+    return "#\(c.id) \(c.kind.rawValue) on \(what) [\(key)]: \(side(c.winner)) won over \(side(c.loser)) (\(c.policy)) \(mine)"
+}
+
+/// Runs a command body, prints its result as JSON or text, records the outcome on the replica
+/// for `status`, and turns errors into a message on stderr and the documented exit status.
+func report<T: Encodable>(
+    json: Bool, recordingOn db: String? = nil, _ body: () async throws -> (T, String)
+) async throws {
+    do {
+        let (value, text) = try await body()
+        if let db { try? Replica(path: db).recordError(nil) }
+        if json {
+            let encoder = ProtocolJSON.encoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(value), as: UTF8.self))
+        } else {
+            print(text)
+        }
+    } catch let error as ReplicaError {
+        if let db { try? Replica(path: db).recordError(error) }
+        if json {
+            let body = ["error": ["code": error.server?.code.rawValue ?? error.code.rawValue, "message": error.message]]
+            print(String(decoding: try ProtocolJSON.encoder().encode(body), as: UTF8.self))
+        }
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(error.code.exitCode)
+    }
+}
