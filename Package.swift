@@ -90,9 +90,18 @@ let package = Package(
         ),
 
         .testTarget(name: "KotaSyncCoreTests", dependencies: ["KotaSyncCore"], resources: [.copy("Vectors")]),
-        .testTarget(name: "KotaSyncClientTests", dependencies: ["KotaSyncClient"]),
-        .testTarget(name: "KotaSyncServerTests", dependencies: ["KotaSyncServer"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["KotaSyncClient", "KotaSyncServer"]),
+        .testTarget(
+            name: "KotaSyncClientTests",
+            dependencies: ["KotaSyncClient", "KotaSyncSQLite", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .testTarget(name: "KotaSyncServerTests", dependencies: ["KotaSyncServer", "KotaSyncCore"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "KotaSyncClient", "KotaSyncServer", "KotaSyncSQLite",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
