@@ -82,17 +82,7 @@ public final class Replica: Sendable {
             var adopted = 0
             for table in schema.tables {
                 if let existing = try SchemaIntrospection.describe(db, table: table.name) {
-                    guard existing.primaryKey.map(\.name) == table.primaryKey.map(\.name) else {
-                        throw ReplicaError(
-                            .schemaMismatch,
-                            "Table \(table.name) exists but is keyed by (\(existing.primaryKey.map(\.name).joined(separator: ", "))); the server keys it by (\(table.primaryKey.map(\.name).joined(separator: ", "))).")
-                    }
-                    let missing = table.columns.map(\.name).filter { name in !existing.columns.contains { $0.name == name } }
-                    guard missing.isEmpty else {
-                        throw ReplicaError(
-                            .schemaMismatch,
-                            "Table \(table.name) exists but lacks column(s) \(missing.joined(separator: ", ")) that the server replicates. Add them (ALTER TABLE ... ADD COLUMN) and run init again.")
-                    }
+                    try checkAdoptable(existing, as: table)
                     let keys = table.primaryKey.map { SQL.quote($0.name) }.joined(separator: ", ")
                     let slots = (0..<table.primaryKey.count).map { "k\($0)" }.joined(separator: ", ")
                     try db.execute(
@@ -116,6 +106,35 @@ public final class Replica: Sendable {
                 try db.execute(sql: "INSERT OR REPLACE INTO _ks_state(key, value) VALUES (?, ?)", arguments: [key, value])
             }
             return adopted
+        }
+    }
+
+    /// Refuses an existing table that would not hold the server's rows faithfully: a different
+    /// key, or a replicated column missing or of another type affinity.
+    private static func checkAdoptable(
+        _ existing: (primaryKey: [ColumnSchema], columns: [ColumnSchema]), as table: TableSchema
+    ) throws {
+        func describe(_ columns: [ColumnSchema]) -> String {
+            columns.map { "\($0.name) \($0.declaredType)" }.joined(separator: ", ")
+        }
+        guard existing.primaryKey.map(\.name) == table.primaryKey.map(\.name),
+            existing.primaryKey.map(\.affinity) == table.primaryKey.map(\.affinity)
+        else {
+            throw ReplicaError(
+                .schemaMismatch,
+                "Table \(table.name) exists but is keyed by (\(describe(existing.primaryKey))); the server keys it by (\(describe(table.primaryKey))). Move the table aside or migrate it first.")
+        }
+        for column in table.columns {
+            guard let local = existing.columns.first(where: { $0.name == column.name }) else {
+                throw ReplicaError(
+                    .schemaMismatch,
+                    "Table \(table.name) exists but lacks column \(column.name) (\(column.declaredType)), which the server replicates. Add it with ALTER TABLE ... ADD COLUMN and run init again.")
+            }
+            guard local.affinity == column.affinity else {
+                throw ReplicaError(
+                    .schemaMismatch,
+                    "Column \(table.name).\(column.name) is declared \(local.declaredType) here but \(column.declaredType) on the server; values would change type. Migrate the column first.")
+            }
         }
     }
 
