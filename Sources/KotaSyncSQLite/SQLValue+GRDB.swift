@@ -48,8 +48,11 @@ package enum SQL {
 package enum SchemaIntrospection {
     /// The columns of `table` as SQLite reports them: key columns in key order, other columns in
     /// declaration order. Nil when the table does not exist.
-    package static func describe(_ db: Database, table: String) throws -> (primaryKey: [ColumnSchema], columns: [ColumnSchema])? {
-        let rows = try Row.fetchAll(db, sql: "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?)", arguments: [table])
+    package static func describe(_ db: Database, table: String) throws -> (
+        primaryKey: [ColumnSchema], columns: [ColumnSchema]
+    )? {
+        let rows = try Row.fetchAll(
+            db, sql: "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?)", arguments: [table])
         guard !rows.isEmpty else { return nil }
         var key: [(Int, ColumnSchema)] = []
         var columns: [ColumnSchema] = []

@@ -42,12 +42,15 @@ struct Init: AsyncParsableCommand {
             throw ValidationError("--server must be an http:// or https:// URL.")
         }
         try await report(json: options.json) {
-            let (replica, adopted, pulled) = try await Synchronizer.initialize(path: options.db, serverURL: url, token: token)
-            let result = InitResult(replicaId: replica.id, adoptedRows: adopted, pulledRows: pulled.rows, cursor: pulled.cursor)
+            let (replica, adopted, pulled) = try await Synchronizer.initialize(
+                path: options.db, serverURL: url, token: token)
+            let result = InitResult(
+                replicaId: replica.id, adoptedRows: adopted, pulledRows: pulled.rows, cursor: pulled.cursor)
             return (
                 result,
                 "Replica \(replica.id) created in \(options.db) for OPD \(replica.schema.opd): "
-                    + "\(pulled.rows) rows downloaded" + (adopted > 0 ? ", \(adopted) existing rows adopted and queued for push." : ".")
+                    + "\(pulled.rows) rows downloaded"
+                    + (adopted > 0 ? ", \(adopted) existing rows adopted and queued for push." : ".")
             )
         }
     }
@@ -75,7 +78,9 @@ struct Status: AsyncParsableCommand {
                 "Last push: \(status.lastPushAt ?? "never")   last pull: \(status.lastPullAt ?? "never")   last sync: \(status.lastSyncAt ?? "never")",
             ]
             if let inFlight = status.inFlight {
-                lines.append("Awaiting acknowledgement: changeset \(inFlight.changesetId) (\(inFlight.rows) rows), sent again on the next push")
+                lines.append(
+                    "Awaiting acknowledgement: changeset \(inFlight.changesetId) (\(inFlight.rows) rows), sent again on the next push"
+                )
             }
             if let error = status.lastError {
                 lines.append("Last error (\(error.at)): \(error.message) [\(error.code)]")
@@ -135,4 +140,3 @@ struct SyncResult: Codable {
     var push: PushSummary
     var pull: PullSummary
 }
-

@@ -22,7 +22,8 @@ func describe(_ c: ConflictReport, replica: UUID) -> String {
     let what = c.column.map { "\(c.table).\($0)" } ?? c.table
     let mine = c.loser.replicaId == replica ? "yours lost" : (c.winner.replicaId == replica ? "yours won" : "")
     func side(_ s: ConflictReport.Side) -> String { "\(s.opd) \(s.value?.description ?? "(delete)")" }
-    return "#\(c.id) \(c.kind.rawValue) on \(what) [\(key)]: \(side(c.winner)) won over \(side(c.loser)) (\(c.policy)) \(mine)"
+    return
+        "#\(c.id) \(c.kind.rawValue) on \(what) [\(key)]: \(side(c.winner)) won over \(side(c.loser)) (\(c.policy)) \(mine)"
 }
 
 /// Runs a command body, prints its result as JSON or text, records the outcome on the replica
@@ -43,7 +44,9 @@ func report<T: Encodable>(
     } catch let error as ReplicaError {
         if let db { try? Replica(path: db).recordError(error) }
         if json {
-            let body = ["error": ["code": error.server?.code.rawValue ?? error.code.rawValue, "message": error.message]]
+            let body = [
+                "error": ["code": error.server?.code.rawValue ?? error.code.rawValue, "message": error.message]
+            ]
             print(String(decoding: try ProtocolJSON.encoder().encode(body), as: UTF8.self))
         }
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))

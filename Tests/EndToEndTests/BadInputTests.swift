@@ -21,7 +21,8 @@ struct BadInputTests {
 
     static let validRow = Changeset.Row(
         table: 0, operation: .upsert, version: 0, stamp: HLC(milliseconds: 1_764_000_000_000, counter: 1),
-        primaryKey: [.text("8888")], columns: [.init(column: 0, value: .text("Desa Baik")), .init(column: 1, value: .text("Baik"))])
+        primaryKey: [.text("8888")],
+        columns: [.init(column: 0, value: .text("Desa Baik")), .init(column: 1, value: .text("Baik"))])
 
     static func patient(_ columns: [Changeset.ColumnValue]) -> Changeset.Row {
         Changeset.Row(
@@ -41,43 +42,81 @@ struct BadInputTests {
     static let cases: [Case] = {
         let good = push([validRow])
         return [
-            Case(name: "truncated", body: { Array($0.prefix($0.count - 5)) }, changeset: good, status: 400, code: "changeset_truncated"),
-            Case(name: "header only", body: { Array($0.prefix(30)) }, changeset: good, status: 400, code: "changeset_truncated"),
             Case(
-                name: "corrupted", body: { var b = $0; b[b.count - 3] ^= 0x5A; return b }, changeset: good, status: 400,
+                name: "truncated", body: { Array($0.prefix($0.count - 5)) }, changeset: good, status: 400,
+                code: "changeset_truncated"),
+            Case(
+                name: "header only", body: { Array($0.prefix(30)) }, changeset: good, status: 400,
+                code: "changeset_truncated"),
+            Case(
+                name: "corrupted",
+                body: {
+                    var b = $0
+                    b[b.count - 3] ^= 0x5A
+                    return b
+                }, changeset: good, status: 400,
                 code: "changeset_corrupt"),
             Case(
-                name: "wrong version", body: { var b = $0; b[4] = 9; return b }, changeset: good, status: 400,
+                name: "wrong version",
+                body: {
+                    var b = $0
+                    b[4] = 9
+                    return b
+                }, changeset: good, status: 400,
                 code: "unsupported_version"),
-            Case(name: "not a changeset", body: { _ in Array("{\"rows\": []}".utf8) }, changeset: good, status: 400, code: "unsupported_version"),
+            Case(
+                name: "not a changeset", body: { _ in Array("{\"rows\": []}".utf8) }, changeset: good, status: 400,
+                code: "unsupported_version"),
             Case(
                 name: "declares a huge payload",
-                body: { var b = $0; b[56] = 0x7F; b[57] = 0xFF; b[58] = 0xFF; b[59] = 0xFF; return b }, changeset: good,
+                body: {
+                    var b = $0
+                    b[56] = 0x7F
+                    b[57] = 0xFF
+                    b[58] = 0xFF
+                    b[59] = 0xFF
+                    return b
+                }, changeset: good,
                 status: 413, code: "changeset_too_large"),
-            Case(name: "body over the limit", body: { $0 + [UInt8](repeating: 7, count: 70_000) }, changeset: good, status: 413, code: "body_too_large"),
+            Case(
+                name: "body over the limit", body: { $0 + [UInt8](repeating: 7, count: 70_000) }, changeset: good,
+                status: 413, code: "body_too_large"),
             Case(
                 name: "unknown table", body: { $0 },
-                changeset: push([validRow], tables: [Changeset.Table(name: "secrets", primaryKey: ["code"], columns: ["name", "district"])]),
+                changeset: push(
+                    [validRow],
+                    tables: [Changeset.Table(name: "secrets", primaryKey: ["code"], columns: ["name", "district"])]),
                 status: 422, code: "unknown_table"),
             Case(
                 name: "unknown column", body: { $0 },
-                changeset: push([validRow], tables: [Changeset.Table(name: "villages", primaryKey: ["code"], columns: ["name", "mayor"])]),
+                changeset: push(
+                    [validRow],
+                    tables: [Changeset.Table(name: "villages", primaryKey: ["code"], columns: ["name", "mayor"])]),
                 status: 422, code: "unknown_column"),
             Case(
                 name: "wrong key", body: { $0 },
-                changeset: push([validRow], tables: [Changeset.Table(name: "villages", primaryKey: ["name"], columns: ["code", "district"])]),
+                changeset: push(
+                    [validRow],
+                    tables: [Changeset.Table(name: "villages", primaryKey: ["name"], columns: ["code", "district"])]),
                 status: 422, code: "invalid_primary_key"),
             Case(
                 name: "integer in a text column", body: { $0 },
-                changeset: push([validRow, patient([.init(column: 0, value: .integer(42)), .init(column: 1, value: .text("pkm-binjai-kota"))])]),
+                changeset: push([
+                    validRow,
+                    patient([.init(column: 0, value: .integer(42)), .init(column: 1, value: .text("pkm-binjai-kota"))]),
+                ]),
                 status: 422, code: "type_mismatch"),
             Case(
                 name: "NOT NULL broken after a valid row", body: { $0 },
-                changeset: push([validRow, patient([.init(column: 0, value: .null), .init(column: 1, value: .text("pkm-binjai-kota"))])]),
+                changeset: push([
+                    validRow,
+                    patient([.init(column: 0, value: .null), .init(column: 1, value: .text("pkm-binjai-kota"))]),
+                ]),
                 status: 422, code: "constraint_violation"),
             Case(
                 name: "pull page pushed", body: { $0 },
-                changeset: Changeset(kind: .pull, id: UUID(), replicaID: .zero, firstSequence: 0, lastSequence: 0, tables: [], rows: []),
+                changeset: Changeset(
+                    kind: .pull, id: UUID(), replicaID: .zero, firstSequence: 0, lastSequence: 0, tables: [], rows: []),
                 status: 400, code: "changeset_malformed"),
         ]
     }()
@@ -106,7 +145,8 @@ struct BadInputTests {
         #expect(health.status == 200)
         // And a good push still goes through.
         let ok = try await http(
-            "POST", server.url.appendingPathComponent("v1/push"), token: token, body: ChangesetCodec.encode(Self.push([Self.validRow])))
+            "POST", server.url.appendingPathComponent("v1/push"), token: token,
+            body: ChangesetCodec.encode(Self.push([Self.validRow])))
         #expect(ok.status == 200)
     }
 

@@ -28,7 +28,8 @@ struct SyncEndToEndTests {
         for (i, opd) in clinics.enumerated() {
             let db = dir.appendingPathComponent("replica\(i).sqlite").path
             let result = try run(
-                "kotasync", ["init", "--db", db, "--server", server.url.absoluteString, "--token", try server.token(opd: opd)])
+                "kotasync",
+                ["init", "--db", db, "--server", server.url.absoluteString, "--token", try server.token(opd: opd)])
             #expect(result.status == 0, "init failed: \(result.stderr)")
             replicas.append(db)
         }
@@ -90,8 +91,13 @@ struct SyncEndToEndTests {
         let patients = master["patients"]!.first { $0.first == .text(siti) }!
         #expect(patients.contains(.text("1275020003")), "the non-conflicting column edit must survive")
         #expect(master["diagnoses"]!.isEmpty)
-        #expect(master["kinds"]!.contains([.text("k1"), .integer(.max), .real(0.1), .text("007"), .blob([]), .blob([0, 255, 0])]))
-        #expect(master["kinds"]!.contains([.text("k2"), .integer(-1), .real(2.5), .text("1e3"), .text("teks"), .real(-0.0)]))
+        #expect(
+            master["kinds"]!.contains([
+                .text("k1"), .integer(.max), .real(0.1), .text("007"), .blob([]), .blob([0, 255, 0]),
+            ]))
+        #expect(
+            master["kinds"]!.contains([.text("k2"), .integer(-1), .real(2.5), .text("1e3"), .text("teks"), .real(-0.0)])
+        )
         #expect(master["visits"]!.contains { $0.first == .text("v-shell") && $0.contains(.real(61.25)) })
 
         // The conflict: both phone values, the base, the two replicas.
@@ -121,7 +127,8 @@ struct SyncEndToEndTests {
             rows: [
                 Changeset.Row(
                     table: 0, operation: .upsert, version: 0, stamp: HLC(milliseconds: 1_764_000_000_000, counter: 0),
-                    primaryKey: [.text("9999")], columns: [.init(column: 0, value: .text("Desa Uji")), .init(column: 1, value: .text("Uji"))])
+                    primaryKey: [.text("9999")],
+                    columns: [.init(column: 0, value: .text("Desa Uji")), .init(column: 1, value: .text("Uji"))])
             ])
         let body = ChangesetCodec.encode(changeset)
         let first = try await http("POST", server.url.appendingPathComponent("v1/push"), token: token, body: body)

@@ -12,7 +12,8 @@ import Testing
 /// their files for inspection after a failure.
 func makeTemporaryDirectory(_ name: String = #function) throws -> URL {
     let safe = name.filter { $0.isLetter || $0.isNumber }
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("kotasync-e2e-\(safe)-\(UUID().uuidString.prefix(8))")
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "kotasync-e2e-\(safe)-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
@@ -26,7 +27,9 @@ let binDirectory: URL = {
     if let dir = ProcessInfo.processInfo.environment["KOTASYNC_BIN_DIR"] { return URL(fileURLWithPath: dir) }
     var url = Bundle.main.bundleURL
     for _ in 0..<4 {
-        if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("kotasync-server").path) { return url }
+        if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("kotasync-server").path) {
+            return url
+        }
         url = url.deletingLastPathComponent()
     }
     return packageRoot.appendingPathComponent(".build/debug")

@@ -21,7 +21,10 @@ struct ChangeCaptureTests {
         #expect(notes.count == 1, "a row created and deleted before any push sends nothing")
         #expect(notes[0].operation == .upsert)
         #expect(notes[0].primaryKey == [.text("n1")])
-        #expect(push.values(notes[0]) == ["title": .text("Posyandu"), "body": .text("Jadwal imunisasi"), "score": .integer(3)])
+        #expect(
+            push.values(notes[0]) == [
+                "title": .text("Posyandu"), "body": .text("Jadwal imunisasi"), "score": .integer(3),
+            ])
         let pairs = push.rows(of: "pairs")
         #expect(pairs.map(\.primaryKey) == [[.text("x"), .integer(7)]])
         #expect(push.values(pairs[0]) == ["v": .blob([0xCA, 0xFE])])
@@ -53,9 +56,20 @@ struct ChangeCaptureTests {
             """)
         let push = try #require(try nextPush(replica))
         let byID = Dictionary(uniqueKeysWithValues: push.rows(of: "kinds").map { ($0.primaryKey[0], push.values($0)) })
-        #expect(byID[.text("a")] == ["i": .integer(.max), "r": .real(0.1), "t": .text("007"), "b": .blob([]), "anything": .real(-0.0)])
-        #expect(byID[.text("b")] == ["i": .integer(.min), "r": .real(1e308), "t": .text(""), "b": .blob([0, 0, 0, 0]), "anything": .text("1.50")])
-        #expect(byID[.text("c")] == ["i": .null, "r": .real(4.9e-324), "t": .text("Puskesmas 🏥 Binjai"), "b": .null, "anything": .integer(12)])
+        #expect(
+            byID[.text("a")] == [
+                "i": .integer(.max), "r": .real(0.1), "t": .text("007"), "b": .blob([]), "anything": .real(-0.0),
+            ])
+        #expect(
+            byID[.text("b")] == [
+                "i": .integer(.min), "r": .real(1e308), "t": .text(""), "b": .blob([0, 0, 0, 0]),
+                "anything": .text("1.50"),
+            ])
+        #expect(
+            byID[.text("c")] == [
+                "i": .null, "r": .real(4.9e-324), "t": .text("Puskesmas 🏥 Binjai"), "b": .null,
+                "anything": .integer(12),
+            ])
     }
 
     @Test func anUpdateOfAPulledRowSendsOnlyTheColumnsThatChanged() throws {
@@ -72,7 +86,8 @@ struct ChangeCaptureTests {
     @Test func changingOnlyTheStorageClassIsAChange() throws {
         let replica = try makeReplica()
         _ = try replica.apply(page: try page(after: 0, [note("n1", version: 1, title: "a", body: "b", score: 1)]))
-        try sqlite3Shell(replica.path, "UPDATE kinds SET anything = 1; UPDATE notes SET body = CAST('b' AS BLOB) WHERE id = 'n1'")
+        try sqlite3Shell(
+            replica.path, "UPDATE kinds SET anything = 1; UPDATE notes SET body = CAST('b' AS BLOB) WHERE id = 'n1'")
         let push = try #require(try nextPush(replica))
         #expect(push.values(try #require(push.rows(of: "notes").first)) == ["body": .blob(Array("b".utf8))])
     }
@@ -89,11 +104,19 @@ struct ChangeCaptureTests {
     @Test func pulledChangesAreNotCapturedAsLocalChanges() throws {
         let replica = try makeReplica()
         let applied = try replica.apply(
-            page: try page(after: 0, [note("n1", version: 1, title: "a", body: nil, score: nil), note("n2", version: 2, title: "b", body: nil, score: 2)]))
+            page: try page(
+                after: 0,
+                [
+                    note("n1", version: 1, title: "a", body: nil, score: nil),
+                    note("n2", version: 2, title: "b", body: nil, score: 2),
+                ]))
         #expect(applied.applied == 2)
         #expect(try replica.status().logEntries == 0)
         #expect(try nextPush(replica) == nil)
-        #expect(try rows(replica.path, "SELECT id, score FROM notes ORDER BY id") == [[.text("n1"), .null], [.text("n2"), .integer(2)]])
+        #expect(
+            try rows(replica.path, "SELECT id, score FROM notes ORDER BY id") == [
+                [.text("n1"), .null], [.text("n2"), .integer(2)],
+            ])
         #expect(try replica.cursor() == 2)
     }
 

@@ -24,7 +24,9 @@ struct ReplicaSyncStateTests {
         let replica = try makeReplica()
         try sqlite3Shell(replica.path, "INSERT INTO notes VALUES ('n1', 'a', NULL, NULL)")
         let sent = try #require(try replica.nextOutbound())
-        try sqlite3Shell(replica.path, "INSERT INTO notes VALUES ('n2', 'b', NULL, NULL); UPDATE notes SET body = 'later' WHERE id = 'n1'")
+        try sqlite3Shell(
+            replica.path,
+            "INSERT INTO notes VALUES ('n2', 'b', NULL, NULL); UPDATE notes SET body = 'later' WHERE id = 'n1'")
         try replica.acknowledge(sent, reply: reply(for: sent, replica: replica))
 
         let status = try replica.status()
@@ -54,10 +56,13 @@ struct ReplicaSyncStateTests {
         _ = try replica.apply(page: try page(after: 0, [note("n1", version: 5, title: "lama", body: "lama", score: 1)]))
         try sqlite3Shell(replica.path, "UPDATE notes SET title = 'lokal' WHERE id = 'n1'")
 
-        let result = try replica.apply(page: try page(after: 5, [note("n1", version: 9, title: "pusat", body: "pusat", score: 2)]))
+        let result = try replica.apply(
+            page: try page(after: 5, [note("n1", version: 9, title: "pusat", body: "pusat", score: 2)]))
         #expect(result.keptLocal == 1)
         #expect(
-            try rows(replica.path, "SELECT title, body, score FROM notes") == [[.text("lokal"), .text("pusat"), .integer(2)]],
+            try rows(replica.path, "SELECT title, body, score FROM notes") == [
+                [.text("lokal"), .text("pusat"), .integer(2)]
+            ],
             "the pending column keeps the local value; the others take the master's")
 
         let push = try #require(try nextPush(replica))
@@ -97,7 +102,8 @@ struct ReplicaSyncStateTests {
             INSERT INTO notes VALUES ('old1', 'dari aplikasi', NULL, 1, 0);
             CREATE TABLE app_settings (k TEXT PRIMARY KEY, v TEXT);
             """)
-        let adopted = try Replica.create(at: path, schema: try testSchema(), serverURL: URL(string: "http://127.0.0.1:9")!, token: "t")
+        let adopted = try Replica.create(
+            at: path, schema: try testSchema(), serverURL: URL(string: "http://127.0.0.1:9")!, token: "t")
         #expect(adopted == 1)
         let replica = try Replica(path: path)
         let push = try #require(try nextPush(replica))
@@ -110,7 +116,8 @@ struct ReplicaSyncStateTests {
         let path = try makeTemporaryDirectory().appendingPathComponent("app.sqlite").path
         try sqlite3Shell(path, "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT, body TEXT, score INTEGER)")
         #expect {
-            try Replica.create(at: path, schema: try testSchema(), serverURL: URL(string: "http://127.0.0.1:9")!, token: "t")
+            try Replica.create(
+                at: path, schema: try testSchema(), serverURL: URL(string: "http://127.0.0.1:9")!, token: "t")
         } throws: { ($0 as? ReplicaError)?.code == .schemaMismatch }
         #expect(throws: ReplicaError.self) { try Replica(path: path) }
     }
@@ -118,7 +125,8 @@ struct ReplicaSyncStateTests {
     @Test func initialisingTwiceIsRefused() throws {
         let replica = try makeReplica()
         #expect {
-            try Replica.create(at: replica.path, schema: try testSchema(), serverURL: URL(string: "http://127.0.0.1:9")!, token: "t")
+            try Replica.create(
+                at: replica.path, schema: try testSchema(), serverURL: URL(string: "http://127.0.0.1:9")!, token: "t")
         } throws: { ($0 as? ReplicaError)?.code == .alreadyInitialized }
     }
 }

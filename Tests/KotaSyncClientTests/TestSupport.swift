@@ -7,7 +7,8 @@ import KotaSyncSQLite
 /// A new, empty directory for one test.
 func makeTemporaryDirectory(_ name: String = #function) throws -> URL {
     let safe = name.filter { $0.isLetter || $0.isNumber }
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("kotasync-client-\(safe)-\(UUID().uuidString.prefix(8))")
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "kotasync-client-\(safe)-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
@@ -84,7 +85,8 @@ extension Changeset {
 /// A pull page for ``testSchema()`` starting at `cursor`.
 func page(after cursor: UInt64, _ rows: [Changeset.Row]) throws -> Changeset {
     Changeset(
-        kind: .pull, id: UUID(), replicaID: .zero, firstSequence: cursor, lastSequence: rows.map(\.version).max() ?? cursor,
+        kind: .pull, id: UUID(), replicaID: .zero, firstSequence: cursor,
+        lastSequence: rows.map(\.version).max() ?? cursor,
         tables: try testSchema().tables.map(\.changesetTable), rows: rows)
 }
 
@@ -92,7 +94,8 @@ func page(after cursor: UInt64, _ rows: [Changeset.Row]) throws -> Changeset {
 func note(_ id: String, version: UInt64, title: String?, body: String?, score: Int64?) -> Changeset.Row {
     func v(_ s: String?) -> SQLValue { s.map { .text($0) } ?? .null }
     return Changeset.Row(
-        table: 0, operation: .upsert, version: version, stamp: HLC(milliseconds: 1_700_000_000_000 + version, counter: 0),
+        table: 0, operation: .upsert, version: version,
+        stamp: HLC(milliseconds: 1_700_000_000_000 + version, counter: 0),
         primaryKey: [.text(id)],
         columns: [
             .init(column: 0, value: v(title)), .init(column: 1, value: v(body)),

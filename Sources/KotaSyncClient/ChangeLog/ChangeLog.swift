@@ -149,8 +149,10 @@ package enum ChangeLog {
         let mask =
             table.columns.isEmpty
             ? "0"
-            : table.columns.enumerated().map { i, c in "(CASE WHEN \(changed(c.name)) THEN \(Int64(1) << Int64(i)) ELSE 0 END)" }
-                .joined(separator: " | ")
+            : table.columns.enumerated().map { i, c in
+                "(CASE WHEN \(changed(c.name)) THEN \(Int64(1) << Int64(i)) ELSE 0 END)"
+            }
+            .joined(separator: " | ")
         let when = "WHEN NOT EXISTS (SELECT 1 FROM _ks_applying)"
         let insertInto = "INSERT INTO _ks_log (tbl, op, mask, at, \(keySlots))"
         return [

@@ -31,11 +31,14 @@ extension Replica {
             let current = UInt64(bitPattern: try Self.state(db, StateKey.cursor) ?? 0)
             guard page.firstSequence == current else {
                 throw ReplicaError(
-                    .invalidResponse, "The server sent a page starting at \(page.firstSequence); this replica is at \(current).")
+                    .invalidResponse,
+                    "The server sent a page starting at \(page.firstSequence); this replica is at \(current).")
             }
             try db.execute(sql: "INSERT INTO _ks_applying(x) VALUES (1)")
             var pending: [RowKey: ChangeLog.PendingRow] = [:]
-            for row in ChangeLog.coalesce(try self.readLog(db)) { pending[RowKey(table: row.table, key: row.key)] = row }
+            for row in ChangeLog.coalesce(try self.readLog(db)) {
+                pending[RowKey(table: row.table, key: row.key)] = row
+            }
             var clock = HybridClock(last: HLC(rawValue: UInt64(bitPattern: try Self.state(db, StateKey.clock) ?? 0)))
             var result = AppliedPage(applied: 0, keptLocal: 0)
             let maps = try page.tables.map { t in try self.columnMap(for: t) }
@@ -64,7 +67,8 @@ extension Replica {
                     try self.update(db, table: table, key: row.primaryKey, values: values)
                 } else if row.operation == .delete {
                     try db.cachedStatement(
-                        sql: "DELETE FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
+                        sql:
+                            "DELETE FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
                     ).execute(arguments: StatementArguments(row.primaryKey.map(\.databaseValue)))
                     result.applied += 1
                 } else {
@@ -87,7 +91,8 @@ extension Replica {
         guard let table = tables[pageTable.name] else {
             throw ReplicaError(
                 .schemaMismatch,
-                "The server sent rows of table \(pageTable.name), which this replica does not have. The server's schema changed; re-initialise the replica.")
+                "The server sent rows of table \(pageTable.name), which this replica does not have. The server's schema changed; re-initialise the replica."
+            )
         }
         var map: [Int: Int] = [:]
         for (i, name) in pageTable.columns.enumerated() {
@@ -104,7 +109,8 @@ extension Replica {
         let update =
             columns.isEmpty
             ? "NOTHING"
-            : "UPDATE SET " + columns.map { "\(SQL.quote(table.columns[$0].name)) = excluded.\(SQL.quote(table.columns[$0].name))" }
+            : "UPDATE SET "
+                + columns.map { "\(SQL.quote(table.columns[$0].name)) = excluded.\(SQL.quote(table.columns[$0].name))" }
                 .joined(separator: ", ")
         try db.cachedStatement(
             sql: """

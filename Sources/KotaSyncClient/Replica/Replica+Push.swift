@@ -21,10 +21,12 @@ extension Replica {
     /// never arrived), or a new one built from the change log. Nil when nothing is pending.
     public func nextOutbound(now: Date = Date()) throws -> OutboundChangeset? {
         try dbQueue.write { db in
-            if let row = try Row.fetchOne(db, sql: "SELECT id, first_seq, last_seq, rows, body FROM _ks_outbox LIMIT 1") {
+            if let row = try Row.fetchOne(db, sql: "SELECT id, first_seq, last_seq, rows, body FROM _ks_outbox LIMIT 1")
+            {
                 return OutboundChangeset(
                     id: UUID(uuidString: row["id"])!, firstSequence: UInt64(row["first_seq"] as Int64),
-                    lastSequence: UInt64(row["last_seq"] as Int64), rows: row["rows"], body: [UInt8](row["body"] as Data))
+                    lastSequence: UInt64(row["last_seq"] as Int64), rows: row["rows"],
+                    body: [UInt8](row["body"] as Data))
             }
             return try self.build(db, now: now)
         }
@@ -41,7 +43,8 @@ extension Replica {
             let pk = Data(PrimaryKeyCoding.encode(pending.key))
             let values = try readRow(db, table: table, key: pending.key)
             let known = try Int64.fetchOne(
-                db.cachedStatement(sql: "SELECT version FROM _ks_rows WHERE tbl = ? AND pk = ?"), arguments: [table.name, pk])
+                db.cachedStatement(sql: "SELECT version FROM _ks_rows WHERE tbl = ? AND pk = ?"),
+                arguments: [table.name, pk])
             let outcome = ChangeLog.outcome(of: pending, existsNow: values != nil, serverHasRow: known != nil)
             let columns: [Int]
             let operation: Changeset.Operation
@@ -123,7 +126,9 @@ extension Replica {
         let columns = table.columns.isEmpty ? "1" : table.columns.map { SQL.quote($0.name) }.joined(separator: ", ")
         let row = try Row.fetchOne(
             db.cachedStatement(
-                sql: "SELECT \(columns) FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"),
+                sql:
+                    "SELECT \(columns) FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
+            ),
             arguments: StatementArguments(key.map(\.databaseValue)))
         return row.map { r in (0..<table.columns.count).map { SQLValue(r[$0] as DatabaseValue) } }
     }
@@ -143,7 +148,9 @@ extension Replica {
                     try db.cachedStatement(sql: "INSERT OR IGNORE INTO _ks_rows(tbl, pk, version) VALUES (?, ?, 0)")
                         .execute(arguments: [table, pk])
                 }
-                try db.cachedStatement(sql: "DELETE FROM _ks_colbase WHERE tbl = ? AND pk = ?").execute(arguments: [table, pk])
+                try db.cachedStatement(sql: "DELETE FROM _ks_colbase WHERE tbl = ? AND pk = ?").execute(arguments: [
+                    table, pk,
+                ])
             }
             try self.store(reply.conflicts, db)
             try Self.setState(db, StateKey.lastPushAt, now.iso8601)

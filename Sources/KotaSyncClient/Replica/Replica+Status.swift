@@ -36,7 +36,8 @@ extension Replica {
             let entries = try self.readLog(db)
             let pending = ChangeLog.coalesce(entries).count
             let inFlight = try Row.fetchOne(db, sql: "SELECT id, rows, created_at FROM _ks_outbox LIMIT 1").map {
-                ReplicaStatus.InFlight(changesetId: UUID(uuidString: $0["id"])!, rows: $0["rows"], createdAt: $0["created_at"])
+                ReplicaStatus.InFlight(
+                    changesetId: UUID(uuidString: $0["id"])!, rows: $0["rows"], createdAt: $0["created_at"])
             }
             let decoder = ProtocolJSON.decoder()
             let conflicts = try String.fetchAll(db, sql: "SELECT report FROM _ks_conflicts ORDER BY id").compactMap {
@@ -49,7 +50,8 @@ extension Replica {
                 replicaId: self.id, server: self.serverURL.absoluteString, opd: try Self.state(db, StateKey.opd) ?? "",
                 database: self.path, pendingChanges: pending, logEntries: entries.count, inFlight: inFlight,
                 cursor: UInt64(bitPattern: try Self.state(db, StateKey.cursor) ?? 0),
-                lastPushAt: try Self.state(db, StateKey.lastPushAt), lastPullAt: try Self.state(db, StateKey.lastPullAt),
+                lastPushAt: try Self.state(db, StateKey.lastPushAt),
+                lastPullAt: try Self.state(db, StateKey.lastPullAt),
                 lastSyncAt: try Self.state(db, StateKey.lastSyncAt), lastError: lastError, conflicts: conflicts)
         }
     }

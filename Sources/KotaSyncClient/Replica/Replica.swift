@@ -42,10 +42,12 @@ public final class Replica: Sendable {
                 })
         }
         guard let state, let idText = String.fromDatabaseValue(state[StateKey.replicaID] ?? .null),
-            let id = UUID(uuidString: idText), let schemaText = String.fromDatabaseValue(state[StateKey.schema] ?? .null),
+            let id = UUID(uuidString: idText),
+            let schemaText = String.fromDatabaseValue(state[StateKey.schema] ?? .null),
             let urlText = String.fromDatabaseValue(state[StateKey.serverURL] ?? .null), let url = URL(string: urlText)
         else {
-            throw ReplicaError(.notInitialized, "\(path) is not a KotaSync replica yet. Run `kotasync init --db \(path) ...` first.")
+            throw ReplicaError(
+                .notInitialized, "\(path) is not a KotaSync replica yet. Run `kotasync init --db \(path) ...` first.")
         }
         let schema = try ProtocolJSON.decoder().decode(SchemaDocument.self, from: Data(schemaText.utf8))
         self.dbQueue = queue
@@ -71,12 +73,14 @@ public final class Replica: Sendable {
         }
         return try queue.write { db in
             if try db.tableExists("_ks_state"),
-                try String.fetchOne(db, sql: "SELECT value FROM _ks_state WHERE key = ?", arguments: [StateKey.replicaID])
+                try String.fetchOne(
+                    db, sql: "SELECT value FROM _ks_state WHERE key = ?", arguments: [StateKey.replicaID])
                     != nil
             {
                 throw ReplicaError(
                     .alreadyInitialized,
-                    "\(path) is already a KotaSync replica. Use `kotasync sync`; to start over, move the file away first.")
+                    "\(path) is already a KotaSync replica. Use `kotasync sync`; to start over, move the file away first."
+                )
             }
             for statement in ChangeLog.tableStatements { try db.execute(sql: statement) }
             var adopted = 0
@@ -103,7 +107,8 @@ public final class Replica: Sendable {
                 (StateKey.opd, schema.opd), (StateKey.createdAt, Date().iso8601),
             ]
             for (key, value) in state {
-                try db.execute(sql: "INSERT OR REPLACE INTO _ks_state(key, value) VALUES (?, ?)", arguments: [key, value])
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO _ks_state(key, value) VALUES (?, ?)", arguments: [key, value])
             }
             return adopted
         }
@@ -122,18 +127,21 @@ public final class Replica: Sendable {
         else {
             throw ReplicaError(
                 .schemaMismatch,
-                "Table \(table.name) exists but is keyed by (\(describe(existing.primaryKey))); the server keys it by (\(describe(table.primaryKey))). Move the table aside or migrate it first.")
+                "Table \(table.name) exists but is keyed by (\(describe(existing.primaryKey))); the server keys it by (\(describe(table.primaryKey))). Move the table aside or migrate it first."
+            )
         }
         for column in table.columns {
             guard let local = existing.columns.first(where: { $0.name == column.name }) else {
                 throw ReplicaError(
                     .schemaMismatch,
-                    "Table \(table.name) exists but lacks column \(column.name) (\(column.declaredType)), which the server replicates. Add it with ALTER TABLE ... ADD COLUMN and run init again.")
+                    "Table \(table.name) exists but lacks column \(column.name) (\(column.declaredType)), which the server replicates. Add it with ALTER TABLE ... ADD COLUMN and run init again."
+                )
             }
             guard local.affinity == column.affinity else {
                 throw ReplicaError(
                     .schemaMismatch,
-                    "Column \(table.name).\(column.name) is declared \(local.declaredType) here but \(column.declaredType) on the server; values would change type. Migrate the column first.")
+                    "Column \(table.name).\(column.name) is declared \(local.declaredType) here but \(column.declaredType) on the server; values would change type. Migrate the column first."
+                )
             }
         }
     }
@@ -155,8 +163,11 @@ public final class Replica: Sendable {
     public func recordError(_ error: ReplicaError?) throws {
         try dbQueue.write { db in
             if let error {
-                let body = ErrorRecord(code: error.server?.code.rawValue ?? error.code.rawValue, message: error.message, at: Date().iso8601)
-                try Self.setState(db, StateKey.lastError, String(decoding: try JSONEncoder().encode(body), as: UTF8.self))
+                let body = ErrorRecord(
+                    code: error.server?.code.rawValue ?? error.code.rawValue, message: error.message, at: Date().iso8601
+                )
+                try Self.setState(
+                    db, StateKey.lastError, String(decoding: try JSONEncoder().encode(body), as: UTF8.self))
             } else {
                 try Self.setState(db, StateKey.lastError, nil)
                 try Self.setState(db, StateKey.lastSyncAt, Date().iso8601)

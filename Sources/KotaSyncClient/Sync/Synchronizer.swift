@@ -51,11 +51,13 @@ public struct Synchronizer: Sendable {
         guard schema.protocolVersion == kotaSyncProtocolVersion else {
             throw ReplicaError(
                 .invalidResponse,
-                "The server speaks protocol version \(schema.protocolVersion); this client speaks \(kotaSyncProtocolVersion). Update kotasync.")
+                "The server speaks protocol version \(schema.protocolVersion); this client speaks \(kotaSyncProtocolVersion). Update kotasync."
+            )
         }
         let adopted = try Replica.create(at: path, schema: schema, serverURL: serverURL, token: token)
         let replica = try Replica(path: path)
-        let pulled = try await Synchronizer(replica: replica, client: client).pull(pageSize: pageSize, progress: progress)
+        let pulled = try await Synchronizer(replica: replica, client: client).pull(
+            pageSize: pageSize, progress: progress)
         return (replica, adopted, pulled)
     }
 

@@ -55,7 +55,10 @@ public struct SyncClient: Sendable {
         let (data, _) = try await send(
             request(
                 "v1/conflicts",
-                query: [URLQueryItem(name: "replica", value: replica.uuidString), URLQueryItem(name: "after", value: String(after))]))
+                query: [
+                    URLQueryItem(name: "replica", value: replica.uuidString),
+                    URLQueryItem(name: "after", value: String(after)),
+                ]))
         return try decode(ConflictList.self, data)
     }
 
@@ -84,10 +87,13 @@ public struct SyncClient: Sendable {
         guard (200..<300).contains(http.statusCode) else {
             if let body = try? ProtocolJSON.decoder().decode(ErrorBody.self, from: data) {
                 let error = body.syncError
-                throw ReplicaError(error.code == .unauthorized ? .unauthorized : .rejected, error.message, server: error)
+                throw ReplicaError(
+                    error.code == .unauthorized ? .unauthorized : .rejected, error.message, server: error)
             }
             let error = SyncError(http.statusCode >= 500 ? .internalError : .badRequest, "HTTP \(http.statusCode)")
-            throw ReplicaError(http.statusCode >= 500 ? .serverUnreachable : .rejected, "The server answered HTTP \(http.statusCode).", server: error)
+            throw ReplicaError(
+                http.statusCode >= 500 ? .serverUnreachable : .rejected, "The server answered HTTP \(http.statusCode).",
+                server: error)
         }
         return (data, http)
     }

@@ -15,13 +15,15 @@ extension SQLValue: Codable {
         case .integer:
             let s = try c.decode(String.self, forKey: .value)
             guard let v = Int64(s) else {
-                throw DecodingError.dataCorruptedError(forKey: .value, in: c, debugDescription: "not a 64-bit integer: \(s)")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .value, in: c, debugDescription: "not a 64-bit integer: \(s)")
             }
             self = .integer(v)
         case .real:
             let s = try c.decode(String.self, forKey: .bits)
             guard let bits = UInt64(s, radix: 16) else {
-                throw DecodingError.dataCorruptedError(forKey: .bits, in: c, debugDescription: "not 16 hex digits: \(s)")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .bits, in: c, debugDescription: "not 16 hex digits: \(s)")
             }
             self = .real(Double(bitPattern: bits))
         case .text: self = .text(try c.decode(String.self, forKey: .value))

@@ -99,7 +99,8 @@ public enum ChangesetCodec {
     {
         guard bytes.count >= ChangesetHeader.size else {
             if bytes.count >= 4, !bytes.starts(with: ChangesetHeader.magic) {
-                throw SyncError(.unsupportedVersion, "This is not a KotaSync changeset (its first bytes are not \"KSYN\").")
+                throw SyncError(
+                    .unsupportedVersion, "This is not a KotaSync changeset (its first bytes are not \"KSYN\").")
             }
             throw SyncError(
                 .changesetTruncated,
@@ -133,7 +134,8 @@ public enum ChangesetCodec {
         if actual < compressed {
             throw SyncError(
                 .changesetTruncated,
-                "The header declares a \(compressed)-byte payload; only \(actual) bytes follow it. Send the changeset again.")
+                "The header declares a \(compressed)-byte payload; only \(actual) bytes follow it. Send the changeset again."
+            )
         }
         if actual > compressed {
             throw SyncError(.changesetMalformed, "\(actual - compressed) unexpected bytes follow the payload.")
@@ -225,7 +227,8 @@ public enum ChangesetCodec {
             for _ in table.primaryKey { pk.append(try r.readValue("row \(index) primary key")) }
             let columnCount = try r.readCount("row \(index) column count", limit: table.columns.count)
             if op == .delete && columnCount != 0 {
-                throw SyncError(.changesetMalformed, "Row \(index) is a delete but carries \(columnCount) column values.")
+                throw SyncError(
+                    .changesetMalformed, "Row \(index) is a delete but carries \(columnCount) column values.")
             }
             var columns: [Changeset.ColumnValue] = []
             columns.reserveCapacity(columnCount)
@@ -233,11 +236,14 @@ public enum ChangesetCodec {
             for _ in 0..<columnCount {
                 let c = try r.readCount("row \(index) column index", limit: max(table.columns.count - 1, 0))
                 guard c < table.columns.count, seen.insert(c).inserted else {
-                    throw SyncError(.changesetMalformed, "Row \(index) sets column index \(c) of \(table.name) twice or out of range.")
+                    throw SyncError(
+                        .changesetMalformed,
+                        "Row \(index) sets column index \(c) of \(table.name) twice or out of range.")
                 }
                 let base = flags & 1 == 1 ? try r.readVarint("row \(index) column base version") : nil
                 let value = try r.readValue("row \(index) column \(table.columns[c])")
-                columns.append(Changeset.ColumnValue(column: c, value: value, baseVersion: base == version ? nil : base))
+                columns.append(
+                    Changeset.ColumnValue(column: c, value: value, baseVersion: base == version ? nil : base))
             }
             rows.append(
                 Changeset.Row(

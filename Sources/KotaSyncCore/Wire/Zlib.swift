@@ -48,16 +48,19 @@ package enum Zlib {
             throw SyncError(
                 .changesetCorrupt, "The payload inflates to more than the \(expectedLength) bytes its header declares.")
         default:
-            throw SyncError(.changesetCorrupt, "The compressed payload is not a valid zlib stream (zlib status \(status)).")
+            throw SyncError(
+                .changesetCorrupt, "The compressed payload is not a valid zlib stream (zlib status \(status)).")
         }
     }
 
     package static func crc32<C: Collection>(_ bytes: C, initial: UInt32 = 0) -> UInt32 where C.Element == UInt8 {
-        let result = bytes.withContiguousStorageIfAvailable { buf in
-            CZlib.crc32(uLong(initial), buf.baseAddress, uInt(buf.count))
-        } ?? Array(bytes).withUnsafeBufferPointer { buf in
-            CZlib.crc32(uLong(initial), buf.baseAddress, uInt(buf.count))
-        }
+        let result =
+            bytes.withContiguousStorageIfAvailable { buf in
+                CZlib.crc32(uLong(initial), buf.baseAddress, uInt(buf.count))
+            }
+            ?? Array(bytes).withUnsafeBufferPointer { buf in
+                CZlib.crc32(uLong(initial), buf.baseAddress, uInt(buf.count))
+            }
         return UInt32(truncatingIfNeeded: result)
     }
 }

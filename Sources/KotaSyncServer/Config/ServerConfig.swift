@@ -166,10 +166,13 @@ public struct ServerConfig: Sendable {
             )
         }
         guard key.count <= maxKeyColumns else {
-            throw ConfigError(.invalid, "Table \(entry.name) has \(key.count) key columns; at most \(maxKeyColumns) are supported.")
+            throw ConfigError(
+                .invalid, "Table \(entry.name) has \(key.count) key columns; at most \(maxKeyColumns) are supported.")
         }
         guard columns.count <= maxColumns else {
-            throw ConfigError(.invalid, "Table \(entry.name) has \(columns.count) non-key columns; at most \(maxColumns) are supported.")
+            throw ConfigError(
+                .invalid,
+                "Table \(entry.name) has \(columns.count) non-key columns; at most \(maxColumns) are supported.")
         }
         return TableSchema(name: entry.name, ddl: entry.ddl, primaryKey: key, columns: columns)
     }

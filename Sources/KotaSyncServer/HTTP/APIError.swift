@@ -50,7 +50,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(error: SyncError(.badRequest, error.message))
         } catch {
             logger.error("request failed", metadata: ["error": "\(error)"])
-            throw APIError(error: SyncError(.internalError, "The server failed to handle the request; try again later."))
+            throw APIError(
+                error: SyncError(.internalError, "The server failed to handle the request; try again later."))
         }
     }
 }

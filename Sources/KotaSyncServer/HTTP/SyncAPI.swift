@@ -22,25 +22,34 @@ struct SyncAPI {
             let device = try await authenticate(request)
             if let length = request.headers[.contentLength].flatMap(Int.init), length > config.limits.maxBodyBytes {
                 throw SyncError(
-                    .bodyTooLarge, "The body is \(length) bytes; this server accepts at most \(config.limits.maxBodyBytes).")
+                    .bodyTooLarge,
+                    "The body is \(length) bytes; this server accepts at most \(config.limits.maxBodyBytes).")
             }
             let buffer = try await request.body.collect(upTo: config.limits.maxBodyBytes)
-            let changeset = try ChangesetCodec.decode(Array(buffer.readableBytesView), limits: config.limits.decodeLimits)
+            let changeset = try ChangesetCodec.decode(
+                Array(buffer.readableBytesView), limits: config.limits.decodeLimits)
             let outcome = try await store.push(changeset, from: device)
             var headers: HTTPFields = [.contentType: "application/json"]
             if outcome.replayed { headers[.replay] = "true" }
-            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(data: outcome.reply)))
+            return Response(
+                status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(data: outcome.reply)))
         }
         router.get("/v1/pull") { request, _ in
             _ = try await authenticate(request)
-            let after: UInt64 = try request.uri.queryParameters.get("after").map { text throws(SyncError) in
-                guard let v = UInt64(text) else { throw SyncError(.badRequest, "`after` must be a non-negative integer cursor.") }
-                return v
-            } ?? 0
-            let limit: Int = try request.uri.queryParameters.get("limit").map { text throws(SyncError) in
-                guard let v = Int(text), v > 0 else { throw SyncError(.badRequest, "`limit` must be a positive integer.") }
-                return v
-            } ?? config.limits.maxPullPage
+            let after: UInt64 =
+                try request.uri.queryParameters.get("after").map { text throws(SyncError) in
+                    guard let v = UInt64(text) else {
+                        throw SyncError(.badRequest, "`after` must be a non-negative integer cursor.")
+                    }
+                    return v
+                } ?? 0
+            let limit: Int =
+                try request.uri.queryParameters.get("limit").map { text throws(SyncError) in
+                    guard let v = Int(text), v > 0 else {
+                        throw SyncError(.badRequest, "`limit` must be a positive integer.")
+                    }
+                    return v
+                } ?? config.limits.maxPullPage
             let page = try await store.pull(after: after, limit: limit)
             return Response(
                 status: .ok,
@@ -78,7 +87,8 @@ struct SyncAPI {
 private func json(_ value: some Encodable) throws -> Response {
     let data = try ProtocolJSON.encoder().encode(value)
     return Response(
-        status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(data: data)))
+        status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(data: data))
+    )
 }
 
 extension HTTPField.Name {

@@ -38,7 +38,8 @@ extension SQLiteMasterStore {
                         columns: values.enumerated().map { Changeset.ColumnValue(column: $0, value: $1) }))
             } else {
                 rows.append(
-                    Changeset.Row(table: t, operation: .delete, version: version, stamp: stamp, primaryKey: key, columns: []))
+                    Changeset.Row(
+                        table: t, operation: .delete, version: version, stamp: stamp, primaryKey: key, columns: []))
             }
         }
         let page = Changeset(
@@ -51,7 +52,9 @@ extension SQLiteMasterStore {
         let columns = table.columns.isEmpty ? "1" : table.columns.map { SQL.quote($0.name) }.joined(separator: ", ")
         let row = try Row.fetchOne(
             db.cachedStatement(
-                sql: "SELECT \(columns) FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"),
+                sql:
+                    "SELECT \(columns) FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
+            ),
             arguments: StatementArguments(key.map(\.databaseValue)))
         return row.map { r in (0..<table.columns.count).map { SQLValue(r[$0] as DatabaseValue) } }
     }
@@ -88,7 +91,8 @@ extension SQLiteMasterStore {
         let hasBase: Int = row["has_base"]
         return ConflictReport(
             id: row["id"], table: row["tbl"], primaryKey: try PrimaryKeyCoding.decode([UInt8](row["pk"] as Data)),
-            column: row["col"], kind: ConflictReport.Kind(rawValue: row["kind"]) ?? .updateUpdate, policy: row["policy"],
+            column: row["col"], kind: ConflictReport.Kind(rawValue: row["kind"]) ?? .updateUpdate,
+            policy: row["policy"],
             base: hasBase == 1 ? SQLValue(row["base_value"] as DatabaseValue) : nil, winner: side("winner"),
             loser: side("loser"), status: row["status"], decidedAt: row["decided_at"])
     }

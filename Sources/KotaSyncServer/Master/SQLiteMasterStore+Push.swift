@@ -26,7 +26,8 @@ extension SQLiteMasterStore {
     ) {
         let changeset = validated.changeset
         let idBlob = Data(changeset.id.bytes)
-        if let stored = try Data.fetchOne(db, sql: "SELECT reply FROM _ks_changesets WHERE id = ?", arguments: [idBlob]) {
+        if let stored = try Data.fetchOne(db, sql: "SELECT reply FROM _ks_changesets WHERE id = ?", arguments: [idBlob])
+        {
             return (PushOutcome(reply: stored, replayed: true), nil)
         }
         guard changeset.replicaID != .zero else {
@@ -42,7 +43,8 @@ extension SQLiteMasterStore {
             guard row["opd"] as String == device.opd else {
                 throw SyncError(
                     .forbidden,
-                    "Replica \(changeset.replicaID) belongs to another OPD; a device token of \(device.opd) cannot push for it.")
+                    "Replica \(changeset.replicaID) belongs to another OPD; a device token of \(device.opd) cannot push for it."
+                )
             }
             let last: Int64 = row["last_sequence"]
             guard changeset.firstSequence > UInt64(last) else {
@@ -62,7 +64,8 @@ extension SQLiteMasterStore {
 
         var merge = RowMerger(
             db: db, config: config, writer: writer, changesetID: changeset.id, decidedAt: nowText,
-            serverMilliseconds: Timestamp.milliseconds(now), resolve: { [registered] number in
+            serverMilliseconds: Timestamp.milliseconds(now),
+            resolve: { [registered] number in
                 number == registered?.number ? registered! : self.writer(number: number)
             },
             describe: { [registered] number in
@@ -81,7 +84,8 @@ extension SQLiteMasterStore {
             }
         }
         let reply = PushReply(
-            changesetId: changeset.id, replicaId: changeset.replicaID, rows: changeset.rows.count, applied: merge.applied,
+            changesetId: changeset.id, replicaId: changeset.replicaID, rows: changeset.rows.count,
+            applied: merge.applied,
             clampedStamps: merge.clamped, masterSequence: merge.version, conflicts: merge.reports)
         let replyData = try ProtocolJSON.encoder().encode(reply)
         try db.execute(
@@ -90,7 +94,8 @@ extension SQLiteMasterStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """,
             arguments: [
-                idBlob, writer.number, Int64(changeset.firstSequence), Int64(changeset.lastSequence), changeset.rows.count,
+                idBlob, writer.number, Int64(changeset.firstSequence), Int64(changeset.lastSequence),
+                changeset.rows.count,
                 nowText, replyData,
             ])
         try db.execute(
@@ -101,7 +106,8 @@ extension SQLiteMasterStore {
 
     func opd(ofWriter number: Int64, db: Database) -> String {
         if number == 0 { return "master" }
-        return (try? String.fetchOne(db, sql: "SELECT opd FROM _ks_replicas WHERE number = ?", arguments: [number])) ?? "?"
+        return (try? String.fetchOne(db, sql: "SELECT opd FROM _ks_replicas WHERE number = ?", arguments: [number]))
+            ?? "?"
     }
 }
 
@@ -171,12 +177,16 @@ struct RowMerger {
         if openCount > 0 {
             let rows = try Row.fetchAll(
                 db.cachedStatement(
-                    sql: "SELECT id, col, loser_writer, winner_stamp, winner_writer FROM _ks_conflicts WHERE tbl = ? AND pk = ? AND status = 'open'"),
+                    sql:
+                        "SELECT id, col, loser_writer, winner_stamp, winner_writer FROM _ks_conflicts WHERE tbl = ? AND pk = ? AND status = 'open'"
+                ),
                 arguments: [table.name, pk])
             open = rows.map { r in
                 OpenConflict(
-                    id: r["id"], column: (r["col"] as String?).flatMap { name in table.columns.firstIndex { $0.name == name } },
-                    loser: resolve(r["loser_writer"]), winnerStamp: HLC(rawValue: UInt64(bitPattern: r["winner_stamp"])),
+                    id: r["id"],
+                    column: (r["col"] as String?).flatMap { name in table.columns.firstIndex { $0.name == name } },
+                    loser: resolve(r["loser_writer"]),
+                    winnerStamp: HLC(rawValue: UInt64(bitPattern: r["winner_stamp"])),
                     winnerWriter: resolve(r["winner_writer"]))
             }
         }
@@ -192,19 +202,23 @@ struct RowMerger {
         let old = needsOld ? try readRow(table, key: row.primaryKey) : nil
 
         for conflict in decision.conflicts {
-            try record(conflict, table: table, key: row.primaryKey, pk: pk, change: change, incoming: incoming, old: old)
+            try record(
+                conflict, table: table, key: row.primaryKey, pk: pk, change: change, incoming: incoming, old: old)
         }
         for id in decision.repointed {
             let column = open.first { $0.id == id }?.column
             let value = column.flatMap { incoming[$0] }
             try db.cachedStatement(
-                sql: "UPDATE _ks_conflicts SET winner_writer = ?, winner_stamp = ?, winner_value = ?, winner_has_value = ? WHERE id = ?"
+                sql:
+                    "UPDATE _ks_conflicts SET winner_writer = ?, winner_stamp = ?, winner_value = ?, winner_has_value = ? WHERE id = ?"
             ).execute(arguments: [
-                writer.number, Int64(bitPattern: stamp.rawValue), value?.databaseValue ?? .null, value == nil ? 0 : 1, id,
+                writer.number, Int64(bitPattern: stamp.rawValue), value?.databaseValue ?? .null, value == nil ? 0 : 1,
+                id,
             ])
         }
         for id in decision.superseded {
-            try db.cachedStatement(sql: "UPDATE _ks_conflicts SET status = 'superseded' WHERE id = ?").execute(arguments: [id])
+            try db.cachedStatement(sql: "UPDATE _ks_conflicts SET status = 'superseded' WHERE id = ?").execute(
+                arguments: [id])
         }
 
         var historyOld: [(Int, SQLValue)] = []
@@ -233,7 +247,8 @@ struct RowMerger {
         if decision.effect != .none {
             applied += 1
             try db.cachedStatement(
-                sql: "INSERT OR REPLACE INTO _ks_history(tbl, pk, version, writer, stamp, op, old) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                sql:
+                    "INSERT OR REPLACE INTO _ks_history(tbl, pk, version, writer, stamp, op, old) VALUES (?, ?, ?, ?, ?, ?, ?)"
             ).execute(arguments: [
                 table.name, pk, Int64(version), writer.number, Int64(bitPattern: stamp.rawValue),
                 Int(row.operation.rawValue), Data(HistoryCoding.encode(historyOld)),
@@ -242,7 +257,8 @@ struct RowMerger {
         let newOpen = openCount - decision.superseded.count + decision.conflicts.count
         if let clocks = decision.clocks {
             try db.cachedStatement(
-                sql: "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks) VALUES (?, ?, ?, ?, ?, ?)"
+                sql:
+                    "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks) VALUES (?, ?, ?, ?, ?, ?)"
             ).execute(arguments: [
                 table.name, pk, Int64(clocks.version), clocks.isDeleted ? 1 : 0, newOpen,
                 Data(RowClocksCoding.encode(clocks)),
@@ -257,13 +273,17 @@ struct RowMerger {
         guard !table.columns.isEmpty else {
             return try Row.fetchOne(
                 db.cachedStatement(
-                    sql: "SELECT 1 FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"),
+                    sql:
+                        "SELECT 1 FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
+                ),
                 arguments: StatementArguments(key.map(\.databaseValue))) == nil ? nil : []
         }
         let columns = table.columns.map { SQL.quote($0.name) }.joined(separator: ", ")
         let row = try Row.fetchOne(
             db.cachedStatement(
-                sql: "SELECT \(columns) FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"),
+                sql:
+                    "SELECT \(columns) FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
+            ),
             arguments: StatementArguments(key.map(\.databaseValue)))
         return row.map { r in (0..<table.columns.count).map { SQLValue(r[$0] as DatabaseValue) } }
     }
@@ -274,7 +294,8 @@ struct RowMerger {
         let update =
             table.columns.isEmpty
             ? "NOTHING"
-            : "UPDATE SET " + table.columns.map { "\(SQL.quote($0.name)) = excluded.\(SQL.quote($0.name))" }.joined(separator: ", ")
+            : "UPDATE SET "
+                + table.columns.map { "\(SQL.quote($0.name)) = excluded.\(SQL.quote($0.name))" }.joined(separator: ", ")
         let sql = """
             INSERT INTO \(SQL.quote(table.name)) (\(names.joined(separator: ", "))) \
             VALUES (\(names.map { _ in "?" }.joined(separator: ", "))) ON CONFLICT (\(keys)) DO \(update)
@@ -286,7 +307,8 @@ struct RowMerger {
         guard
             let old = try Data.fetchOne(
                 db.cachedStatement(
-                    sql: "SELECT old FROM _ks_history WHERE tbl = ? AND pk = ? AND op = 3 ORDER BY version DESC LIMIT 1"),
+                    sql: "SELECT old FROM _ks_history WHERE tbl = ? AND pk = ? AND op = 3 ORDER BY version DESC LIMIT 1"
+                ),
                 arguments: [table.name, pk])
         else { return nil }
         var values = Array(repeating: SQLValue.null, count: table.columns.count)
@@ -296,10 +318,13 @@ struct RowMerger {
 
     /// The value `column` had at master version `base`: the old value saved by the first change
     /// after `base` that touched it, or the current value if none did.
-    private func valueAt(base: UInt64, column: Int, table: TableSchema, pk: Data, current: SQLValue?) throws -> SQLValue? {
+    private func valueAt(base: UInt64, column: Int, table: TableSchema, pk: Data, current: SQLValue?) throws
+        -> SQLValue?
+    {
         guard base > 0 else { return nil }
         let rows = try Row.fetchCursor(
-            db.cachedStatement(sql: "SELECT old FROM _ks_history WHERE tbl = ? AND pk = ? AND version > ? ORDER BY version"),
+            db.cachedStatement(
+                sql: "SELECT old FROM _ks_history WHERE tbl = ? AND pk = ? AND version > ? ORDER BY version"),
             arguments: [table.name, pk, Int64(base)])
         while let row = try rows.next() {
             if let hit = try HistoryCoding.decode([UInt8](row["old"] as Data)).first(where: { $0.0 == column }) {
@@ -345,9 +370,11 @@ struct RowMerger {
         ])
         reports.append(
             ConflictReport(
-                id: db.lastInsertedRowID, table: table.name, primaryKey: key, column: conflict.column.map { table.columns[$0].name },
+                id: db.lastInsertedRowID, table: table.name, primaryKey: key,
+                column: conflict.column.map { table.columns[$0].name },
                 kind: conflict.kind, policy: policy, base: base,
-                winner: .init(replicaId: winner.id, opd: describe(winner.number), stamp: winnerStamp, value: winnerValue),
+                winner: .init(
+                    replicaId: winner.id, opd: describe(winner.number), stamp: winnerStamp, value: winnerValue),
                 loser: .init(replicaId: loser.id, opd: describe(loser.number), stamp: loserStamp, value: loserValue),
                 status: "open", decidedAt: decidedAt))
     }

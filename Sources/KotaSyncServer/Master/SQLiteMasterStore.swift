@@ -95,7 +95,8 @@ public final class SQLiteMasterStore: MasterStore {
                 version += 1
                 let pk = (0..<table.primaryKey.count).map { SQLValue(row[$0] as DatabaseValue) }
                 let clock = ColumnClock(version: version, stamp: stamp, writer: .master)
-                let clocks = RowClocks(version: version, deletions: [], columns: Array(repeating: clock, count: table.columns.count))
+                let clocks = RowClocks(
+                    version: version, deletions: [], columns: Array(repeating: clock, count: table.columns.count))
                 try insert.execute(arguments: [
                     table.name, Data(PrimaryKeyCoding.encode(pk)), Int64(version), Data(RowClocksCoding.encode(clocks)),
                 ])
@@ -130,7 +131,8 @@ public final class SQLiteMasterStore: MasterStore {
     public func authenticate(token: String) async throws -> Device? {
         let hash = Self.hash(token)
         let row = try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT id, opd, expires_at, revoked_at FROM _ks_tokens WHERE hash = ?", arguments: [hash])
+            try Row.fetchOne(
+                db, sql: "SELECT id, opd, expires_at, revoked_at FROM _ks_tokens WHERE hash = ?", arguments: [hash])
         }
         guard let row, row["revoked_at"] as String? == nil else { return nil }
         if let expires = (row["expires_at"] as String?).flatMap(Timestamp.date), expires <= Date() { return nil }
@@ -153,11 +155,15 @@ extension Data {
 /// Timestamps as the server stores and reports them: ISO 8601 in UTC with milliseconds.
 package enum Timestamp {
     package static func string(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+        date.formatted(
+            .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 
     package static func date(_ string: String) -> Date? {
-        try? Date(string, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+        try? Date(
+            string,
+            strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)
+        )
     }
 
     package static func milliseconds(_ date: Date) -> UInt64 {

@@ -17,7 +17,8 @@ package enum ChangesetValidator {
         -> ValidatedChangeset
     {
         guard changeset.kind == .push else {
-            throw SyncError(.changesetMalformed, "Only push changesets (kind 1) can be pushed; this one is a pull page.")
+            throw SyncError(
+                .changesetMalformed, "Only push changesets (kind 1) can be pushed; this one is a pull page.")
         }
         guard changeset.firstSequence <= changeset.lastSequence else {
             throw SyncError(
@@ -28,12 +29,16 @@ package enum ChangesetValidator {
         var maps: [[Int]] = []
         for table in changeset.tables {
             guard let known = schema.first(where: { $0.name == table.name }) else {
-                throw SyncError(.unknownTable, "Table \(table.name) is not replicated by this server. Re-run `kotasync init` if the schema changed.")
+                throw SyncError(
+                    .unknownTable,
+                    "Table \(table.name) is not replicated by this server. Re-run `kotasync init` if the schema changed."
+                )
             }
             guard table.primaryKey == known.primaryKey.map(\.name) else {
                 throw SyncError(
                     .invalidPrimaryKey,
-                    "Table \(table.name) is keyed by (\(known.primaryKey.map(\.name).joined(separator: ", "))), not (\(table.primaryKey.joined(separator: ", "))).")
+                    "Table \(table.name) is keyed by (\(known.primaryKey.map(\.name).joined(separator: ", "))), not (\(table.primaryKey.joined(separator: ", ")))."
+                )
             }
             var map: [Int] = []
             for name in table.columns {
@@ -60,7 +65,9 @@ package enum ChangesetValidator {
         return ValidatedChangeset(changeset: changeset, tables: tables, columnMaps: maps)
     }
 
-    private static func mismatch(_ row: Int, _ table: TableSchema, _ column: ColumnSchema, _ value: SQLValue) -> SyncError {
+    private static func mismatch(_ row: Int, _ table: TableSchema, _ column: ColumnSchema, _ value: SQLValue)
+        -> SyncError
+    {
         SyncError(
             .typeMismatch,
             "Row \(row) of the changeset: column \(table.name).\(column.name) is declared \(column.declaredType.isEmpty ? "without a type" : column.declaredType) and does not take a \(value.storageClass.rawValue) value. Correct the row on the replica; the change stays pending until it is pushed."

@@ -118,7 +118,8 @@ package enum MergeEngine {
             guard change.operation != .delete else { return d }
             d.effect = .create
             d.written = change.columns
-            d.clocks = RowClocks(version: newVersion, deletions: [], columns: Array(repeating: mine, count: columnCount))
+            d.clocks = RowClocks(
+                version: newVersion, deletions: [], columns: Array(repeating: mine, count: columnCount))
             d.bumped = true
             return d
         }
@@ -135,7 +136,8 @@ package enum MergeEngine {
                     clocks.deletions[i] = ColumnClock(
                         version: clocks.deletions[i].version, stamp: mine.stamp, writer: mine.writer)
                 } else {
-                    clocks.deletions.append(ColumnClock(version: clocks.version, stamp: mine.stamp, writer: mine.writer))
+                    clocks.deletions.append(
+                        ColumnClock(version: clocks.version, stamp: mine.stamp, writer: mine.writer))
                 }
                 d.clocks = clocks
                 return d
