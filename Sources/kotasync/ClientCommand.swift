@@ -79,7 +79,7 @@ struct Status: AsyncParsableCommand {
             ]
             if let inFlight = status.inFlight {
                 lines.append(
-                    "Awaiting acknowledgement: changeset \(inFlight.changesetId) (\(inFlight.rows) rows), sent again on the next push"
+                    "In the outbox: changeset \(inFlight.changesetId) (\(inFlight.rows) row(s)), awaiting the server's acknowledgement; the next push sends it again"
                 )
             }
             if let error = status.lastError {
