@@ -1,0 +1,209 @@
+import Foundation
+import GRDB
+import KotaSyncCore
+import KotaSyncSQLite
+import Testing
+
+@testable import KotaSyncServer
+
+/// The SQLite master store: merges that reach the disk, conflicts recorded with both sides, the
+/// pull feed, and the refusals that protect the master.
+struct SQLiteMasterStoreTests {
+    static let yaml = """
+        name: Test
+        opds:
+          - id: pkm-a
+            name: Puskesmas A
+          - id: pkm-b
+            name: Puskesmas B
+        tables:
+          - name: notes
+            ddl: "CREATE TABLE notes (id TEXT PRIMARY KEY, title TEXT NOT NULL, body TEXT)"
+        """
+
+    /// A store in a fresh directory.
+    static func makeStore(_ name: String = #function) throws -> SQLiteMasterStore {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "kotasync-store-\(name.filter { $0.isLetter })-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let config = try ServerConfig.parse(yaml: yaml, baseURL: dir)
+        return try SQLiteMasterStore(path: dir.appendingPathComponent("master.sqlite").path, config: config)
+    }
+
+    /// A device of one OPD pushing as one replica, with its own sequence numbers and clock.
+    struct Device {
+        var device: KotaSyncServer.Device
+        let replica = UUID()
+        var sequence: UInt64 = 0
+        var clock: UInt64
+
+        init(opd: String, clock: UInt64 = 1_764_000_000_000) {
+            device = KotaSyncServer.Device(tokenID: "t-\(opd)", opd: opd)
+            self.clock = clock
+        }
+
+        mutating func push(
+            _ store: SQLiteMasterStore, _ rows: [(Changeset.Operation, String, UInt64, [(Int, SQLValue)])]
+        ) async throws -> PushReply {
+            let first = sequence + 1
+            let changeRows = rows.map { op, id, base, columns -> Changeset.Row in
+                clock += 1
+                sequence += 1
+                return Changeset.Row(
+                    table: 0, operation: op, version: base, stamp: HLC(milliseconds: clock, counter: 0),
+                    primaryKey: [.text(id)],
+                    columns: columns.map { Changeset.ColumnValue(column: $0.0, value: $0.1) })
+            }
+            let changeset = Changeset(
+                kind: .push, id: UUID(), replicaID: replica, firstSequence: first, lastSequence: sequence,
+                tables: [Changeset.Table(name: "notes", primaryKey: ["id"], columns: ["title", "body"])],
+                rows: changeRows)
+            let outcome = try await store.push(changeset, from: device)
+            return try ProtocolJSON.decoder().decode(PushReply.self, from: outcome.reply)
+        }
+    }
+
+    static func notes(_ store: SQLiteMasterStore) throws -> [[SQLValue]] {
+        try store.pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, title, body FROM notes ORDER BY id").map {
+                $0.databaseValues.map(SQLValue.init)
+            }
+        }
+    }
+
+    /// Everything a pull from `cursor` returns, page by page of `limit`.
+    static func pullAll(_ store: SQLiteMasterStore, after cursor: UInt64 = 0, limit: Int = 1000) async throws
+        -> [Changeset.Row]
+    {
+        var cursor = cursor
+        var rows: [Changeset.Row] = []
+        while true {
+            let page = try await store.pull(after: cursor, limit: limit)
+            let decoded = try ChangesetCodec.decode(page.body)
+            #expect(decoded.firstSequence == cursor)
+            rows += decoded.rows
+            cursor = page.nextCursor
+            if !page.hasMore { return rows }
+        }
+    }
+
+    @Test func twoOPDsCreatingTheSameKeyIsAnInsertInsertConflictAndTheLaterWins() async throws {
+        let store = try Self.makeStore()
+        var a = Device(opd: "pkm-a")
+        var b = Device(opd: "pkm-b", clock: 1_764_000_500_000)
+        _ = try await a.push(store, [(.upsert, "n1", 0, [(0, .text("dari A")), (1, .text("badan A"))])])
+        let reply = try await b.push(store, [(.upsert, "n1", 0, [(0, .text("dari B")), (1, .text("badan A"))])])
+
+        #expect(try Self.notes(store) == [[.text("n1"), .text("dari B"), .text("badan A")]])
+        let title = try #require(reply.conflicts.first { $0.column == "title" })
+        #expect(title.kind == .insertInsert)
+        #expect(title.winner.value == .text("dari B"))
+        #expect(title.loser.value == .text("dari A"))
+        #expect(title.loser.opd == "pkm-a")
+        #expect(title.winner.replicaId == b.replica)
+    }
+
+    @Test func aDeleteRacingAnUpdateLosesInEitherOrder() async throws {
+        var finals: [[[SQLValue]]] = []
+        for deleteFirst in [true, false] {
+            let store = try Self.makeStore()
+            var a = Device(opd: "pkm-a")
+            var b = Device(opd: "pkm-b")
+            _ = try await a.push(store, [(.upsert, "n1", 0, [(0, .text("judul")), (1, .text("isi"))])])
+            let seen = try await Self.pullAll(store).last!.version
+            var replies: [PushReply] = []
+            if deleteFirst {
+                replies.append(try await a.push(store, [(.delete, "n1", seen, [])]))
+                replies.append(try await b.push(store, [(.update, "n1", seen, [(0, .text("judul baru"))])]))
+            } else {
+                replies.append(try await b.push(store, [(.update, "n1", seen, [(0, .text("judul baru"))])]))
+                replies.append(try await a.push(store, [(.delete, "n1", seen, [])]))
+            }
+            let conflict = try #require(replies.flatMap(\.conflicts).first)
+            #expect(conflict.kind == .deleteUpdate)
+            #expect(conflict.policy == "update-wins")
+            #expect(conflict.loser.replicaId == a.replica)
+            #expect(conflict.loser.value == nil)
+            finals.append(try Self.notes(store))
+        }
+        #expect(
+            finals[0] == [[.text("n1"), .text("judul baru"), .text("isi")]], "the row comes back with its other values")
+        #expect(finals[0] == finals[1])
+    }
+
+    @Test func aLosingChangeMovesTheRowSoItsReplicaPullsTheWinner() async throws {
+        let store = try Self.makeStore()
+        var a = Device(opd: "pkm-a", clock: 1_764_000_900_000)
+        var b = Device(opd: "pkm-b")
+        _ = try await a.push(store, [(.upsert, "n1", 0, [(0, .text("base")), (1, .null)])])
+        let base = try await Self.pullAll(store).last!.version
+        _ = try await a.push(store, [(.update, "n1", base, [(0, .text("A menang"))])])
+        let bCursor = try await Self.pullAll(store).last!.version
+        let reply = try await b.push(store, [(.update, "n1", base, [(0, .text("B kalah"))])])
+        #expect(reply.applied == 0)
+        #expect(reply.conflicts.first?.winner.value == .text("A menang"))
+        let forB = try await Self.pullAll(store, after: bCursor)
+        #expect(forB.count == 1)
+        #expect(forB.first?.columns.first?.value == .text("A menang"))
+    }
+
+    @Test func everyReplacedValueIsKeptInTheHistory() async throws {
+        let store = try Self.makeStore()
+        var a = Device(opd: "pkm-a")
+        _ = try await a.push(store, [(.upsert, "n1", 0, [(0, .text("satu")), (1, .null)])])
+        _ = try await a.push(store, [(.update, "n1", 0, [(0, .text("dua"))])])
+        _ = try await a.push(store, [(.delete, "n1", 0, [])])
+        let old = try await store.pool.read { db in
+            try Data.fetchAll(db, sql: "SELECT old FROM _ks_history WHERE tbl = 'notes' ORDER BY version")
+        }
+        let decoded = try old.map { try HistoryCoding.decode([UInt8]($0)) }
+        #expect(decoded.count == 3)
+        #expect(decoded[1].map(\.1) == [.text("satu")])
+        #expect(decoded[2].map(\.1) == [.text("dua"), .null])
+    }
+
+    @Test func pullPagesReturnEveryChangedRowOnceInVersionOrder() async throws {
+        let store = try Self.makeStore()
+        var a = Device(opd: "pkm-a")
+        _ = try await a.push(store, (0..<7).map { (.upsert, "n\($0)", 0, [(0, .text("t\($0)")), (1, .null)]) })
+        _ = try await a.push(store, [(.update, "n2", 0, [(0, .text("berubah"))])])
+        let rows = try await Self.pullAll(store, limit: 3)
+        #expect(rows.count == 7)
+        #expect(Set(rows.map(\.primaryKey)).count == 7)
+        #expect(rows.map(\.version) == rows.map(\.version).sorted())
+        #expect(rows.last?.primaryKey == [.text("n2")], "the row changed last comes last, once")
+    }
+
+    @Test func aChangesetOverlappingWhatWasAppliedIsRefused() async throws {
+        let store = try Self.makeStore()
+        var a = Device(opd: "pkm-a")
+        _ = try await a.push(store, [(.upsert, "n1", 0, [(0, .text("x")), (1, .null)])])
+        a.sequence = 0
+        await #expect {
+            _ = try await a.push(store, [(.upsert, "n2", 0, [(0, .text("y")), (1, .null)])])
+        } throws: { ($0 as? SyncError)?.code == .sequenceConflict }
+        #expect(try Self.notes(store).count == 1)
+    }
+
+    @Test func aReplicaOfOneOPDCannotBePushedWithAnotherOPDsToken() async throws {
+        let store = try Self.makeStore()
+        var a = Device(opd: "pkm-a")
+        _ = try await a.push(store, [(.upsert, "n1", 0, [(0, .text("x")), (1, .null)])])
+        var impostor = a
+        impostor.device = KotaSyncServer.Device(tokenID: "t-b", opd: "pkm-b")
+        await #expect {
+            _ = try await impostor.push(store, [(.update, "n1", 0, [(0, .text("diubah"))])])
+        } throws: { ($0 as? SyncError)?.code == .forbidden }
+        #expect(try Self.notes(store) == [[.text("n1"), .text("x"), .null]])
+    }
+
+    @Test func aStampFarAheadOfTheServerIsClampedAndCounted() async throws {
+        let store = try Self.makeStore()
+        let now = UInt64(Date().timeIntervalSince1970 * 1000)
+        var fast = Device(opd: "pkm-a", clock: now + 86_400_000)
+        let reply = try await fast.push(store, [(.upsert, "n1", 0, [(0, .text("x")), (1, .null)])])
+        #expect(reply.clampedStamps == 1)
+        let stamp = try await Self.pullAll(store).first!.stamp
+        #expect(stamp.milliseconds <= UInt64(Date().timeIntervalSince1970 * 1000) + 5 * 60 * 1000)
+    }
+}
