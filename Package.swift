@@ -100,6 +100,8 @@ let package = Package(
             dependencies: [
                 "KotaSyncClient", "KotaSyncServer", "KotaSyncSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ],

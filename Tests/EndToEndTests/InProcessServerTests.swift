@@ -1,0 +1,109 @@
+import Foundation
+import GRDB
+import KotaSyncClient
+import KotaSyncCore
+import KotaSyncServer
+import Logging
+import ServiceLifecycle
+import Testing
+
+/// The server as a real `Application` on port 0 in this process, with the client library
+/// talking to it over loopback HTTP.
+struct InProcessServerTests {
+    /// Runs `body` against a server on a free port, then shuts the server down gracefully.
+    static func withServer(
+        _ name: String = #function, _ body: (URL, SQLiteMasterStore, URL) async throws -> Void
+    ) async throws {
+        let dir = try makeTemporaryDirectory(name)
+        let config = try ServerConfig.load(from: try sampleConfig(in: dir))
+        let store = try SQLiteMasterStore(path: dir.appendingPathComponent("master.sqlite").path, config: config)
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let app = SyncServer.application(config: config, store: store, port: 0, logger: logger) {
+            continuation.yield($0)
+        }
+        let group = ServiceGroup(services: [app], logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            do {
+                try await body(URL(string: "http://127.0.0.1:\(port)")!, store, dir)
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    @Test func aReplicaBuiltFromSmallPagesEqualsTheMasterAndFollowsDeletes() async throws {
+        try await Self.withServer { url, store, dir in
+            let token = try await store.createToken(opd: "dinkes", expiresAt: nil).token
+            let path = dir.appendingPathComponent("replica.sqlite").path
+            let (replica, _, pulled) = try await Synchronizer.initialize(
+                path: path, serverURL: url, token: token, pageSize: 4)
+            #expect(pulled.pages > 5, "25 seed rows in pages of 4")
+            #expect(pulled.rows == 25)
+            let tables = ["villages", "patients", "visits", "diagnoses"]
+            #expect(
+                try snapshot(path, tables: tables)
+                    == snapshot(dir.appendingPathComponent("master.sqlite").path, tables: tables))
+
+            // Another OPD deletes a village and edits a patient; this replica follows.
+            let other = dir.appendingPathComponent("other.sqlite").path
+            let otherToken = try await store.createToken(opd: "bappeda", expiresAt: nil).token
+            let (otherReplica, _, _) = try await Synchronizer.initialize(path: other, serverURL: url, token: otherToken)
+            try await DatabaseQueue(path: other).write { db in
+                try db.execute(sql: "DELETE FROM villages WHERE code = '1275050003'")
+                try db.execute(sql: "UPDATE patients SET phone = '0899' WHERE name = 'Rina Br Ginting'")
+            }
+            let pushed = try await Synchronizer(replica: otherReplica).push()
+            #expect(pushed.applied == 2)
+            let summary = try await Synchronizer(replica: replica).pull(pageSize: 1)
+            #expect(summary.rows == 2)
+            #expect(try snapshot(path, tables: tables) == snapshot(other, tables: tables))
+        }
+    }
+
+    @Test func anExpiredTokenIsRefused() async throws {
+        try await Self.withServer { url, store, dir in
+            let expired = try await store.createToken(opd: "dinkes", expiresAt: Date().addingTimeInterval(-60)).token
+            await #expect {
+                _ = try await Synchronizer.initialize(
+                    path: dir.appendingPathComponent("r.sqlite").path, serverURL: url, token: expired)
+            } throws: { ($0 as? ReplicaError)?.code == .unauthorized }
+        }
+    }
+
+    @Test func aPushRefusedForBadDataLeavesTheChangesPendingForCorrection() async throws {
+        try await Self.withServer { url, store, dir in
+            let token = try await store.createToken(opd: "pkm-binjai-kota", expiresAt: nil).token
+            let path = dir.appendingPathComponent("r.sqlite").path
+            let (replica, _, _) = try await Synchronizer.initialize(path: path, serverURL: url, token: token)
+            // SQLite lets a REAL column hold text; the master refuses it.
+            try await DatabaseQueue(path: path).write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO visits (id, patient_id, clinic_id, visit_date, weight_kg)
+                        VALUES ('v-x', 'p', 'pkm-binjai-kota', '2026-11-29', 'enam puluh')
+                        """)
+            }
+            let sync = Synchronizer(replica: replica, client: SyncClient(baseURL: url, token: token))
+            await #expect {
+                _ = try await sync.push()
+            } throws: { ($0 as? ReplicaError)?.server?.code == .typeMismatch }
+            #expect(try replica.status().inFlight == nil, "the refused changeset leaves the outbox")
+            #expect(try replica.status().pendingChanges == 1, "its change stays in the log")
+
+            try await DatabaseQueue(path: path).write { db in
+                try db.execute(sql: "UPDATE visits SET weight_kg = 60.0 WHERE id = 'v-x'")
+            }
+            let pushed = try await sync.push()
+            #expect(pushed.applied == 1)
+            #expect(try replica.status().pendingChanges == 0)
+        }
+    }
+}
