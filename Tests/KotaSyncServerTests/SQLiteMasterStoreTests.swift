@@ -203,6 +203,10 @@ struct SQLiteMasterStoreTests {
         var fast = Device(opd: "pkm-a", clock: now + 86_400_000)
         let reply = try await fast.push(store, [(.upsert, "n1", 0, [(0, .text("x")), (1, .null)])])
         #expect(reply.clampedStamps == 1)
+        let flagged = try await store.pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT sum(clamped) FROM _ks_history")
+        }
+        #expect(flagged == 1, "the change is flagged in its history entry")
         let stamp = try await Self.pullAll(store).first!.stamp
         #expect(stamp.milliseconds <= UInt64(Date().timeIntervalSince1970 * 1000) + 5 * 60 * 1000)
     }

@@ -13,11 +13,13 @@ enum MasterSchema {
         ) WITHOUT ROWID
         """,
         "CREATE UNIQUE INDEX IF NOT EXISTS _ks_rows_version ON _ks_rows(version)",
-        // Every prior value: for each change, the values it replaced.
+        // Every prior value: for each change, the values it replaced. `clamped` marks a change
+        // whose device stamp was too far ahead and was replaced by the server's bound.
         """
         CREATE TABLE IF NOT EXISTS _ks_history (
             tbl TEXT NOT NULL, pk BLOB NOT NULL, version INTEGER NOT NULL, writer INTEGER NOT NULL,
-            stamp INTEGER NOT NULL, op INTEGER NOT NULL, old BLOB NOT NULL, PRIMARY KEY (tbl, pk, version)
+            stamp INTEGER NOT NULL, op INTEGER NOT NULL, old BLOB NOT NULL, clamped INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (tbl, pk, version)
         ) WITHOUT ROWID
         """,
         """

@@ -248,10 +248,10 @@ struct RowMerger {
             applied += 1
             try db.cachedStatement(
                 sql:
-                    "INSERT OR REPLACE INTO _ks_history(tbl, pk, version, writer, stamp, op, old) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    "INSERT OR REPLACE INTO _ks_history(tbl, pk, version, writer, stamp, op, old, clamped) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             ).execute(arguments: [
                 table.name, pk, Int64(version), writer.number, Int64(bitPattern: stamp.rawValue),
-                Int(row.operation.rawValue), Data(HistoryCoding.encode(historyOld)),
+                Int(row.operation.rawValue), Data(HistoryCoding.encode(historyOld)), wasClamped ? 1 : 0,
             ])
         }
         let newOpen = openCount - decision.superseded.count + decision.conflicts.count
