@@ -32,8 +32,47 @@ extension Replica {
         }
     }
 
+    /// Builds the next changeset and puts it in the outbox. A changeset larger than the server
+    /// accepts (its published limits) is built again from half as many log entries.
     private func build(_ db: Database, now: Date) throws -> OutboundChangeset? {
-        let entries = try readLog(db, limit: Self.maxEntriesPerChangeset)
+        let limits = schema.limits
+        var entryLimit = min(Self.maxEntriesPerChangeset, limits?.maxRows ?? .max)
+        while true {
+            guard let (changeset, clock, cancelledUpTo) = try compose(db, entryLimit: entryLimit) else { return nil }
+            guard let changeset else {
+                // Everything logged cancelled out (created and deleted again offline).
+                try db.execute(sql: "DELETE FROM _ks_log WHERE seq <= ?", arguments: [cancelledUpTo])
+                return nil
+            }
+            let body = ChangesetCodec.encode(changeset)
+            let payload = try ChangesetCodec.decodeHeader(
+                body, limits: DecodeLimits(maxUncompressedBytes: .max, maxCompressionRatio: .max)
+            )
+            .uncompressedLength
+            if let limits, entryLimit > 1, body.count > limits.maxBodyBytes || payload > limits.maxUncompressedBytes {
+                entryLimit /= 2
+                continue
+            }
+            let outbound = OutboundChangeset(
+                id: changeset.id, firstSequence: changeset.firstSequence, lastSequence: changeset.lastSequence,
+                rows: changeset.rows.count, body: body)
+            try db.execute(
+                sql:
+                    "INSERT INTO _ks_outbox(id, first_seq, last_seq, rows, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    outbound.id.uuidString, Int64(outbound.firstSequence), Int64(outbound.lastSequence), outbound.rows,
+                    Data(body), now.iso8601,
+                ])
+            try Self.setState(db, StateKey.clock, Int64(bitPattern: clock.last.rawValue))
+            return outbound
+        }
+    }
+
+    /// The changeset for the first `entryLimit` log entries and the clock after stamping it; a nil
+    /// changeset when those entries cancel out (with the last sequence they cover); nil when the
+    /// log is empty.
+    private func compose(_ db: Database, entryLimit: Int) throws -> (Changeset?, HybridClock, Int64)? {
+        let entries = try readLog(db, limit: entryLimit)
         guard let first = entries.first, let last = entries.last else { return nil }
         var clock = HybridClock(last: HLC(rawValue: UInt64(bitPattern: try Self.state(db, StateKey.clock) ?? 0)))
         var tablesUsed: [String] = []
@@ -84,24 +123,11 @@ extension Replica {
                             column: c, value: values?[c] ?? .null, baseVersion: overrides[table.columns[c].name])
                     }))
         }
-        guard !rows.isEmpty else {
-            // Everything logged cancelled out (created and deleted again offline).
-            try db.execute(sql: "DELETE FROM _ks_log WHERE seq <= ?", arguments: [last.sequence])
-            return nil
-        }
+        guard !rows.isEmpty else { return (nil, clock, last.sequence) }
         let changeset = Changeset(
             kind: .push, id: UUID(), replicaID: id, firstSequence: UInt64(first.sequence),
             lastSequence: UInt64(last.sequence), tables: tablesUsed.map { tables[$0]!.changesetTable }, rows: rows)
-        let outbound = OutboundChangeset(
-            id: changeset.id, firstSequence: changeset.firstSequence, lastSequence: changeset.lastSequence,
-            rows: rows.count, body: ChangesetCodec.encode(changeset))
-        try db.execute(
-            sql: "INSERT INTO _ks_outbox(id, first_seq, last_seq, rows, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            arguments: [
-                outbound.id.uuidString, first.sequence, last.sequence, rows.count, Data(outbound.body), now.iso8601,
-            ])
-        try Self.setState(db, StateKey.clock, Int64(bitPattern: clock.last.rawValue))
-        return outbound
+        return (changeset, clock, last.sequence)
     }
 
     func readLog(_ db: Database, limit: Int? = nil) throws -> [ChangeLog.Entry] {

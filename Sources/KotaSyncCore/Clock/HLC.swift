@@ -54,8 +54,10 @@ public struct HybridClock: Sendable, Equatable {
 }
 
 extension HLC {
-    /// The next stamp: the counter plus one, carrying into the milliseconds on overflow.
-    public var successor: HLC { HLC(rawValue: rawValue &+ 1) }
+    /// The next stamp: the counter plus one, carrying into the milliseconds on overflow. The
+    /// largest stamp is its own successor rather than wrapping to zero (the server's clamp keeps
+    /// real stamps far from it).
+    public var successor: HLC { rawValue == .max ? self : HLC(rawValue: rawValue + 1) }
 }
 
 /// Bounds how far ahead of the server's own clock a device's stamp may be.

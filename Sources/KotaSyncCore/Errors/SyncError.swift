@@ -60,8 +60,12 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
             }
         }
 
-        /// Whether a client should send the same request again later. Every 4xx is permanent.
-        public var isRetryable: Bool { httpStatus >= 500 }
+        /// Whether a client should send the same request again later: server failures, and
+        /// changesets damaged on the way (the replica's stored bytes are intact). Every other 4xx
+        /// is permanent for those bytes.
+        public var isRetryable: Bool {
+            httpStatus >= 500 || self == .changesetTruncated || self == .changesetCorrupt
+        }
     }
 
     /// The stable code.

@@ -27,12 +27,34 @@ public struct SchemaDocument: Codable, Sendable, Equatable {
     /// The OPD the calling token belongs to.
     public var opd: String
     public var tables: [TableSchema]
+    /// The push limits the server enforces, so a client can split its changes to fit.
+    public var limits: PushLimits?
 
-    public init(protocolVersion: Int = kotaSyncProtocolVersion, server: String, opd: String, tables: [TableSchema]) {
+    public init(
+        protocolVersion: Int = kotaSyncProtocolVersion, server: String, opd: String, tables: [TableSchema],
+        limits: PushLimits? = nil
+    ) {
         self.protocolVersion = protocolVersion
         self.server = server
         self.opd = opd
         self.tables = tables
+        self.limits = limits
+    }
+}
+
+/// The sizes a server accepts in one push.
+public struct PushLimits: Codable, Sendable, Equatable {
+    /// The largest request body (the encoded changeset).
+    public var maxBodyBytes: Int
+    /// The largest uncompressed payload.
+    public var maxUncompressedBytes: Int
+    /// The most rows in one changeset.
+    public var maxRows: Int
+
+    public init(maxBodyBytes: Int, maxUncompressedBytes: Int, maxRows: Int) {
+        self.maxBodyBytes = maxBodyBytes
+        self.maxUncompressedBytes = maxUncompressedBytes
+        self.maxRows = maxRows
     }
 }
 

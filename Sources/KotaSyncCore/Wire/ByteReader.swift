@@ -95,7 +95,11 @@ package struct ByteReader {
         switch tag {
         case ValueTag.null: return .null
         case ValueTag.integer: return .integer(try readZigzag(what))
-        case ValueTag.real: return .real(Double(bitPattern: try readUInt64(what)))
+        case ValueTag.real:
+            let v = Double(bitPattern: try readUInt64(what))
+            // SQLite has no NaN (it stores NULL instead), so no replica can have sent one.
+            guard !v.isNaN else { throw SyncError(.changesetMalformed, "\(what) ending at byte \(offset) is a NaN.") }
+            return .real(v)
         case ValueTag.text: return .text(try readString(what))
         case ValueTag.blob:
             let n = try readCount(what + " length", limit: remaining)

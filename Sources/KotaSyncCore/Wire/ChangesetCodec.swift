@@ -122,7 +122,11 @@ public enum ChangesetCodec {
         guard let kind = Changeset.Kind(rawValue: kindByte) else {
             throw SyncError(.changesetMalformed, "Unknown changeset kind \(kindByte).")
         }
-        _ = try r.readUInt16("flags")
+        let flags = try r.readUInt16("flags")
+        guard flags == 0 else {
+            throw SyncError(
+                .changesetMalformed, "Header flags are \(flags); version 1 defines none, so they must be 0.")
+        }
         let id = UUID(bytes: try r.readBytes(16, "changeset id"))
         let replica = UUID(bytes: try r.readBytes(16, "replica id"))
         let first = try r.readUInt64("first sequence")
@@ -146,7 +150,8 @@ public enum ChangesetCodec {
                 "The payload would inflate to \(uncompressed) bytes; the limit is \(limits.maxUncompressedBytes). Push fewer changes at a time."
             )
         }
-        if uncompressed > max(compressed, 1) * limits.maxCompressionRatio {
+        let (ratioBound, overflow) = max(compressed, 1).multipliedReportingOverflow(by: limits.maxCompressionRatio)
+        if !overflow, uncompressed > ratioBound {
             throw SyncError(
                 .changesetTooLarge,
                 "The payload would inflate \(uncompressed / max(compressed, 1))-fold; the limit is \(limits.maxCompressionRatio)."
@@ -183,6 +188,9 @@ public enum ChangesetCodec {
         tables.reserveCapacity(tableCount)
         for _ in 0..<tableCount {
             let name = try r.readString("table name")
+            guard !tables.contains(where: { $0.name == name }) else {
+                throw SyncError(.changesetMalformed, "Table \(name) is declared twice.")
+            }
             let pkCount = try r.readCount("primary-key column count", limit: 64)
             guard pkCount > 0 else {
                 throw SyncError(.changesetMalformed, "Table \(name) is declared with no primary-key column.")
@@ -192,10 +200,21 @@ public enum ChangesetCodec {
             let columnCount = try r.readCount("column count", limit: 2_000)
             var columns: [String] = []
             columns.reserveCapacity(columnCount)
-            for _ in 0..<columnCount { columns.append(try r.readString("column name")) }
+            for _ in 0..<columnCount {
+                let column = try r.readString("column name")
+                guard !columns.contains(column), !pk.contains(column) else {
+                    throw SyncError(.changesetMalformed, "Column \(column) of table \(name) is declared twice.")
+                }
+                columns.append(column)
+            }
             tables.append(Changeset.Table(name: name, primaryKey: pk, columns: columns))
         }
-        let rowCount = try r.readCount("row count", limit: limits.maxRows)
+        let rowCount = try r.readCount("row count", limit: Int.max)
+        guard rowCount <= limits.maxRows else {
+            throw SyncError(
+                .changesetTooLarge,
+                "The changeset has \(rowCount) rows; the limit is \(limits.maxRows). Push fewer changes at a time.")
+        }
         // Every row takes at least six bytes, so a count that the payload cannot hold is refused
         // before anything is reserved for it.
         guard rowCount <= r.remaining / 6 + 1 else {

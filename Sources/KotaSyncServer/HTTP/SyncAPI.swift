@@ -16,7 +16,10 @@ struct SyncAPI {
         }
         router.get("/v1/schema") { request, _ in
             let device = try await authenticate(request)
-            return try json(SchemaDocument(server: config.name, opd: device.opd, tables: config.tables))
+            let limits = PushLimits(
+                maxBodyBytes: config.limits.maxBodyBytes, maxUncompressedBytes: config.limits.maxUncompressedBytes,
+                maxRows: config.limits.maxRows)
+            return try json(SchemaDocument(server: config.name, opd: device.opd, tables: config.tables, limits: limits))
         }
         router.post("/v1/push") { request, _ in
             let device = try await authenticate(request)
@@ -36,20 +39,8 @@ struct SyncAPI {
         }
         router.get("/v1/pull") { request, _ in
             _ = try await authenticate(request)
-            let after: UInt64 =
-                try request.uri.queryParameters.get("after").map { text throws(SyncError) in
-                    guard let v = UInt64(text) else {
-                        throw SyncError(.badRequest, "`after` must be a non-negative integer cursor.")
-                    }
-                    return v
-                } ?? 0
-            let limit: Int =
-                try request.uri.queryParameters.get("limit").map { text throws(SyncError) in
-                    guard let v = Int(text), v > 0 else {
-                        throw SyncError(.badRequest, "`limit` must be a positive integer.")
-                    }
-                    return v
-                } ?? config.limits.maxPullPage
+            let after: UInt64 = try integer(request, "after", default: 0, minimum: 0)
+            let limit: Int = try integer(request, "limit", default: config.limits.maxPullPage, minimum: 1)
             let page = try await store.pull(after: after, limit: limit)
             return Response(
                 status: .ok,
@@ -61,21 +52,34 @@ struct SyncAPI {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: page.body)))
         }
         router.get("/v1/conflicts") { request, _ in
-            _ = try await authenticate(request)
+            let device = try await authenticate(request)
             guard let text = request.uri.queryParameters.get("replica"), let replica = UUID(uuidString: text) else {
                 throw SyncError(.badRequest, "Pass the replica id as `replica=<uuid>`.")
             }
-            let after = request.uri.queryParameters.get("after").flatMap { Int64($0) } ?? 0
-            let limit = request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 500
-            return try json(try await store.conflicts(involving: replica, after: after, limit: limit))
+            let after: Int64 = try integer(request, "after", default: 0, minimum: 0)
+            let limit: Int = try integer(request, "limit", default: 500, minimum: 1)
+            return try json(try await store.conflicts(involving: replica, of: device, after: after, limit: limit))
         }
     }
 
+    /// An integer query parameter, or `fallback` when it is absent; anything else is a bad request.
+    private func integer<T: FixedWidthInteger>(_ request: Request, _ name: String, default fallback: T, minimum: T)
+        throws
+        -> T
+    {
+        guard let text = request.uri.queryParameters.get(name) else { return fallback }
+        guard let value = T(text), value >= minimum else {
+            throw SyncError(.badRequest, "`\(name)` must be an integer of at least \(minimum).")
+        }
+        return value
+    }
+
     private func authenticate(_ request: Request) async throws -> Device {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
+        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
             throw SyncError(.unauthorized, "Send the device token as `Authorization: Bearer <token>`.")
         }
-        let token = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
+        let token = String(header.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
         guard let device = try await store.authenticate(token: token) else {
             throw SyncError(
                 .unauthorized, "The device token is unknown, revoked or expired. Ask the Command Center for a new one.")

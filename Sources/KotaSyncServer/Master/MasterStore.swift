@@ -7,6 +7,11 @@ public struct Device: Sendable, Equatable {
     public var tokenID: String
     /// The OPD the token belongs to.
     public var opd: String
+
+    public init(tokenID: String, opd: String) {
+        self.tokenID = tokenID
+        self.opd = opd
+    }
 }
 
 /// A newly created device token. The secret is shown once; only its hash is stored.
@@ -46,8 +51,9 @@ public protocol MasterStore: Sendable {
     func push(_ changeset: Changeset, from device: Device) async throws -> PushOutcome
     /// The merged rows whose version is above `cursor`, at most `limit` of them.
     func pull(after cursor: UInt64, limit: Int) async throws -> PullPage
-    /// Conflicts in which `replica` took part, after conflict id `after`.
-    func conflicts(involving replica: UUID, after: Int64, limit: Int) async throws -> ConflictList
+    /// Conflicts in which `replica` took part, after conflict id `after`. The replica must belong
+    /// to `device`'s OPD.
+    func conflicts(involving replica: UUID, of device: Device, after: Int64, limit: Int) async throws -> ConflictList
     /// The device a bearer token belongs to, or nil if the token is unknown, revoked or expired.
     func authenticate(token: String) async throws -> Device?
     /// Creates a device token for an OPD.

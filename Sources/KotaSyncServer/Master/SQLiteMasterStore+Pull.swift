@@ -21,10 +21,11 @@ extension SQLiteMasterStore {
         var next = cursor
         for meta in metas.prefix(limit) {
             let name: String = meta["tbl"]
-            guard let t = tableIndex[name] else { continue }
-            let table = config.tables[t]
             let version = UInt64(meta["version"] as Int64)
             next = version
+            // Rows of a table no longer replicated are passed over, cursor and all.
+            guard let t = tableIndex[name] else { continue }
+            let table = config.tables[t]
             let clocks = try RowClocksCoding.decode(
                 [UInt8](meta["clocks"] as Data), version: version, columnCount: table.columns.count,
                 resolve: { Writer(number: $0, id: .zero) })
@@ -59,13 +60,19 @@ extension SQLiteMasterStore {
         return row.map { r in (0..<table.columns.count).map { SQLValue(r[$0] as DatabaseValue) } }
     }
 
-    public func conflicts(involving replica: UUID, after: Int64, limit: Int) async throws -> ConflictList {
+    public func conflicts(involving replica: UUID, of device: Device, after: Int64, limit: Int) async throws
+        -> ConflictList
+    {
         let limit = max(1, min(limit, 1000))
         return try await pool.read { db in
             guard
-                let number = try Int64.fetchOne(
-                    db, sql: "SELECT number FROM _ks_replicas WHERE uuid = ?", arguments: [Data(replica.bytes)])
+                let owner = try Row.fetchOne(
+                    db, sql: "SELECT number, opd FROM _ks_replicas WHERE uuid = ?", arguments: [Data(replica.bytes)])
             else { return ConflictList(conflicts: [], next: nil) }
+            guard owner["opd"] as String == device.opd else {
+                throw SyncError(.forbidden, "Replica \(replica) belongs to another OPD.")
+            }
+            let number: Int64 = owner["number"]
             let rows = try Row.fetchAll(
                 db,
                 sql: """

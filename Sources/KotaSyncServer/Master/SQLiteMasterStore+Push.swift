@@ -5,6 +5,10 @@ import KotaSyncSQLite
 
 extension SQLiteMasterStore {
     public func push(_ changeset: Changeset, from device: Device) async throws -> PushOutcome {
+        // A changeset seen before gets its stored reply, whatever the schema says now.
+        if let stored = try await pool.read({ db in try Self.storedReply(changeset.id, device: device, db: db) }) {
+            return stored
+        }
         let validated = try ChangesetValidator.validate(changeset, against: config.tables)
         let now = Date()
         let (outcome, registered) = try await pool.write { db in
@@ -26,10 +30,8 @@ extension SQLiteMasterStore {
     ) {
         let changeset = validated.changeset
         let idBlob = Data(changeset.id.bytes)
-        if let stored = try Data.fetchOne(db, sql: "SELECT reply FROM _ks_changesets WHERE id = ?", arguments: [idBlob])
-        {
-            return (PushOutcome(reply: stored, replayed: true), nil)
-        }
+        // Again inside the transaction: another delivery may have committed since the first look.
+        if let stored = try Self.storedReply(changeset.id, device: device, db: db) { return (stored, nil) }
         guard changeset.replicaID != .zero else {
             throw SyncError(.changesetMalformed, "The changeset has no replica id.")
         }
@@ -75,7 +77,7 @@ extension SQLiteMasterStore {
         for (index, row) in changeset.rows.enumerated() {
             do {
                 try merge.merge(row, index: index, of: validated)
-            } catch let error as DatabaseError {
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                 let table = validated.tables[row.table].name
                 throw SyncError(
                     .constraintViolation,
@@ -102,6 +104,23 @@ extension SQLiteMasterStore {
             sql: "UPDATE _ks_replicas SET last_sequence = ?, last_push_at = ? WHERE number = ?",
             arguments: [Int64(changeset.lastSequence), nowText, writer.number])
         return (PushOutcome(reply: replyData, replayed: false), registered)
+    }
+
+    /// The reply stored for changeset `id`, if it was applied before. Only a device of the OPD
+    /// that pushed it may see it again.
+    static func storedReply(_ id: UUID, device: Device, db: Database) throws -> PushOutcome? {
+        guard
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT c.reply, r.opd FROM _ks_changesets c JOIN _ks_replicas r ON r.number = c.replica
+                    WHERE c.id = ?
+                    """, arguments: [Data(id.bytes)])
+        else { return nil }
+        guard row["opd"] as String == device.opd else {
+            throw SyncError(.forbidden, "Changeset \(id) was pushed by another OPD.")
+        }
+        return PushOutcome(reply: row["reply"], replayed: true)
     }
 
     func opd(ofWriter number: Int64, db: Database) -> String {
