@@ -89,6 +89,20 @@ let package = Package(
             ]
         ),
 
+        // The benchmark: `swift run -c release kotasync-bench`.
+        .executableTarget(
+            name: "kotasync-bench",
+            dependencies: [
+                "KotaSyncClient",
+                "KotaSyncServer",
+                "KotaSyncCore",
+                "CSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         .testTarget(name: "KotaSyncCoreTests", dependencies: ["KotaSyncCore"], resources: [.copy("Vectors")]),
         .testTarget(
             name: "KotaSyncClientTests",

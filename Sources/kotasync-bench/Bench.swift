@@ -1,0 +1,68 @@
+import Foundation
+import KotaSyncCore
+
+/// Shared plumbing of the benchmark.
+enum Bench {
+    /// Applies `ops` in transactions of `batch`.
+    static func apply(_ ops: [Operation], to db: RawDatabase, batch: Int) throws {
+        var index = 0
+        while index < ops.count {
+            try db.execute("BEGIN")
+            for op in ops[index..<min(index + batch, ops.count)] { try op.apply(to: db) }
+            try db.execute("COMMIT")
+            index += batch
+        }
+    }
+
+    /// Seconds taken by `body`.
+    static func time(_ body: () throws -> Void) rethrows -> Double {
+        let start = ContinuousClock.now
+        try body()
+        return (ContinuousClock.now - start).seconds
+    }
+
+    static func timeAsync(_ body: () async throws -> Void) async rethrows -> Double {
+        let start = ContinuousClock.now
+        try await body()
+        return (ContinuousClock.now - start).seconds
+    }
+
+    /// A clean copy of the database at `source` (including its triggers), in WAL mode.
+    static func copy(_ source: String, to destination: String) throws {
+        try? FileManager.default.removeItem(atPath: destination)
+        let db = try RawDatabase(path: source)
+        try db.execute("VACUUM INTO '\(destination.replacingOccurrences(of: "'", with: "''"))'")
+        try RawDatabase(path: destination).execute("PRAGMA journal_mode = WAL")
+    }
+
+    /// The value at quantile `q` (0...1) of `values`.
+    static func percentile(_ values: [Double], _ q: Double) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * q).rounded()))]
+    }
+
+    /// Every row of the benchmark tables, in key order, for equality checks.
+    static func contents(_ db: RawDatabase) throws -> [[[SQLValue]]] {
+        try ClinicData.tables.map { t in
+            try db.query(
+                "SELECT \(ClinicData.columns[ClinicData.tables.firstIndex(of: t)!].joined(separator: ", ")) FROM \(t) ORDER BY id"
+            )
+        }
+    }
+
+    /// The peak resident set of process `pid` in bytes (VmHWM), Linux only.
+    static func peakRSS(pid: Int32) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+        else { return nil }
+        return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 * 1024 }
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
+    }
+}

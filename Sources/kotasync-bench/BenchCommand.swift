@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import KotaSyncCore
+import KotaSyncServer
+
+/// `kotasync-bench`: where KotaSync stands against SQLite's session extension on this machine,
+/// measured in one run. Build in release mode for numbers that mean anything:
+/// `swift run -c release kotasync-bench`.
+@main
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kotasync-bench",
+        abstract: "Benchmark KotaSync against SQLite's session extension and a plain upsert, in one run.",
+        discussion: "Prints a Markdown table (or JSON with --json). Exits non-zero if a correctness check fails.")
+
+    @Option(help: "Replicas making offline changes.") var replicas = 20
+    @Option(help: "Offline operations per replica.") var ops = 5_000
+    @Option(help: "Operations per local transaction.") var batch = 100
+    @Option(help: "Patients seeded in the master.") var patients = 10_000
+    @Option(help: "Visits seeded in the master.") var visits = 20_000
+    @Option(help: "Shared hot rows per table that replicas collide on.") var hotSet = 200
+    @Option(help: "Seed of the deterministic workload.") var seed: UInt64 = 2026
+    @Option(help: "Rows in the master for the bootstrap figure.") var bootstrapRows = 1_000_000
+    @Option(help: "Concurrent replicas for the small-push figure.") var smallPushReplicas = 50
+    @Option(help: "Pushes per replica in the small-push figure.") var smallPushes = 20
+    @Option(help: "Uncompressed megabytes of the one big changeset for the memory figure.") var bigChangesetMB = 50
+    @Option(help: "Figures to skip: network, bootstrap, small-pushes, memory (comma-separated).") var skip: String = ""
+    @Option(help: "Directory for the databases (default: a new temporary one, removed afterwards).") var workDir:
+        String?
+    @Flag(help: "Print JSON instead of Markdown.") var json = false
+
+    func run() async throws {
+        let shape = WorkloadShape(
+            patients: patients, visits: visits, replicas: replicas, ops: ops, batch: batch, hotSet: hotSet, seed: seed)
+        let directory = URL(
+            fileURLWithPath: workDir ?? NSTemporaryDirectory() + "kotasync-bench-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { if workDir == nil { try? FileManager.default.removeItem(at: directory) } }
+        let skipped = Set(skip.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+
+        var report = Report(
+            machine: machineDescription(), command: CommandLine.arguments.joined(separator: " "),
+            shape: [
+                "replicas": replicas, "ops": ops, "batch": batch, "patients": patients, "visits": visits,
+                "hot_set": hotSet,
+                "seed": Int(seed),
+            ])
+        let config = try benchConfig(replicas: max(replicas, smallPushReplicas), directory: directory)
+        let workload = Workload(shape: shape)
+        let merge = MergeFigures(workload: workload, directory: directory, config: config)
+        progress("seeding the master and bootstrapping a replica template")
+        try await merge.prepare()
+        progress("capture, encode, merge, baselines, client apply")
+        try await merge.run(into: &report)
+
+        let network = NetworkFigures(merge: merge, config: config)
+        if !skipped.contains("network") {
+            progress("end to end over loopback HTTP")
+            try await network.endToEnd(into: &report)
+        }
+        if !skipped.contains("bootstrap") {
+            progress("bootstrap of a new replica from \(bootstrapRows) rows")
+            try await network.bootstrap(rows: bootstrapRows, into: &report)
+        }
+        if !skipped.contains("small-pushes") {
+            progress("small pushes from \(smallPushReplicas) concurrent replicas")
+            try await network.smallPushes(replicas: smallPushReplicas, pushes: smallPushes, into: &report)
+        }
+        if !skipped.contains("memory") {
+            progress("server memory while merging a \(bigChangesetMB) MB changeset")
+            try await network.bigChangesetMemory(megabytes: bigChangesetMB, into: &report)
+        }
+
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(report.markdown)
+        }
+        if report.checks.values.contains(false) { throw ExitCode(1) }
+    }
+
+    func progress(_ text: String) {
+        FileHandle.standardError.write(Data("kotasync-bench: \(text)…\n".utf8))
+    }
+
+    /// The server configuration for the benchmark schema, with limits that admit its largest changeset.
+    func benchConfig(replicas: Int, directory: URL) throws -> ServerConfig {
+        let opds = (0...replicas).map { i in
+            i == 0
+                ? "  - id: dinkes\n    name: Dinas Kesehatan"
+                : String(format: "  - id: clinic-%02d\n    name: Puskesmas %02d", i, i)
+        }
+        let yaml = """
+            name: KotaSync benchmark
+            opds:
+            \(opds.joined(separator: "\n"))
+            limits:
+              max_body_bytes: 268435456
+              max_uncompressed_bytes: 268435456
+              max_rows: 5000000
+              max_pull_page: 5000
+            tables:
+              - name: patients
+                ddl: "\(ClinicData.patientsDDL)"
+              - name: visits
+                ddl: "\(ClinicData.visitsDDL)"
+            """
+        try yaml.write(to: directory.appendingPathComponent("bench.yaml"), atomically: true, encoding: .utf8)
+        return try ServerConfig.parse(yaml: yaml, baseURL: directory)
+    }
+}

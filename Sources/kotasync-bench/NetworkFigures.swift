@@ -1,0 +1,281 @@
+import Foundation
+import KotaSyncClient
+import KotaSyncCore
+import KotaSyncServer
+import Logging
+import ServiceLifecycle
+
+/// Figures 7, 9, 10 and 11: the real server over loopback HTTP.
+struct NetworkFigures {
+    let merge: MergeFigures
+    let config: ServerConfig
+
+    /// Runs `body` against an in-process server on a free port over the master at `masterPath`.
+    func withServer<T: Sendable>(
+        master masterPath: String, _ body: @Sendable (URL, SQLiteMasterStore) async throws -> T
+    ) async throws -> T {
+        var logger = Logger(label: "kotasync.bench")
+        logger.logLevel = .error
+        let store = try SQLiteMasterStore(path: masterPath, config: config, logger: logger)
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let app = SyncServer.application(config: config, store: store, port: 0, logger: logger) {
+            continuation.yield($0)
+        }
+        let group = ServiceGroup(services: [app], logger: logger)
+        return try await withThrowingTaskGroup(of: T?.self) { tasks in
+            tasks.addTask {
+                try await group.run()
+                return nil
+            }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw BenchError("the server did not start") }
+            let result: T
+            do {
+                result = try await body(URL(string: "http://127.0.0.1:\(port)")!, store)
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return result
+        }
+    }
+
+    /// One replica's push then pull, request by request, returning each request's latency.
+    static func pushThenPull(_ replica: Replica, _ client: SyncClient) async throws -> [Double] {
+        var latencies: [Double] = []
+        while let outbound = try replica.nextOutbound() {
+            let start = ContinuousClock.now
+            let (reply, _) = try await client.push(outbound.body)
+            latencies.append((ContinuousClock.now - start).seconds)
+            try replica.acknowledge(outbound, reply: reply)
+        }
+        var cursor = try replica.cursor()
+        while true {
+            let start = ContinuousClock.now
+            let (page, more) = try await client.pull(after: cursor, limit: 5000)
+            latencies.append((ContinuousClock.now - start).seconds)
+            _ = try replica.apply(page: page)
+            cursor = page.lastSequence
+            if !more { break }
+        }
+        return latencies
+    }
+
+    /// 7: N replicas push concurrently, then pull, through the real HTTP server.
+    func endToEnd(into report: inout Report) async throws {
+        let shape = merge.workload.shape
+        try Bench.copy(merge.path("master-initial.sqlite"), to: merge.path("master-e2e.sqlite"))
+        let files = try (0..<shape.replicas).map { r in
+            let file = try merge.makeReplica("e2e-\(r).sqlite")
+            try Bench.apply(merge.workload.operations(replica: r), to: RawDatabase(path: file), batch: shape.batch)
+            return file
+        }
+        let (seconds, latencies) = try await withServer(master: merge.path("master-e2e.sqlite")) { url, store in
+            var tokens: [String] = []
+            for r in 0..<files.count {
+                tokens.append(
+                    try await store.createToken(opd: String(format: "clinic-%02d", r + 1), expiresAt: nil).token)
+            }
+            let start = ContinuousClock.now
+            let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+                for (file, token) in zip(files, tokens) {
+                    group.addTask {
+                        try await Self.pushThenPull(try Replica(path: file), SyncClient(baseURL: url, token: token))
+                    }
+                }
+                return try await group.reduce(into: [Double]()) { $0 += $1 }
+            }
+            // A second round so every replica also has the others' changes.
+            for (file, token) in zip(files, tokens) {
+                _ = try await Self.pushThenPull(try Replica(path: file), SyncClient(baseURL: url, token: token))
+            }
+            return ((ContinuousClock.now - start).seconds, latencies)
+        }
+        let master = try Bench.contents(RawDatabase(path: merge.path("master-e2e.sqlite")))
+        var converged = true
+        for file in files where try Bench.contents(RawDatabase(path: file)) != master { converged = false }
+        report.checks["end to end: every replica equals the master"] = converged
+        report.add(
+            Figure(
+                id: "7", name: "End to end over loopback HTTP (\(files.count) replicas push, then pull)",
+                value: seconds, unit: "s",
+                note: String(
+                    format: "%d requests; latency p50 %.1f ms, p99 %.1f ms", latencies.count,
+                    Bench.percentile(latencies, 0.5) * 1000,
+                    Bench.percentile(latencies, 0.99) * 1000)))
+    }
+
+    /// 9: a new replica downloads a master of `rows` rows.
+    func bootstrap(rows: Int, into report: inout Report) async throws {
+        let path = merge.path("master-bootstrap.sqlite")
+        try? FileManager.default.removeItem(atPath: path)
+        let db = try RawDatabase(path: path)
+        try db.execute("PRAGMA journal_mode = WAL")
+        try db.execute(ClinicData.patientsDDL)
+        try db.execute(ClinicData.visitsDDL)
+        var rng = SeededGenerator(seed: 99)
+        try db.execute("BEGIN")
+        for _ in 0..<rows {
+            try db.run(ClinicData.insertSQL(0), ClinicData.row(table: 0, &rng, clinic: "dinkes", patients: []))
+        }
+        try db.execute("COMMIT")
+        let replicaPath = merge.path("bootstrap-replica.sqlite")
+        let (seconds, pulled) = try await withServer(master: path) { url, store in
+            let token = try await store.createToken(opd: "dinkes", expiresAt: nil).token
+            let start = ContinuousClock.now
+            let (_, _, pulled) = try await Synchronizer.initialize(
+                path: replicaPath, serverURL: url, token: token, pageSize: 5000)
+            return ((ContinuousClock.now - start).seconds, pulled.rows)
+        }
+        report.checks["bootstrap downloads every row"] = pulled == rows
+        report.add(
+            Figure(
+                id: "9", name: "Bootstrap of a new replica from \(rows) rows", value: seconds, unit: "s",
+                target: rows >= 1_000_000 ? "≤ 20 s for 1M rows" : nil, met: rows >= 1_000_000 ? seconds <= 20 : nil,
+                note: String(format: "%.0f rows/s, pages of 5000", Double(pulled) / seconds)))
+    }
+
+    /// 10: many small pushes (1–10 rows) from concurrent replicas.
+    func smallPushes(replicas: Int, pushes: Int, into report: inout Report) async throws {
+        try Bench.copy(merge.path("master-initial.sqlite"), to: merge.path("master-small.sqlite"))
+        let files = try (0..<replicas).map { try merge.makeReplica("small-\($0).sqlite") }
+        let (seconds, latencies) = try await withServer(master: merge.path("master-small.sqlite")) { url, store in
+            var clients: [(String, SyncClient)] = []
+            for (r, file) in files.enumerated() {
+                let token = try await store.createToken(opd: String(format: "clinic-%02d", r + 1), expiresAt: nil).token
+                clients.append((file, SyncClient(baseURL: url, token: token)))
+            }
+            let start = ContinuousClock.now
+            let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+                for (r, (file, client)) in clients.enumerated() {
+                    group.addTask {
+                        var rng = SeededGenerator(seed: 7_000 + UInt64(r))
+                        let replica = try Replica(path: file)
+                        let db = try RawDatabase(path: file)
+                        var latencies: [Double] = []
+                        for _ in 0..<pushes {
+                            try db.execute("BEGIN")
+                            for _ in 0..<Int.random(in: 1...10, using: &rng) {
+                                try db.run(
+                                    ClinicData.insertSQL(1),
+                                    ClinicData.row(
+                                        table: 1, &rng, clinic: String(format: "clinic-%02d", r + 1), patients: []))
+                            }
+                            try db.execute("COMMIT")
+                            guard let outbound = try replica.nextOutbound() else { continue }
+                            let start = ContinuousClock.now
+                            let (reply, _) = try await client.push(outbound.body)
+                            latencies.append((ContinuousClock.now - start).seconds)
+                            try replica.acknowledge(outbound, reply: reply)
+                        }
+                        return latencies
+                    }
+                }
+                return try await group.reduce(into: [Double]()) { $0 += $1 }
+            }
+            return ((ContinuousClock.now - start).seconds, latencies)
+        }
+        let rate = Double(latencies.count) / seconds
+        let p99 = Bench.percentile(latencies, 0.99) * 1000
+        report.add(
+            Figure(
+                id: "10", name: "Small pushes (1–10 rows) from \(replicas) concurrent replicas", value: rate,
+                unit: "pushes/s",
+                target: "≥ 500/s, p99 < 250 ms", met: rate >= 500 && p99 < 250,
+                note: String(
+                    format: "p50 %.1f ms, p99 %.1f ms over %d pushes", Bench.percentile(latencies, 0.5) * 1000, p99,
+                    latencies.count)))
+    }
+
+    /// 11: the server process's peak memory while it merges one large changeset.
+    func bigChangesetMemory(megabytes: Int, into report: inout Report) async throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            .deletingLastPathComponent()
+            .appendingPathComponent("kotasync-server")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw BenchError(
+                "kotasync-server is not built beside kotasync-bench (\(binary.path)); run `swift build` first")
+        }
+        let master = merge.path("master-big.sqlite")
+        try Bench.copy(merge.path("master-initial.sqlite"), to: master)
+        let configPath = merge.directory.appendingPathComponent("bench.yaml").path
+        let token = try runProgram(
+            binary.path, ["token", "create", "--config", configPath, "--db", master, "--opd", "clinic-01"]
+        )
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+        let server = Process()
+        server.executableURL = binary
+        server.arguments = ["serve", "--config", configPath, "--db", master, "--port", "0", "--log-level", "error"]
+        let out = Pipe()
+        server.standardOutput = out
+        try server.run()
+        defer { server.terminate() }
+        var line = ""
+        while !line.contains("\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line += String(decoding: chunk, as: UTF8.self)
+        }
+        guard let start = line.range(of: "http://"),
+            let url = URL(string: String(line[start.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines))
+        else {
+            throw BenchError("the server did not report its address")
+        }
+        let idle = Bench.peakRSS(pid: server.processIdentifier) ?? 0
+
+        var rng = SeededGenerator(seed: 5)
+        var rows: [Changeset.Row] = []
+        var payload = 0
+        var stamp = HLC(milliseconds: UInt64(Date().timeIntervalSince1970 * 1000), counter: 0)
+        while payload < megabytes << 20 {
+            let values = ClinicData.row(table: 1, &rng, clinic: "clinic-01", patients: merge.workload.seedPatients)
+            stamp = stamp.successor
+            rows.append(
+                Changeset.Row(
+                    table: 0, operation: .upsert, version: 0, stamp: stamp, primaryKey: [values[0]],
+                    columns: values.dropFirst().enumerated().map {
+                        Changeset.ColumnValue(column: $0.offset, value: $0.element)
+                    }))
+            payload += values.reduce(12) { size, value in
+                if case .text(let t) = value { return size + t.utf8.count + 2 }
+                return size + 9
+            }
+        }
+        let changeset = Changeset(
+            kind: .push, id: UUID(), replicaID: UUID(), firstSequence: 1, lastSequence: UInt64(rows.count),
+            tables: [
+                Changeset.Table(name: "visits", primaryKey: ["id"], columns: Array(ClinicData.columns[1].dropFirst()))
+            ],
+            rows: rows)
+        let body = ChangesetCodec.encode(changeset)
+        let raw = try ChangesetCodec.decodeHeader(body, limits: DecodeLimits(maxUncompressedBytes: 1 << 30))
+            .uncompressedLength
+        let seconds = try await Bench.timeAsync { _ = try await SyncClient(baseURL: url, token: token).push(body) }
+        let peak = Bench.peakRSS(pid: server.processIdentifier) ?? 0
+        let peakMB = Double(peak) / 1_048_576
+        report.add(
+            Figure(
+                id: "11", name: "Server peak RSS merging one \(raw >> 20) MB changeset", value: peakMB, unit: "MB",
+                target: "≤ 150 MB", met: peakMB <= 150,
+                note: String(
+                    format: "%d rows, %d bytes compressed, merged in %.1f s; %.0f MB before the push", rows.count,
+                    body.count,
+                    seconds, Double(idle) / 1_048_576)))
+    }
+
+    private func runProgram(_ path: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw BenchError("\(path) \(arguments.first ?? "") failed") }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
