@@ -68,6 +68,34 @@ struct InProcessServerTests {
         }
     }
 
+    /// More concurrent requests than the master has reader connections, and than the machine
+    /// has cores, each holding its reader for a while: a server that waits for a reader
+    /// connection on Swift's cooperative threads hangs here.
+    @Test(.timeLimit(.minutes(1)))
+    func manyConcurrentRequestsAllComplete() async throws {
+        try await Self.withServer { url, store, dir in
+            let token = try await store.createToken(opd: "dinkes", expiresAt: nil).token
+            let (replica, _, _) = try await Synchronizer.initialize(
+                path: dir.appendingPathComponent("r.sqlite").path, serverURL: url, token: token)
+            try await DatabaseQueue(path: replica.path).write { db in
+                for i in 0..<4000 {
+                    try db.execute(
+                        sql: "INSERT INTO villages VALUES (?, ?, 'Uji')",
+                        arguments: ["t\(i)", String(repeating: "nama ", count: 20)])
+                }
+            }
+            _ = try await Synchronizer(replica: replica).push()
+            let client = SyncClient(baseURL: url, token: token)
+            let rows = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<64 {
+                    group.addTask { try await client.pull(after: 0, limit: 4025).page.rows.count }
+                }
+                return try await group.reduce(0, +)
+            }
+            #expect(rows == 64 * 4025)
+        }
+    }
+
     @Test func anExpiredTokenIsRefused() async throws {
         try await Self.withServer { url, store, dir in
             let expired = try await store.createToken(opd: "dinkes", expiresAt: Date().addingTimeInterval(-60)).token

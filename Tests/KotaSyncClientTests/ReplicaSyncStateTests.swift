@@ -40,6 +40,35 @@ struct ReplicaSyncStateTests {
         #expect(next.values(try #require(byID[.text("n1")])) == ["body": .text("later")])
     }
 
+    @Test func sequenceNumbersAreNeverReusedAfterTheLogEmpties() throws {
+        let replica = try makeReplica()
+        var last: UInt64 = 0
+        for round in 0..<3 {
+            try sqlite3Shell(replica.path, "INSERT INTO notes VALUES ('n\(round)', 'a', NULL, NULL)")
+            let sent = try #require(try replica.nextOutbound())
+            #expect(sent.firstSequence > last, "round \(round) reuses a sequence number")
+            try replica.acknowledge(sent, reply: reply(for: sent, replica: replica))
+            #expect(try replica.status().logEntries == 0)
+            last = sent.lastSequence
+        }
+        // A row created and deleted offline cancels out, and still moves the sequence on.
+        try sqlite3Shell(
+            replica.path, "INSERT INTO notes VALUES ('tmp', 'a', NULL, NULL); DELETE FROM notes WHERE id = 'tmp'")
+        #expect(try replica.nextOutbound() == nil)
+        try sqlite3Shell(replica.path, "INSERT INTO notes VALUES ('after', 'a', NULL, NULL)")
+        #expect(try #require(try replica.nextOutbound()).firstSequence > last + 2)
+    }
+
+    @Test func anOutboxDamagedOnDiskIsRebuiltFromTheLog() throws {
+        let replica = try makeReplica()
+        try sqlite3Shell(replica.path, "INSERT INTO notes VALUES ('n1', 'a', NULL, NULL)")
+        let damaged = try #require(try replica.nextOutbound())
+        try sqlite3Shell(replica.path, "UPDATE _ks_outbox SET body = substr(body, 1, length(body) - 4) || x'00000000'")
+        let rebuilt = try #require(try replica.nextOutbound())
+        #expect(rebuilt.id != damaged.id)
+        #expect(try ChangesetCodec.decode(rebuilt.body).rows.count == 1)
+    }
+
     @Test func aRefusedChangesetIsRebuiltFromTheLogWithTheCorrectedRow() throws {
         let replica = try makeReplica()
         try sqlite3Shell(replica.path, "INSERT INTO notes VALUES ('n1', 'salah', NULL, NULL)")

@@ -1,3 +1,4 @@
+import GRDB
 import KotaSyncCore
 import KotaSyncSQLite
 
@@ -10,7 +11,7 @@ import KotaSyncSQLite
 /// clock at capture. Writes made while `_ks_applying` has a row (our own application of pulled
 /// changes, inside its transaction) are not captured.
 package enum ChangeLog {
-    /// Log operations.
+    /// Log operations. (Op 0 marks the last acknowledged sequence number; it is not a change.)
     package enum Op: Int64, Sendable {
         case insert = 1
         case update = 2
@@ -100,15 +101,28 @@ package enum ChangeLog {
 
     // MARK: - SQL
 
+    /// Removes the entries up to `sequence` (acknowledged, or cancelled out) and leaves the marker
+    /// that keeps later sequence numbers above it.
+    static func truncate(_ db: Database, through sequence: Int64) throws {
+        try db.execute(sql: "DELETE FROM _ks_log WHERE seq <= ?", arguments: [sequence])
+        try db.execute(
+            sql: "INSERT OR IGNORE INTO _ks_log (seq, tbl, op, mask, at) VALUES (?, '', 0, 0, 0)", arguments: [sequence]
+        )
+    }
+
     /// The wall clock in Unix milliseconds, in built-in SQL.
     static let nowSQL = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 
     /// The bookkeeping tables of a replica.
     static let tableStatements = [
         "CREATE TABLE IF NOT EXISTS _ks_state (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
+        // `seq` is the rowid, so capture is one append. Sequence numbers must never be reused
+        // (the server orders a replica's changesets by them); AUTOINCREMENT would guarantee that
+        // at the price of a second write per capture, so instead an acknowledgement leaves a
+        // marker entry (op 0) at the last acknowledged number, which keeps the next rowid above it.
         """
         CREATE TABLE IF NOT EXISTS _ks_log (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, op INTEGER NOT NULL,
+            seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, op INTEGER NOT NULL,
             mask INTEGER NOT NULL, at INTEGER NOT NULL, k0, k1, k2, k3
         )
         """,

@@ -23,10 +23,17 @@ extension Replica {
         try dbQueue.write { db in
             if let row = try Row.fetchOne(db, sql: "SELECT id, first_seq, last_seq, rows, body FROM _ks_outbox LIMIT 1")
             {
-                return OutboundChangeset(
-                    id: UUID(uuidString: row["id"])!, firstSequence: UInt64(row["first_seq"] as Int64),
-                    lastSequence: UInt64(row["last_seq"] as Int64), rows: row["rows"],
-                    body: [UInt8](row["body"] as Data))
+                let body = [UInt8](row["body"] as Data)
+                // Bytes damaged on this disk would be refused for ever; the log still holds their
+                // changes, so such a changeset is dropped and built again.
+                if (try? ChangesetCodec.decode(
+                    body, limits: DecodeLimits(maxUncompressedBytes: .max, maxCompressionRatio: .max))) != nil
+                {
+                    return OutboundChangeset(
+                        id: UUID(uuidString: row["id"])!, firstSequence: UInt64(row["first_seq"] as Int64),
+                        lastSequence: UInt64(row["last_seq"] as Int64), rows: row["rows"], body: body)
+                }
+                try db.execute(sql: "DELETE FROM _ks_outbox WHERE id = ?", arguments: [row["id"] as String])
             }
             return try self.build(db, now: now)
         }
@@ -40,9 +47,10 @@ extension Replica {
         while true {
             guard let (changeset, clock, cancelledUpTo) = try compose(db, entryLimit: entryLimit) else { return nil }
             guard let changeset else {
-                // Everything logged cancelled out (created and deleted again offline).
-                try db.execute(sql: "DELETE FROM _ks_log WHERE seq <= ?", arguments: [cancelledUpTo])
-                return nil
+                // These entries cancelled out (rows created and deleted again offline); go on
+                // with the entries after them.
+                try ChangeLog.truncate(db, through: cancelledUpTo)
+                continue
             }
             let body = ChangesetCodec.encode(changeset)
             let payload = try ChangesetCodec.decodeHeader(
@@ -132,7 +140,7 @@ extension Replica {
 
     func readLog(_ db: Database, limit: Int? = nil) throws -> [ChangeLog.Entry] {
         let sql =
-            "SELECT seq, tbl, op, mask, at, k0, k1, k2, k3 FROM _ks_log ORDER BY seq"
+            "SELECT seq, tbl, op, mask, at, k0, k1, k2, k3 FROM _ks_log WHERE op <> 0 ORDER BY seq"
             + (limit.map { " LIMIT \($0)" } ?? "")
         var entries: [ChangeLog.Entry] = []
         let cursor = try Row.fetchCursor(db, sql: sql)
@@ -164,7 +172,7 @@ extension Replica {
     public func acknowledge(_ outbound: OutboundChangeset, reply: PushReply, now: Date = Date()) throws {
         let changeset = try ChangesetCodec.decode(outbound.body)
         try dbQueue.write { db in
-            try db.execute(sql: "DELETE FROM _ks_log WHERE seq <= ?", arguments: [Int64(outbound.lastSequence)])
+            try ChangeLog.truncate(db, through: Int64(outbound.lastSequence))
             try db.execute(sql: "DELETE FROM _ks_outbox WHERE id = ?", arguments: [outbound.id.uuidString])
             for row in changeset.rows {
                 let table = changeset.tables[row.table].name

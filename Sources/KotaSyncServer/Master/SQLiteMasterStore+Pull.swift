@@ -6,7 +6,7 @@ import KotaSyncSQLite
 extension SQLiteMasterStore {
     public func pull(after cursor: UInt64, limit: Int) async throws -> PullPage {
         let limit = max(1, min(limit, config.limits.maxPullPage))
-        return try await pool.read { db in try self.readPage(db, after: cursor, limit: limit) }
+        return try await read { db in try self.readPage(db, after: cursor, limit: limit) }
     }
 
     /// One page from a consistent snapshot: the current state of each row changed after `cursor`,
@@ -64,7 +64,7 @@ extension SQLiteMasterStore {
         -> ConflictList
     {
         let limit = max(1, min(limit, 1000))
-        return try await pool.read { db in
+        return try await read { db in
             guard
                 let owner = try Row.fetchOne(
                     db, sql: "SELECT number, opd FROM _ks_replicas WHERE uuid = ?", arguments: [Data(replica.bytes)])

@@ -6,7 +6,7 @@ import KotaSyncSQLite
 extension SQLiteMasterStore {
     public func push(_ changeset: Changeset, from device: Device) async throws -> PushOutcome {
         // A changeset seen before gets its stored reply, whatever the schema says now.
-        if let stored = try await pool.read({ db in try Self.storedReply(changeset.id, device: device, db: db) }) {
+        if let stored = try await read({ db in try Self.storedReply(changeset.id, device: device, db: db) }) {
             return stored
         }
         let validated = try ChangesetValidator.validate(changeset, against: config.tables)

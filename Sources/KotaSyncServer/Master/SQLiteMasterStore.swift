@@ -104,6 +104,20 @@ public final class SQLiteMasterStore: MasterStore {
         }
     }
 
+    /// Reads from a snapshot without ever blocking a Swift concurrency thread.
+    ///
+    /// GRDB's `async` read waits for a free reader connection on the calling thread and holds it
+    /// across a suspension; with more concurrent requests than readers, every cooperative thread
+    /// ends up waiting for a reader that needs one of them to be released: the server hangs.
+    /// `asyncRead` queues for a reader instead.
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            pool.asyncRead { result in
+                continuation.resume(with: Result { try body(result.get()) })
+            }
+        }
+    }
+
     func writer(number: Int64) -> Writer {
         writers.withLock { $0[number] } ?? Writer(number: number, id: .zero)
     }
@@ -130,13 +144,15 @@ public final class SQLiteMasterStore: MasterStore {
 
     public func authenticate(token: String) async throws -> Device? {
         let hash = Self.hash(token)
-        let row = try await pool.read { db in
-            try Row.fetchOne(
-                db, sql: "SELECT id, opd, expires_at, revoked_at FROM _ks_tokens WHERE hash = ?", arguments: [hash])
+        return try await read { db in
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT id, opd, expires_at, revoked_at FROM _ks_tokens WHERE hash = ?", arguments: [hash]),
+                row["revoked_at"] as String? == nil
+            else { return nil }
+            if let expires = (row["expires_at"] as String?).flatMap(Timestamp.date), expires <= Date() { return nil }
+            return Device(tokenID: row["id"], opd: row["opd"])
         }
-        guard let row, row["revoked_at"] as String? == nil else { return nil }
-        if let expires = (row["expires_at"] as String?).flatMap(Timestamp.date), expires <= Date() { return nil }
-        return Device(tokenID: row["id"], opd: row["opd"])
     }
 
     /// Tokens are 256 random bits, so a fast hash is enough: no dictionary to attack.
