@@ -39,7 +39,8 @@ enum MasterSchema {
             id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, pk BLOB NOT NULL, col TEXT, kind TEXT NOT NULL,
             policy TEXT NOT NULL, status TEXT NOT NULL, base_version INTEGER NOT NULL, base_value, has_base INTEGER NOT NULL,
             winner_writer INTEGER NOT NULL, winner_stamp INTEGER NOT NULL, winner_value, winner_has_value INTEGER NOT NULL,
-            loser_writer INTEGER NOT NULL, loser_stamp INTEGER NOT NULL, loser_value, loser_has_value INTEGER NOT NULL,
+            loser_writer INTEGER NOT NULL, loser_stamp INTEGER NOT NULL, loser_version INTEGER NOT NULL,
+            loser_insert INTEGER NOT NULL, loser_value, loser_has_value INTEGER NOT NULL,
             changeset BLOB NOT NULL, decided_at TEXT NOT NULL
         )
         """,

@@ -29,7 +29,7 @@ extension SQLiteMasterStore {
             let clocks = try RowClocksCoding.decode(
                 [UInt8](meta["clocks"] as Data), version: version, columnCount: table.columns.count,
                 resolve: { Writer(number: $0, id: .zero) })
-            let stamp = (clocks.columns + clocks.deletions).map(\.stamp).max() ?? .zero
+            let stamp = clocks.stamp
             let key = try PrimaryKeyCoding.decode([UInt8](meta["pk"] as Data))
             let values = clocks.isDeleted ? nil : try currentValues(db, table: table, key: key)
             if let values {

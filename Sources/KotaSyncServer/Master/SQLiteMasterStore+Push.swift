@@ -191,74 +191,39 @@ struct RowMerger {
                 [UInt8](meta["clocks"] as Data), version: UInt64(meta["version"] as Int64),
                 columnCount: table.columns.count, resolve: resolve)
         }
-        let openCount: Int = meta?["open_conflicts"] ?? 0
-        var open: [OpenConflict] = []
-        if openCount > 0 {
-            let rows = try Row.fetchAll(
-                db.cachedStatement(
-                    sql:
-                        "SELECT id, col, loser_writer, winner_stamp, winner_writer FROM _ks_conflicts WHERE tbl = ? AND pk = ? AND status = 'open'"
-                ),
-                arguments: [table.name, pk])
-            open = rows.map { r in
-                OpenConflict(
-                    id: r["id"],
-                    column: (r["col"] as String?).flatMap { name in table.columns.firstIndex { $0.name == name } },
-                    loser: resolve(r["loser_writer"]),
-                    winnerStamp: HLC(rawValue: UInt64(bitPattern: r["winner_stamp"])),
-                    winnerWriter: resolve(r["winner_writer"]))
-            }
-        }
+        let existing = (meta?["open_conflicts"] ?? 0) > 0 ? try openRecords(table, pk: pk) : [:]
 
         let change = IncomingChange(
             operation: row.operation, writer: writer, stamp: stamp, rowBase: row.version, columns: columns,
             columnBases: bases)
         let decision = MergeEngine.decide(
-            current: current, open: open, change: change, columnCount: table.columns.count, newVersion: version + 1)
-        if decision.bumped { version += 1 }
+            current: current, losers: existing.values.map(\.record).filter { $0.column != nil }, change: change,
+            columnCount: table.columns.count, newVersion: version + 1)
+        guard let clocks = decision.clocks else { return }
+        version += 1
 
-        let needsOld = decision.effect != .none || !decision.conflicts.isEmpty
-        let old = needsOld ? try readRow(table, key: row.primaryKey) : nil
-
-        for conflict in decision.conflicts {
-            try record(
-                conflict, table: table, key: row.primaryKey, pk: pk, change: change, incoming: incoming, old: old)
-        }
-        for id in decision.repointed {
-            let column = open.first { $0.id == id }?.column
-            let value = column.flatMap { incoming[$0] }
-            try db.cachedStatement(
-                sql:
-                    "UPDATE _ks_conflicts SET winner_writer = ?, winner_stamp = ?, winner_value = ?, winner_has_value = ? WHERE id = ?"
-            ).execute(arguments: [
-                writer.number, Int64(bitPattern: stamp.rawValue), value?.databaseValue ?? .null, value == nil ? 0 : 1,
-                id,
-            ])
-        }
-        for id in decision.superseded {
-            try db.cachedStatement(sql: "UPDATE _ks_conflicts SET status = 'superseded' WHERE id = ?").execute(
-                arguments: [id])
+        let old = current == nil ? nil : try readRow(table, key: row.primaryKey)
+        var values = old ?? Array(repeating: .null, count: table.columns.count)
+        if decision.effect == .resurrect, let before = try valuesBeforeDeletion(table, pk: pk) { values = before }
+        var replaced: [(Int, SQLValue)] = []
+        for (c, source) in decision.values.sorted(by: { $0.key < $1.key }) {
+            let value: SQLValue
+            switch source {
+            case .incoming: value = incoming[c] ?? .null
+            case .loser(let head):
+                value = existing[RecordKey(column: c, loser: head.key)]?.loserValue ?? .null
+            }
+            replaced.append((c, values[c]))
+            values[c] = value
         }
 
-        var historyOld: [(Int, SQLValue)] = []
         switch decision.effect {
         case .none:
             break
-        case .create:
-            try upsert(table, key: row.primaryKey, values: (0..<table.columns.count).map { incoming[$0] ?? .null })
-        case .update:
-            var values = old ?? Array(repeating: .null, count: table.columns.count)
-            for c in decision.written {
-                historyOld.append((c, values[c]))
-                values[c] = incoming[c] ?? .null
-            }
-            try upsert(table, key: row.primaryKey, values: values)
-        case .resurrect:
-            var values = try valuesBeforeDeletion(table, pk: pk) ?? Array(repeating: .null, count: table.columns.count)
-            for c in decision.written { values[c] = incoming[c] ?? .null }
+        case .create, .update, .resurrect:
             try upsert(table, key: row.primaryKey, values: values)
         case .delete:
-            if let old { historyOld = Array(old.enumerated()) }
+            replaced = old.map { Array($0.enumerated()) } ?? []
             try db.cachedStatement(
                 sql: "DELETE FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
             ).execute(arguments: StatementArguments(row.primaryKey.map(\.databaseValue)))
@@ -270,22 +235,140 @@ struct RowMerger {
                     "INSERT OR REPLACE INTO _ks_history(tbl, pk, version, writer, stamp, op, old, clamped) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             ).execute(arguments: [
                 table.name, pk, Int64(version), writer.number, Int64(bitPattern: stamp.rawValue),
-                Int(row.operation.rawValue), Data(HistoryCoding.encode(historyOld)), wasClamped ? 1 : 0,
+                Int(row.operation.rawValue), Data(HistoryCoding.encode(decision.effect == .create ? [] : replaced)),
+                wasClamped ? 1 : 0,
             ])
         }
-        let newOpen = openCount - decision.superseded.count + decision.conflicts.count
-        if let clocks = decision.clocks {
+
+        try reconcile(
+            records: decision.records, with: existing, table: table, key: row.primaryKey, pk: pk, change: change,
+            incoming: incoming, old: old, new: values)
+
+        try db.cachedStatement(
+            sql:
+                "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks) VALUES (?, ?, ?, ?, ?, ?)"
+        ).execute(arguments: [
+            table.name, pk, Int64(clocks.version), clocks.isDeleted ? 1 : 0, decision.records.count,
+            Data(RowClocksCoding.encode(clocks)),
+        ])
+    }
+
+    /// An open conflict record as stored: the record, its row id, and the losing value.
+    struct StoredRecord {
+        var id: Int64
+        var record: ConflictRecord
+        var loserValue: SQLValue?
+    }
+
+    private func openRecords(_ table: TableSchema, pk: Data) throws -> [RecordKey: StoredRecord] {
+        let rows = try Row.fetchAll(
+            db.cachedStatement(
+                sql: """
+                    SELECT id, col, kind, loser_writer, loser_stamp, loser_version, loser_insert, loser_value,
+                        loser_has_value, winner_writer, winner_stamp
+                    FROM _ks_conflicts WHERE tbl = ? AND pk = ? AND status = 'open'
+                    """),
+            arguments: [table.name, pk])
+        var out: [RecordKey: StoredRecord] = [:]
+        for r in rows {
+            let column = (r["col"] as String?).flatMap { name in table.columns.firstIndex { $0.name == name } }
+            let kind = ConflictReport.Kind(rawValue: r["kind"]) ?? .updateUpdate
+            let loser = Head(
+                writer: resolve(r["loser_writer"]), version: UInt64(r["loser_version"] as Int64),
+                stamp: HLC(rawValue: UInt64(bitPattern: r["loser_stamp"])), isInsert: r["loser_insert"] as Int != 0,
+                isDelete: kind == .deleteUpdate && column == nil)
+            let winner = Head(
+                writer: resolve(r["winner_writer"]), version: 0,
+                stamp: HLC(rawValue: UInt64(bitPattern: r["winner_stamp"])))
+            let record = ConflictRecord(column: column, kind: kind, loser: loser, winner: winner)
+            let hasValue: Int = r["loser_has_value"]
+            out[record.key] = StoredRecord(
+                id: r["id"], record: record,
+                loserValue: hasValue == 1 ? SQLValue(r["loser_value"] as DatabaseValue) : nil)
+        }
+        return out
+    }
+
+    /// Makes the stored open records of a row what the merge decided: new ones inserted, ones
+    /// whose winner changed re-pointed, ones no longer standing marked superseded.
+    private mutating func reconcile(
+        records: [ConflictRecord], with existing: [RecordKey: StoredRecord], table: TableSchema, key: [SQLValue],
+        pk: Data, change: IncomingChange, incoming: [Int: SQLValue], old: [SQLValue]?, new: [SQLValue]
+    ) throws {
+        let wanted = Set(records.map(\.key))
+        for (k, stored) in existing where !wanted.contains(k) {
+            try db.cachedStatement(sql: "UPDATE _ks_conflicts SET status = 'superseded' WHERE id = ?")
+                .execute(arguments: [stored.id])
+        }
+        for record in records {
+            let winnerValue = record.column.map { new[$0] }
+            if let stored = existing[record.key] {
+                guard stored.record.winner.key != record.winner.key || stored.record.kind != record.kind else {
+                    continue
+                }
+                try db.cachedStatement(
+                    sql: """
+                        UPDATE _ks_conflicts SET kind = ?, winner_writer = ?, winner_stamp = ?, winner_value = ?,
+                            winner_has_value = ? WHERE id = ?
+                        """
+                ).execute(arguments: [
+                    record.kind.rawValue, record.winner.writer.number, Int64(bitPattern: record.winner.stamp.rawValue),
+                    winnerValue?.databaseValue ?? .null, winnerValue == nil ? 0 : 1, stored.id,
+                ])
+                reports.append(
+                    report(
+                        record, id: stored.id, table: table, key: key, base: nil, loserValue: stored.loserValue,
+                        winnerValue: winnerValue))
+                continue
+            }
+            let loserValue: SQLValue? = record.column.flatMap { c in
+                record.loser.writer == change.writer && record.loser.stamp == change.stamp ? incoming[c] : old?[c]
+            }
+            let baseVersion = record.column.map { change.base(for: $0) } ?? change.rowBase
+            let base = try record.column.flatMap { c in
+                try valueAt(base: baseVersion, column: c, table: table, pk: pk, current: old?[c])
+            }
+            let policy = record.kind == .deleteUpdate ? MergeEngine.deletePolicy : MergeEngine.columnPolicy
             try db.cachedStatement(
-                sql:
-                    "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks) VALUES (?, ?, ?, ?, ?, ?)"
+                sql: """
+                    INSERT INTO _ks_conflicts(tbl, pk, col, kind, policy, status, base_version, base_value, has_base,
+                        winner_writer, winner_stamp, winner_value, winner_has_value, loser_writer, loser_stamp,
+                        loser_version, loser_insert, loser_value, loser_has_value, changeset, decided_at)
+                    VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """
             ).execute(arguments: [
-                table.name, pk, Int64(clocks.version), clocks.isDeleted ? 1 : 0, newOpen,
-                Data(RowClocksCoding.encode(clocks)),
+                table.name, pk, record.column.map { table.columns[$0].name }, record.kind.rawValue, policy,
+                Int64(baseVersion), base?.databaseValue ?? .null, base == nil ? 0 : 1,
+                record.winner.writer.number, Int64(bitPattern: record.winner.stamp.rawValue),
+                winnerValue?.databaseValue ?? .null, winnerValue == nil ? 0 : 1,
+                record.loser.writer.number, Int64(bitPattern: record.loser.stamp.rawValue), Int64(record.loser.version),
+                record.loser.isInsert ? 1 : 0, loserValue?.databaseValue ?? .null, loserValue == nil ? 0 : 1,
+                Data(changesetID.bytes), decidedAt,
             ])
-        } else if newOpen != openCount {
-            try db.cachedStatement(sql: "UPDATE _ks_rows SET open_conflicts = ? WHERE tbl = ? AND pk = ?")
-                .execute(arguments: [newOpen, table.name, pk])
+            reports.append(
+                report(
+                    record, id: db.lastInsertedRowID, table: table, key: key, base: base, loserValue: loserValue,
+                    winnerValue: winnerValue))
         }
+    }
+
+    private func report(
+        _ record: ConflictRecord, id: Int64, table: TableSchema, key: [SQLValue], base: SQLValue?,
+        loserValue: SQLValue?,
+        winnerValue: SQLValue?
+    ) -> ConflictReport {
+        ConflictReport(
+            id: id, table: table.name, primaryKey: key, column: record.column.map { table.columns[$0].name },
+            kind: record.kind,
+            policy: record.kind == .deleteUpdate ? MergeEngine.deletePolicy : MergeEngine.columnPolicy, base: base,
+            winner: .init(
+                replicaId: record.winner.writer.id, opd: describe(record.winner.writer.number),
+                stamp: record.winner.stamp,
+                value: winnerValue),
+            loser: .init(
+                replicaId: record.loser.writer.id, opd: describe(record.loser.writer.number), stamp: record.loser.stamp,
+                value: loserValue),
+            status: "open", decidedAt: decidedAt)
     }
 
     private func readRow(_ table: TableSchema, key: [SQLValue]) throws -> [SQLValue]? {
@@ -351,51 +434,6 @@ struct RowMerger {
             }
         }
         return current
-    }
-
-    private mutating func record(
-        _ conflict: ConflictDecision, table: TableSchema, key: [SQLValue], pk: Data, change: IncomingChange,
-        incoming: [Int: SQLValue], old: [SQLValue]?
-    ) throws {
-        func side(_ party: Party) -> (Writer, HLC, SQLValue?) {
-            switch party {
-            case .incoming:
-                return (change.writer, change.stamp, conflict.column.flatMap { incoming[$0] })
-            case .master(let clock):
-                return (clock.writer, clock.stamp, conflict.column.flatMap { old?[$0] })
-            }
-        }
-        let (winner, winnerStamp, winnerValue) = side(conflict.winner)
-        let (loser, loserStamp, loserValue) = side(conflict.loser)
-        let baseVersion = conflict.column.map { change.base(for: $0) } ?? change.rowBase
-        let base = try conflict.column.flatMap { c in
-            try valueAt(base: baseVersion, column: c, table: table, pk: pk, current: old?[c])
-        }
-        let policy = conflict.kind == .deleteUpdate ? MergeEngine.deletePolicy : MergeEngine.columnPolicy
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO _ks_conflicts(tbl, pk, col, kind, policy, status, base_version, base_value, has_base,
-                    winner_writer, winner_stamp, winner_value, winner_has_value,
-                    loser_writer, loser_stamp, loser_value, loser_has_value, changeset, decided_at)
-                VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """
-        ).execute(arguments: [
-            table.name, pk, conflict.column.map { table.columns[$0].name }, conflict.kind.rawValue, policy,
-            Int64(baseVersion), base?.databaseValue ?? .null, base == nil ? 0 : 1,
-            winner.number, Int64(bitPattern: winnerStamp.rawValue), winnerValue?.databaseValue ?? .null,
-            winnerValue == nil ? 0 : 1,
-            loser.number, Int64(bitPattern: loserStamp.rawValue), loserValue?.databaseValue ?? .null,
-            loserValue == nil ? 0 : 1, Data(changesetID.bytes), decidedAt,
-        ])
-        reports.append(
-            ConflictReport(
-                id: db.lastInsertedRowID, table: table.name, primaryKey: key,
-                column: conflict.column.map { table.columns[$0].name },
-                kind: conflict.kind, policy: policy, base: base,
-                winner: .init(
-                    replicaId: winner.id, opd: describe(winner.number), stamp: winnerStamp, value: winnerValue),
-                loser: .init(replicaId: loser.id, opd: describe(loser.number), stamp: loserStamp, value: loserValue),
-                status: "open", decidedAt: decidedAt))
     }
 }
 

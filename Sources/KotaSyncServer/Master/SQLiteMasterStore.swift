@@ -94,9 +94,9 @@ public final class SQLiteMasterStore: MasterStore {
             while let row = try rows.next() {
                 version += 1
                 let pk = (0..<table.primaryKey.count).map { SQLValue(row[$0] as DatabaseValue) }
-                let clock = ColumnClock(version: version, stamp: stamp, writer: .master)
+                let head = Head(writer: .master, version: version, stamp: stamp)
                 let clocks = RowClocks(
-                    version: version, deletions: [], columns: Array(repeating: clock, count: table.columns.count))
+                    version: version, columns: Array(repeating: head, count: table.columns.count), existence: [head])
                 try insert.execute(arguments: [
                     table.name, Data(PrimaryKeyCoding.encode(pk)), Int64(version), Data(RowClocksCoding.encode(clocks)),
                 ])

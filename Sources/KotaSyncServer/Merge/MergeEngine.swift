@@ -28,37 +28,37 @@ package struct IncomingChange: Sendable, Equatable {
     package func base(for column: Int) -> UInt64 { columnBases[column] ?? rowBase }
 }
 
-/// A conflict record still open on a row: somebody's change lost to the current winner.
-package struct OpenConflict: Sendable, Equatable {
-    package var id: Int64
-    /// The column; nil for a losing delete.
-    package var column: Int?
-    package var loser: Writer
-    package var winnerStamp: HLC
-    package var winnerWriter: Writer
-
-    package init(id: Int64, column: Int?, loser: Writer, winnerStamp: HLC, winnerWriter: Writer) {
-        self.id = id
-        self.column = column
-        self.loser = loser
-        self.winnerStamp = winnerStamp
-        self.winnerWriter = winnerWriter
-    }
-}
-
-/// A side of a new conflict: the incoming change, or the write the master holds now.
-package enum Party: Sendable, Equatable {
-    case incoming
-    case master(ColumnClock)
-}
-
-/// A conflict the merge records.
-package struct ConflictDecision: Sendable, Equatable {
-    /// The column; nil when a delete is one side.
+/// An open conflict record: a head that lost, and the head it lost to.
+package struct ConflictRecord: Sendable, Equatable, Hashable {
+    /// The column; nil when the loser is a delete.
     package var column: Int?
     package var kind: ConflictReport.Kind
-    package var winner: Party
-    package var loser: Party
+    package var loser: Head
+    package var winner: Head
+
+    package init(column: Int?, kind: ConflictReport.Kind, loser: Head, winner: Head) {
+        self.column = column
+        self.kind = kind
+        self.loser = loser
+        self.winner = winner
+    }
+
+    /// Records are identified by what lost: a head loses at most once per column.
+    package var key: RecordKey { RecordKey(column: column, loser: loser.key) }
+}
+
+/// The identity of a conflict record.
+package struct RecordKey: Hashable, Sendable {
+    package var column: Int?
+    package var loser: HeadKey
+}
+
+/// Where a column's new master value comes from.
+package enum ValueSource: Sendable, Equatable {
+    /// The incoming change's value.
+    case incoming
+    /// A head that had lost before and wins again; its value is in its conflict record.
+    case loser(Head)
 }
 
 /// What merging one incoming change into one master row does.
@@ -69,140 +69,103 @@ package struct MergeDecision: Sendable, Equatable {
     }
 
     package var effect: Effect = .none
-    /// Columns that take the incoming value.
-    package var written: [Int] = []
-    /// The row's new clocks; nil when they do not change.
+    /// Columns whose master value changes, and where the value comes from.
+    package var values: [Int: ValueSource] = [:]
+    /// The row's new clocks; nil when nothing changes (a delete of a row the master never had).
     package var clocks: RowClocks?
-    /// Whether the row's version moves (a write, or a lost change whose replica must be sent the
-    /// winning values).
-    package var bumped = false
-    package var conflicts: [ConflictDecision] = []
-    /// Open records whose winner becomes the incoming change.
-    package var repointed: [Int64] = []
-    /// Open records of this writer's earlier changes, which this change replaces.
-    package var superseded: [Int64] = []
+    /// Every conflict record that should be open on the row afterwards.
+    package var records: [ConflictRecord] = []
 }
 
-/// The merge rules, as a pure function of the row's clocks and the incoming change.
+/// The merge rules, as a pure function of the row's merge state and the incoming change.
 ///
 /// The rules (also in `Protocol/merge.md`):
-/// - A change *saw* a write when the write is its own replica's or its version is at most the
-///   change's base version. A change that saw the write it replaces applies cleanly.
-/// - Otherwise the two are concurrent: for a column, the higher hybrid-clock stamp wins (then
-///   the higher replica id), and a conflict is recorded with both values.
-/// - A delete racing an update loses (update-wins): the row stays, or comes back, and the delete
-///   is recorded as the losing side.
-/// - Records are kept so that the final set does not depend on the order in which changesets
-///   arrive: an open record is re-pointed at each later winner of its column, and a replica's
-///   own later change of the same column supersedes its earlier losing one.
+/// - A change *saw* an earlier one when the earlier one is its own replica's, or was merged at a
+///   version no later than the change's base version.
+/// - Each column keeps its *heads*: the writes to it that no later write to it saw. The master
+///   holds the value of the strongest head (highest hybrid-clock stamp, then highest replica id);
+///   every other head is an open conflict record that lost to it.
+/// - The row keeps its existence heads the same way, writes and deletes alike; it is live while
+///   any of them is a write (a delete racing an update loses, `update-wins`), and each delete head
+///   of a live row is an open record that lost to the strongest write.
+///
+/// The heads, and so the values and the open records, depend only on the set of changes merged
+/// and on what each change saw — not on the order in which they arrive.
 package enum MergeEngine {
     /// The policy names recorded with each decision.
     package static let columnPolicy = "lww"
     package static let deletePolicy = "update-wins"
 
+    /// Decides the effect of `change` on a row whose state is `current` (nil: the master never
+    /// had the row), whose open column records are `losers`, with `newVersion` as the version the
+    /// row takes if it changes.
     package static func decide(
-        current: RowClocks?, open: [OpenConflict], change: IncomingChange, columnCount: Int, newVersion: UInt64
+        current: RowClocks?, losers: [ConflictRecord], change: IncomingChange, columnCount: Int, newVersion: UInt64
     ) -> MergeDecision {
-        let mine = ColumnClock(version: newVersion, stamp: change.stamp, writer: change.writer)
+        let incoming = Head(
+            writer: change.writer, version: newVersion, stamp: change.stamp,
+            isInsert: change.operation == .upsert && change.rowBase == 0, isDelete: change.operation == .delete)
+        func saw(_ head: Head, base: UInt64) -> Bool {
+            head.writer == change.writer || head.version <= base
+        }
         var d = MergeDecision()
 
-        let touchedColumns = Set(change.columns)
-        d.superseded = open.filter { record in
-            guard record.loser == change.writer else { return false }
-            guard change.operation != .delete, let column = record.column else { return true }
-            return touchedColumns.contains(column)
-        }.map(\.id)
-        let live = open.filter { !d.superseded.contains($0.id) }
-
-        guard var clocks = current else {
+        guard let current else {
             guard change.operation != .delete else { return d }
             d.effect = .create
-            d.written = change.columns
+            for c in change.columns { d.values[c] = .incoming }
             d.clocks = RowClocks(
-                version: newVersion, deletions: [], columns: Array(repeating: mine, count: columnCount))
-            d.bumped = true
+                version: newVersion, columns: Array(repeating: incoming, count: columnCount), existence: [incoming])
             return d
         }
 
-        func saw(_ clock: ColumnClock, base: UInt64) -> Bool {
-            clock.writer == change.writer || clock.version <= base
-        }
+        var columns = current.columns
+        var columnLosers: [Int: [Head]] = [:]
+        for record in losers { if let c = record.column { columnLosers[c, default: []].append(record.loser) } }
 
-        if clocks.isDeleted {
-            if change.operation == .delete {
-                // Deletes agree with each other. Each deleting replica stays named on the tombstone,
-                // so a later concurrent update records every delete it overrides, in any order.
-                if let i = clocks.deletions.firstIndex(where: { $0.writer == change.writer }) {
-                    clocks.deletions[i] = ColumnClock(
-                        version: clocks.deletions[i].version, stamp: mine.stamp, writer: mine.writer)
-                } else {
-                    clocks.deletions.append(
-                        ColumnClock(version: clocks.version, stamp: mine.stamp, writer: mine.writer))
+        if change.operation != .delete {
+            for c in change.columns {
+                let base = change.base(for: c)
+                var heads = ([columns[c]] + columnLosers[c, default: []]).filter { !saw($0, base: base) }
+                heads.append(incoming)
+                let winner = strongest(heads)
+                columnLosers[c] = heads.filter { $0 != winner }
+                if winner != columns[c] {
+                    d.values[c] = winner == incoming ? .incoming : .loser(winner)
+                    columns[c] = winner
                 }
-                d.clocks = clocks
-                return d
             }
-            for deletion in clocks.deletions where !saw(deletion, base: change.rowBase) {
-                d.conflicts.append(
-                    ConflictDecision(column: nil, kind: .deleteUpdate, winner: .incoming, loser: .master(deletion)))
-            }
-            clocks.deletions = []
-            for c in change.columns { clocks.columns[c] = mine }
-            clocks.version = newVersion
-            d.effect = .resurrect
-            d.written = change.columns
-            d.clocks = clocks
-            d.bumped = true
-            return d
         }
 
-        if change.operation == .delete {
-            let concurrent = clocks.columns.indices.filter { !saw(clocks.columns[$0], base: change.rowBase) }
-            if let strongest = concurrent.map({ clocks.columns[$0] }).max(by: { $1.beats($0) }) {
-                d.conflicts.append(
-                    ConflictDecision(column: nil, kind: .deleteUpdate, winner: .master(strongest), loser: .incoming))
-                clocks.version = newVersion
-                d.clocks = clocks
-                d.bumped = true
-            } else {
-                clocks.deletions = [mine]
-                clocks.version = newVersion
-                d.effect = .delete
-                d.clocks = clocks
-                d.bumped = true
+        let existence = current.existence.filter { !saw($0, base: change.rowBase) } + [incoming]
+        let writes = existence.filter { !$0.isDelete }
+        let live = !writes.isEmpty
+
+        for (c, heads) in columnLosers.sorted(by: { $0.key < $1.key }) {
+            for loser in heads {
+                let kind: ConflictReport.Kind = loser.isInsert && columns[c].isInsert ? .insertInsert : .updateUpdate
+                d.records.append(ConflictRecord(column: c, kind: kind, loser: loser, winner: columns[c]))
             }
-            return d
+        }
+        if live {
+            let winner = strongest(writes)
+            for delete in existence where delete.isDelete {
+                d.records.append(ConflictRecord(column: nil, kind: .deleteUpdate, loser: delete, winner: winner))
+            }
         }
 
-        let kind: ConflictReport.Kind =
-            change.operation == .upsert && change.rowBase == 0 ? .insertInsert : .updateUpdate
-        var lost = false
-        for c in change.columns {
-            let held = clocks.columns[c]
-            if saw(held, base: change.base(for: c)) {
-                // A clean overwrite.
-            } else if mine.beats(held) {
-                d.conflicts.append(ConflictDecision(column: c, kind: kind, winner: .incoming, loser: .master(held)))
-            } else {
-                d.conflicts.append(ConflictDecision(column: c, kind: kind, winner: .master(held), loser: .incoming))
-                lost = true
-                continue
-            }
-            clocks.columns[c] = mine
-            d.written.append(c)
-            d.repointed += live.filter { $0.column == c }.map(\.id)
+        switch (current.isDeleted, live) {
+        case (false, true): d.effect = d.values.isEmpty ? .none : .update
+        case (false, false): d.effect = .delete
+        case (true, true): d.effect = .resurrect
+        case (true, false): d.effect = .none
         }
-        if !d.written.isEmpty {
-            d.effect = .update
-            d.repointed += live.filter {
-                $0.column == nil && mine.beats(stamp: $0.winnerStamp, writer: $0.winnerWriter)
-            }.map(\.id)
-        }
-        if !d.written.isEmpty || lost {
-            clocks.version = newVersion
-            d.clocks = clocks
-            d.bumped = true
-        }
+        d.clocks = RowClocks(version: newVersion, columns: columns, existence: existence)
         return d
+    }
+
+    /// The head that wins among concurrent ones.
+    static func strongest(_ heads: [Head]) -> Head {
+        heads.max { $1.beats($0) }!
     }
 }

@@ -17,48 +17,65 @@ package struct Writer: Hashable, Sendable {
     package static let master = Writer(number: 0, id: .zero)
 }
 
-/// The write that a column's (or a row deletion's) current state comes from.
-package struct ColumnClock: Equatable, Sendable {
-    /// The master version at which it was written.
+/// One change as the merge remembers it: a column write, or a delete.
+package struct Head: Hashable, Sendable {
+    package var writer: Writer
+    /// The row version at which the master merged it. A change based on this version or later saw it.
     package var version: UInt64
     package var stamp: HLC
-    package var writer: Writer
+    /// Part of an insert (an upsert of a row its replica had never seen).
+    package var isInsert: Bool
+    package var isDelete: Bool
 
-    package init(version: UInt64, stamp: HLC, writer: Writer) {
+    package init(writer: Writer, version: UInt64, stamp: HLC, isInsert: Bool = false, isDelete: Bool = false) {
+        self.writer = writer
         self.version = version
         self.stamp = stamp
-        self.writer = writer
+        self.isInsert = isInsert
+        self.isDelete = isDelete
     }
 
-    /// Whether this write orders after `other` when neither saw the other: the higher stamp,
-    /// then the higher replica id.
-    package func beats(_ other: ColumnClock) -> Bool {
-        beats(stamp: other.stamp, writer: other.writer)
+    /// Whether this change orders after `other` when neither saw the other: the higher stamp, then
+    /// the higher replica id.
+    package func beats(_ other: Head) -> Bool {
+        if stamp != other.stamp { return stamp > other.stamp }
+        return other.writer.id.bytes.lexicographicallyPrecedes(writer.id.bytes)
     }
 
-    package func beats(stamp otherStamp: HLC, writer otherWriter: Writer) -> Bool {
-        if stamp != otherStamp { return stamp > otherStamp }
-        return otherWriter.id.bytes.lexicographicallyPrecedes(writer.id.bytes)
-    }
+    /// Identifies a head across merges: a replica never issues the same stamp twice.
+    package var key: HeadKey { HeadKey(writer: writer.number, stamp: stamp) }
 }
 
-/// The merge metadata of one master row: a clock per column, and the tombstone's clock.
+/// The identity of a ``Head``.
+package struct HeadKey: Hashable, Sendable {
+    package var writer: Int64
+    package var stamp: HLC
+}
+
+/// The merge state of one master row.
+///
+/// For each column, the head whose value the master holds (the column's winner); the column's
+/// other heads — concurrent writes that lost — live in the conflict records. For the row itself,
+/// the existence heads: the latest writes and deletes that no later change saw. The row is live
+/// while any of them is a write (a delete racing an update loses).
 package struct RowClocks: Equatable, Sendable {
     /// The row's version: the master sequence number of its latest change. Pulls go by it.
     package var version: UInt64
-    /// The deletes that made the row a tombstone, one per replica that deleted it without
-    /// seeing the others' deletes; empty while the row is live.
-    package var deletions: [ColumnClock]
-    /// One clock per non-key column, in schema order.
-    package var columns: [ColumnClock]
+    /// One winner per non-key column, in schema order.
+    package var columns: [Head]
+    /// Writes and deletes no later change saw.
+    package var existence: [Head]
 
-    package init(version: UInt64, deletions: [ColumnClock], columns: [ColumnClock]) {
+    package init(version: UInt64, columns: [Head], existence: [Head]) {
         self.version = version
-        self.deletions = deletions
         self.columns = columns
+        self.existence = existence
     }
 
-    package var isDeleted: Bool { !deletions.isEmpty }
+    package var isDeleted: Bool { !existence.contains { !$0.isDelete } }
+
+    /// The latest stamp the row carries.
+    package var stamp: HLC { (columns + existence).map(\.stamp).max() ?? .zero }
 }
 
 /// The compact byte form of ``RowClocks`` kept in the master's `_ks_rows.clocks` column.
@@ -66,16 +83,17 @@ package struct RowClocks: Equatable, Sendable {
 /// Writers are stored by number; `resolve` turns a number back into a ``Writer``.
 package enum RowClocksCoding {
     package static func encode(_ clocks: RowClocks) -> [UInt8] {
-        var w = ByteWriter(capacity: 8 + clocks.columns.count * 12)
-        w.writeVarint(UInt64(clocks.columns.count))
-        func put(_ c: ColumnClock) {
-            w.writeVarint(c.version)
-            w.writeVarint(c.stamp.rawValue)
-            w.writeVarint(UInt64(c.writer.number))
+        var w = ByteWriter(capacity: 8 + (clocks.columns.count + clocks.existence.count) * 12)
+        func put(_ h: Head) {
+            w.writeVarint(h.version)
+            w.writeVarint(h.stamp.rawValue)
+            w.writeVarint(UInt64(h.writer.number))
+            w.writeUInt8((h.isInsert ? 1 : 0) | (h.isDelete ? 2 : 0))
         }
-        for c in clocks.columns { put(c) }
-        w.writeVarint(UInt64(clocks.deletions.count))
-        for d in clocks.deletions { put(d) }
+        w.writeVarint(UInt64(clocks.columns.count))
+        for h in clocks.columns { put(h) }
+        w.writeVarint(UInt64(clocks.existence.count))
+        for h in clocks.existence { put(h) }
         return w.bytes
     }
 
@@ -85,20 +103,24 @@ package enum RowClocksCoding {
         _ bytes: [UInt8], version: UInt64, columnCount: Int, resolve: (Int64) -> Writer
     ) throws(SyncError) -> RowClocks {
         var r = ByteReader(bytes)
-        func get() throws(SyncError) -> ColumnClock {
+        func get() throws(SyncError) -> Head {
             let v = try r.readVarint("clock version")
             let s = try r.readVarint("clock stamp")
             let n = try r.readVarint("clock writer")
-            return ColumnClock(version: v, stamp: HLC(rawValue: s), writer: resolve(Int64(bitPattern: n)))
+            let flags = try r.readUInt8("clock flags")
+            return Head(
+                writer: resolve(Int64(bitPattern: n)), version: v, stamp: HLC(rawValue: s), isInsert: flags & 1 != 0,
+                isDelete: flags & 2 != 0)
         }
         let stored = try r.readCount("clock count", limit: 100_000)
-        var columns: [ColumnClock] = []
+        var columns: [Head] = []
         columns.reserveCapacity(max(stored, columnCount))
         for _ in 0..<stored { columns.append(try get()) }
-        while columns.count < columnCount { columns.append(ColumnClock(version: 0, stamp: .zero, writer: .master)) }
-        let deleteCount = try r.readCount("deletion count", limit: 100_000)
-        var deletions: [ColumnClock] = []
-        for _ in 0..<deleteCount { deletions.append(try get()) }
-        return RowClocks(version: version, deletions: deletions, columns: Array(columns.prefix(columnCount)))
+        while columns.count < columnCount { columns.append(Head(writer: .master, version: 0, stamp: .zero)) }
+        let existenceCount = try r.readCount("existence count", limit: 100_000)
+        var existence: [Head] = []
+        for _ in 0..<existenceCount { existence.append(try get()) }
+        guard r.isAtEnd else { throw SyncError(.internalError, "Row clocks have \(r.remaining) bytes too many.") }
+        return RowClocks(version: version, columns: Array(columns.prefix(columnCount)), existence: existence)
     }
 }
