@@ -103,7 +103,7 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "KotaSyncCoreTests", dependencies: ["KotaSyncCore"], resources: [.copy("Vectors")]),
+        .testTarget(name: "KotaSyncCoreTests", dependencies: ["KotaSyncCore"]),
         .testTarget(
             name: "KotaSyncClientTests",
             dependencies: ["KotaSyncClient", "KotaSyncSQLite", .product(name: "GRDB", package: "GRDB.swift")]
