@@ -64,15 +64,12 @@ extension Replica {
                         ).execute(arguments: [table.name, pk, table.columns[c].name, base ?? 0])
                         values[c] = nil
                     }
-                    try self.update(db, table: table, key: row.primaryKey, values: values)
+                    try self.write(db, table: table, key: row.primaryKey, values: values)
                 } else if row.operation == .delete {
-                    try db.cachedStatement(
-                        sql:
-                            "DELETE FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
-                    ).execute(arguments: StatementArguments(row.primaryKey.map(\.databaseValue)))
+                    try statements[table.name]!.delete(db, key: row.primaryKey)
                     result.applied += 1
                 } else {
-                    try self.upsert(db, table: table, key: row.primaryKey, values: values)
+                    try self.write(db, table: table, key: row.primaryKey, values: values)
                     result.applied += 1
                 }
                 try db.cachedStatement(sql: "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version) VALUES (?, ?, ?)")
@@ -101,33 +98,9 @@ extension Replica {
         return (table, map)
     }
 
-    private func upsert(_ db: Database, table: TableSchema, key: [SQLValue], values: [Int: SQLValue]) throws {
+    /// Writes the key and the given columns.
+    private func write(_ db: Database, table: TableSchema, key: [SQLValue], values: [Int: SQLValue]) throws {
         let columns = values.keys.sorted()
-        let names = table.primaryKey.map(\.name) + columns.map { table.columns[$0].name }
-        let quoted = names.map(SQL.quote)
-        let keys = table.primaryKey.map { SQL.quote($0.name) }.joined(separator: ", ")
-        let update =
-            columns.isEmpty
-            ? "NOTHING"
-            : "UPDATE SET "
-                + columns.map { "\(SQL.quote(table.columns[$0].name)) = excluded.\(SQL.quote(table.columns[$0].name))" }
-                .joined(separator: ", ")
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO \(SQL.quote(table.name)) (\(quoted.joined(separator: ", "))) \
-                VALUES (\(quoted.map { _ in "?" }.joined(separator: ", "))) ON CONFLICT (\(keys)) DO \(update)
-                """
-        ).execute(arguments: StatementArguments((key + columns.map { values[$0]! }).map(\.databaseValue)))
-    }
-
-    private func update(_ db: Database, table: TableSchema, key: [SQLValue], values: [Int: SQLValue]) throws {
-        let columns = values.keys.sorted()
-        guard !columns.isEmpty else { return }
-        try db.cachedStatement(
-            sql: """
-                UPDATE \(SQL.quote(table.name)) SET \(columns.map { "\(SQL.quote(table.columns[$0].name)) = ?" }.joined(separator: ", ")) \
-                WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))
-                """
-        ).execute(arguments: StatementArguments((columns.map { values[$0]! } + key).map(\.databaseValue)))
+        try statements[table.name]!.upsert(db, key: key, columns: columns, values: columns.map { values[$0]! })
     }
 }

@@ -157,14 +157,7 @@ extension Replica {
     }
 
     func readRow(_ db: Database, table: TableSchema, key: [SQLValue]) throws -> [SQLValue]? {
-        let columns = table.columns.isEmpty ? "1" : table.columns.map { SQL.quote($0.name) }.joined(separator: ", ")
-        let row = try Row.fetchOne(
-            db.cachedStatement(
-                sql:
-                    "SELECT \(columns) FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
-            ),
-            arguments: StatementArguments(key.map(\.databaseValue)))
-        return row.map { r in (0..<table.columns.count).map { SQLValue(r[$0] as DatabaseValue) } }
+        try statements[table.name]!.values(db, key: key)
     }
 
     /// The server acknowledged `outbound`: its log entries leave the log, and the conflicts the

@@ -19,6 +19,7 @@ public final class Replica: Sendable {
     /// The server this replica syncs with.
     public let serverURL: URL
     let tables: [String: TableSchema]
+    let statements: [String: TableSQL]
 
     static func openQueue(_ path: String) throws -> DatabaseQueue {
         var configuration = Configuration()
@@ -56,6 +57,7 @@ public final class Replica: Sendable {
         self.schema = schema
         self.serverURL = url
         self.tables = Dictionary(uniqueKeysWithValues: schema.tables.map { ($0.name, $0) })
+        self.statements = Dictionary(uniqueKeysWithValues: schema.tables.map { ($0.name, TableSQL($0)) })
     }
 
     /// Makes `path` a replica of the server's `schema`: creates the tables it lacks (or adopts

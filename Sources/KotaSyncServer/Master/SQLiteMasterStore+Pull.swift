@@ -31,7 +31,7 @@ extension SQLiteMasterStore {
                 resolve: { Writer(number: $0, id: .zero) })
             let stamp = clocks.stamp
             let key = try PrimaryKeyCoding.decode([UInt8](meta["pk"] as Data))
-            let values = clocks.isDeleted ? nil : try currentValues(db, table: table, key: key)
+            let values = clocks.isDeleted ? nil : try statements[table.name]!.values(db, key: key)
             if let values {
                 rows.append(
                     Changeset.Row(
@@ -47,17 +47,6 @@ extension SQLiteMasterStore {
             kind: .pull, id: UUID(), replicaID: .zero, firstSequence: cursor, lastSequence: next,
             tables: config.tables.map(\.changesetTable), rows: rows)
         return PullPage(body: ChangesetCodec.encode(page), rows: rows.count, nextCursor: next, hasMore: hasMore)
-    }
-
-    private func currentValues(_ db: Database, table: TableSchema, key: [SQLValue]) throws -> [SQLValue]? {
-        let columns = table.columns.isEmpty ? "1" : table.columns.map { SQL.quote($0.name) }.joined(separator: ", ")
-        let row = try Row.fetchOne(
-            db.cachedStatement(
-                sql:
-                    "SELECT \(columns) FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
-            ),
-            arguments: StatementArguments(key.map(\.databaseValue)))
-        return row.map { r in (0..<table.columns.count).map { SQLValue(r[$0] as DatabaseValue) } }
     }
 
     public func conflicts(involving replica: UUID, of device: Device, after: Int64, limit: Int) async throws

@@ -65,7 +65,8 @@ extension SQLiteMasterStore {
         }
 
         var merge = RowMerger(
-            db: db, config: config, writer: writer, changesetID: changeset.id, decidedAt: nowText,
+            db: db, config: config, statements: statements, writer: writer, changesetID: changeset.id,
+            decidedAt: nowText,
             serverMilliseconds: Timestamp.milliseconds(now),
             resolve: { [registered] number in
                 number == registered?.number ? registered! : self.writer(number: number)
@@ -135,6 +136,7 @@ extension SQLiteMasterStore {
 struct RowMerger {
     let db: Database
     let config: ServerConfig
+    let statements: [String: TableSQL]
     let writer: Writer
     let changesetID: UUID
     let decidedAt: String
@@ -149,11 +151,13 @@ struct RowMerger {
     private(set) var reports: [ConflictReport] = []
 
     init(
-        db: Database, config: ServerConfig, writer: Writer, changesetID: UUID, decidedAt: String,
+        db: Database, config: ServerConfig, statements: [String: TableSQL], writer: Writer, changesetID: UUID,
+        decidedAt: String,
         serverMilliseconds: UInt64, resolve: @escaping (Int64) -> Writer, describe: @escaping (Int64) -> String
     ) {
         self.db = db
         self.config = config
+        self.statements = statements
         self.writer = writer
         self.changesetID = changesetID
         self.decidedAt = decidedAt
@@ -202,7 +206,8 @@ struct RowMerger {
         guard let clocks = decision.clocks else { return }
         version += 1
 
-        let old = current == nil ? nil : try readRow(table, key: row.primaryKey)
+        let sql = statements[table.name]!
+        let old = current == nil ? nil : try sql.values(db, key: row.primaryKey)
         var values = old ?? Array(repeating: .null, count: table.columns.count)
         if decision.effect == .resurrect, let before = try valuesBeforeDeletion(table, pk: pk) { values = before }
         var replaced: [(Int, SQLValue)] = []
@@ -221,12 +226,10 @@ struct RowMerger {
         case .none:
             break
         case .create, .update, .resurrect:
-            try upsert(table, key: row.primaryKey, values: values)
+            try sql.upsert(db, key: row.primaryKey, values: values)
         case .delete:
             replaced = old.map { Array($0.enumerated()) } ?? []
-            try db.cachedStatement(
-                sql: "DELETE FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
-            ).execute(arguments: StatementArguments(row.primaryKey.map(\.databaseValue)))
+            try sql.delete(db, key: row.primaryKey)
         }
         if decision.effect != .none {
             applied += 1
@@ -369,40 +372,6 @@ struct RowMerger {
                 replicaId: record.loser.writer.id, opd: describe(record.loser.writer.number), stamp: record.loser.stamp,
                 value: loserValue),
             status: "open", decidedAt: decidedAt)
-    }
-
-    private func readRow(_ table: TableSchema, key: [SQLValue]) throws -> [SQLValue]? {
-        guard !table.columns.isEmpty else {
-            return try Row.fetchOne(
-                db.cachedStatement(
-                    sql:
-                        "SELECT 1 FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
-                ),
-                arguments: StatementArguments(key.map(\.databaseValue))) == nil ? nil : []
-        }
-        let columns = table.columns.map { SQL.quote($0.name) }.joined(separator: ", ")
-        let row = try Row.fetchOne(
-            db.cachedStatement(
-                sql:
-                    "SELECT \(columns) FROM \(SQL.quote(table.name)) WHERE \(SQL.keyPredicate(table.primaryKey.map(\.name)))"
-            ),
-            arguments: StatementArguments(key.map(\.databaseValue)))
-        return row.map { r in (0..<table.columns.count).map { SQLValue(r[$0] as DatabaseValue) } }
-    }
-
-    private func upsert(_ table: TableSchema, key: [SQLValue], values: [SQLValue]) throws {
-        let names = (table.primaryKey + table.columns).map { SQL.quote($0.name) }
-        let keys = table.primaryKey.map { SQL.quote($0.name) }.joined(separator: ", ")
-        let update =
-            table.columns.isEmpty
-            ? "NOTHING"
-            : "UPDATE SET "
-                + table.columns.map { "\(SQL.quote($0.name)) = excluded.\(SQL.quote($0.name))" }.joined(separator: ", ")
-        let sql = """
-            INSERT INTO \(SQL.quote(table.name)) (\(names.joined(separator: ", "))) \
-            VALUES (\(names.map { _ in "?" }.joined(separator: ", "))) ON CONFLICT (\(keys)) DO \(update)
-            """
-        try db.cachedStatement(sql: sql).execute(arguments: StatementArguments((key + values).map(\.databaseValue)))
     }
 
     private func valuesBeforeDeletion(_ table: TableSchema, pk: Data) throws -> [SQLValue]? {

@@ -19,6 +19,8 @@ public final class SQLiteMasterStore: MasterStore {
     let writers = Mutex<[Int64: Writer]>([0: .master])
     /// Per-table positions in ``ServerConfig/tables``.
     let tableIndex: [String: Int]
+    /// Per-table statements.
+    let statements: [String: TableSQL]
 
     /// Opens (creating if needed) the master database at `path` for `config`.
     ///
@@ -35,6 +37,7 @@ public final class SQLiteMasterStore: MasterStore {
         self.config = config
         self.logger = logger
         tableIndex = Dictionary(uniqueKeysWithValues: config.tables.enumerated().map { ($1.name, $0) })
+        statements = Dictionary(uniqueKeysWithValues: config.tables.map { ($0.name, TableSQL($0)) })
         try pool.write { db in
             for statement in MasterSchema.statements { try db.execute(sql: statement) }
             try Self.prepareTables(db, config: config)
