@@ -23,7 +23,8 @@ struct MergeFigures {
         try workload.seed(seed)
         try Bench.copy(path("seed.sqlite"), to: path("master-initial.sqlite"))
         // Opening the store adopts the seeded rows.
-        let store = try SQLiteMasterStore(path: path("master-initial.sqlite"), config: config)
+        let store = try SQLiteMasterStore(
+            path: path("master-initial.sqlite"), config: config, logger: Bench.quietLogger)
         try Replica.create(
             at: path("replica-template.sqlite"),
             schema: SchemaDocument(server: "bench", opd: "dinkes", tables: config.tables),
@@ -111,7 +112,7 @@ struct MergeFigures {
 
         // 4: our merge, in process, through the store the server uses.
         try Bench.copy(path("master-initial.sqlite"), to: path("master.sqlite"))
-        let store = try SQLiteMasterStore(path: path("master.sqlite"), config: config)
+        let store = try SQLiteMasterStore(path: path("master.sqlite"), config: config, logger: Bench.quietLogger)
         var replies: [PushReply] = []
         let mergeSeconds = try await Bench.timeAsync {
             for (r, o) in outbound.enumerated() {
