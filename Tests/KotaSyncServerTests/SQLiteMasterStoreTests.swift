@@ -174,6 +174,36 @@ struct SQLiteMasterStoreTests {
         #expect(rows.last?.primaryKey == [.text("n2")], "the row changed last comes last, once")
     }
 
+    @Test func concurrentPushesAreAllMergedAndARefusedOneRollsBackAlone() async throws {
+        let store = try Self.makeStore()
+        let outcomes = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            for i in 0..<24 {
+                group.addTask {
+                    var device = Device(opd: i % 2 == 0 ? "pkm-a" : "pkm-b")
+                    // Replica 7 sends a row without its NOT NULL title after a valid one.
+                    let rows: [(Changeset.Operation, String, UInt64, [(Int, SQLValue)])] =
+                        i == 7
+                        ? [
+                            (.upsert, "ok-7", 0, [(0, .text("t")), (1, .null)]),
+                            (.upsert, "bad-7", 0, [(0, .null), (1, .null)]),
+                        ]
+                        : [(.upsert, "n\(i)", 0, [(0, .text("t\(i)")), (1, .null)])]
+                    do {
+                        _ = try await device.push(store, rows)
+                        return (i, true)
+                    } catch let error as SyncError where error.code == .constraintViolation {
+                        return (i, false)
+                    }
+                }
+            }
+            return try await group.reduce(into: [Int: Bool]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(outcomes.filter { !$0.value }.map(\.key) == [7])
+        let ids = try Self.notes(store).map { $0[0] }
+        #expect(ids.count == 23)
+        #expect(!ids.contains(.text("ok-7")), "nothing of the refused changeset is applied")
+    }
+
     @Test func aChangesetOverlappingWhatWasAppliedIsRefused() async throws {
         let store = try Self.makeStore()
         var a = Device(opd: "pkm-a")

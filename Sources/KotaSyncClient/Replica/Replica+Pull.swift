@@ -46,9 +46,6 @@ extension Replica {
                 clock.receive(row.stamp)
                 let (table, map) = maps[row.table]
                 let pk = Data(PrimaryKeyCoding.encode(row.primaryKey))
-                let base = try Int64.fetchOne(
-                    db.cachedStatement(sql: "SELECT version FROM _ks_rows WHERE tbl = ? AND pk = ?"),
-                    arguments: [table.name, pk])
                 var values: [Int: SQLValue] = [:]
                 for c in row.columns { if let i = map[c.column] { values[i] = c.value } }
 
@@ -57,6 +54,9 @@ extension Replica {
                     // A row created or removed here stays as it is; its version stays too, so
                     // the push is judged against what this replica had seen.
                     guard !local.replacedWhole, row.operation != .delete else { continue }
+                    let base = try Int64.fetchOne(
+                        db.cachedStatement(sql: "SELECT version FROM _ks_rows WHERE tbl = ? AND pk = ?"),
+                        arguments: [table.name, pk])
                     let mine = Set(ChangeLog.columns(in: local.mask, count: table.columns.count))
                     for c in mine where values[c] != nil {
                         try db.cachedStatement(

@@ -10,24 +10,78 @@ extension SQLiteMasterStore {
             return stored
         }
         let validated = try ChangesetValidator.validate(changeset, against: config.tables)
-        let now = Date()
-        let (outcome, registered) = try await pool.write { db in
-            try self.merge(validated, device: device, db: db, now: now)
+        return try await withCheckedThrowingContinuation { continuation in
+            let startCommitter = commits.withLock { state in
+                state.waiting.append(PendingPush(validated: validated, device: device, continuation: continuation))
+                defer { state.committing = true }
+                return !state.committing
+            }
+            if startCommitter { Task { await self.commitWaitingPushes() } }
         }
-        // Only after the commit: a rolled-back registration must not leave a stale number behind.
-        if let registered { writers.withLock { $0[registered.number] = registered } }
-        logger.info(
-            "push merged",
-            metadata: [
-                "opd": "\(device.opd)", "changeset_id": "\(changeset.id)", "rows": "\(changeset.rows.count)",
-                "replayed": "\(outcome.replayed)",
-            ])
-        return outcome
     }
 
-    private func merge(_ validated: ValidatedChangeset, device: Device, db: Database, now: Date) throws -> (
-        PushOutcome, Writer?
-    ) {
+    /// Group commit: merges every push waiting at that moment in one transaction, each in a
+    /// savepoint of its own (a refused changeset rolls back alone), and answers them all after
+    /// the one durable commit. Under load this turns many fsyncs into one; a lone push waits
+    /// for nobody. No push is answered before the commit that holds it.
+    func commitWaitingPushes() async {
+        while true {
+            let batch = commits.withLock { state in
+                let batch = Array(state.waiting.prefix(Self.maxPushesPerCommit))
+                state.waiting.removeFirst(batch.count)
+                if batch.isEmpty { state.committing = false }
+                return batch
+            }
+            guard !batch.isEmpty else { return }
+            let now = Date()
+            let results: [Result<(PushOutcome, Writer?), any Error>]
+            do {
+                results = try await pool.write { db in
+                    var registered: [Int64: Writer] = [:]
+                    return batch.map { push in
+                        Result {
+                            var outcome: (PushOutcome, Writer?)?
+                            try db.inSavepoint {
+                                outcome = try self.merge(
+                                    push.validated, device: push.device, db: db, now: now, registered: &registered)
+                                return .commit
+                            }
+                            return outcome!
+                        }
+                    }
+                }
+            } catch {
+                logger.error("group commit failed", metadata: ["pushes": "\(batch.count)", "error": "\(error)"])
+                for push in batch { push.continuation.resume(throwing: error) }
+                continue
+            }
+            for (push, result) in zip(batch, results) {
+                switch result {
+                case .success(let (outcome, registered)):
+                    // Only after the commit: a rolled-back registration must not leave a stale number.
+                    if let registered { writers.withLock { $0[registered.number] = registered } }
+                    logger.info(
+                        "push merged",
+                        metadata: [
+                            "opd": "\(push.device.opd)", "changeset_id": "\(push.validated.changeset.id)",
+                            "rows": "\(push.validated.changeset.rows.count)", "replayed": "\(outcome.replayed)",
+                            "group": "\(batch.count)",
+                        ])
+                    push.continuation.resume(returning: outcome)
+                case .failure(let error):
+                    push.continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    /// The most pushes one group commit takes.
+    static let maxPushesPerCommit = 64
+
+    private func merge(
+        _ validated: ValidatedChangeset, device: Device, db: Database, now: Date,
+        registered known: inout [Int64: Writer]
+    ) throws -> (PushOutcome, Writer?) {
         let changeset = validated.changeset
         let idBlob = Data(changeset.id.bytes)
         // Again inside the transaction: another delivery may have committed since the first look.
@@ -62,17 +116,18 @@ extension SQLiteMasterStore {
                 arguments: [Data(changeset.replicaID.bytes), device.opd, nowText])
             writer = Writer(number: db.lastInsertedRowID, id: changeset.replicaID)
             registered = writer
+            known[writer.number] = writer
         }
+        // Replicas registered earlier in this group commit are not in `writers` yet.
+        let registeredInBatch = known
 
         var merge = RowMerger(
             db: db, config: config, statements: statements, writer: writer, changesetID: changeset.id,
             decidedAt: nowText,
             serverMilliseconds: Timestamp.milliseconds(now),
-            resolve: { [registered] number in
-                number == registered?.number ? registered! : self.writer(number: number)
-            },
-            describe: { [registered] number in
-                number == registered?.number ? device.opd : self.opd(ofWriter: number, db: db)
+            resolve: { number in registeredInBatch[number] ?? self.writer(number: number) },
+            describe: { number in
+                self.opd(ofWriter: number, db: db)
             })
         try merge.start()
         for (index, row) in changeset.rows.enumerated() {

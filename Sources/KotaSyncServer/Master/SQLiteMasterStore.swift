@@ -21,6 +21,8 @@ public final class SQLiteMasterStore: MasterStore {
     let tableIndex: [String: Int]
     /// Per-table statements.
     let statements: [String: TableSQL]
+    /// Pushes waiting for the next group commit.
+    let commits = Mutex(CommitState())
 
     /// Opens (creating if needed) the master database at `path` for `config`.
     ///
@@ -162,6 +164,19 @@ public final class SQLiteMasterStore: MasterStore {
     static func hash(_ token: String) -> String {
         [UInt8](SHA256.hash(data: Data(token.utf8))).hexString
     }
+}
+
+/// A push waiting for its group commit.
+struct PendingPush: Sendable {
+    let validated: ValidatedChangeset
+    let device: Device
+    let continuation: CheckedContinuation<PushOutcome, any Error>
+}
+
+/// The group-commit queue: the pushes waiting, and whether a commit loop is running.
+struct CommitState: Sendable {
+    var waiting: [PendingPush] = []
+    var committing = false
 }
 
 extension Data {
