@@ -2,44 +2,50 @@ import Foundation
 import KotaSyncClient
 import KotaSyncCore
 import KotaSyncServer
-import Logging
-import ServiceLifecycle
 
 /// Figures 7, 9, 10 and 11: the real server over loopback HTTP.
 struct NetworkFigures {
     let merge: MergeFigures
     let config: ServerConfig
 
-    /// Runs `body` against an in-process server on a free port over the master at `masterPath`.
+    /// Runs `body` against the real `kotasync-server` binary, in a process of its own (as in the
+    /// field, the server does not share threads or a disk queue with the clients' work), on a
+    /// free port over the master at `masterPath`. `body` gets the URL and a way to make tokens.
     func withServer<T: Sendable>(
-        master masterPath: String, _ body: @Sendable (URL, SQLiteMasterStore) async throws -> T
+        master masterPath: String, _ body: (URL, _ token: (String) throws -> String, _ pid: Int32) async throws -> T
     ) async throws -> T {
-        var logger = Logger(label: "kotasync.bench")
-        logger.logLevel = .error
-        let store = try SQLiteMasterStore(path: masterPath, config: config, logger: logger)
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = SyncServer.application(config: config, store: store, port: 0, logger: logger) {
-            continuation.yield($0)
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            .deletingLastPathComponent()
+            .appendingPathComponent("kotasync-server")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw BenchError(
+                "kotasync-server is not built beside kotasync-bench (\(binary.path)); run `swift build` first")
         }
-        let group = ServiceGroup(services: [app], logger: logger)
-        return try await withThrowingTaskGroup(of: T?.self) { tasks in
-            tasks.addTask {
-                try await group.run()
-                return nil
-            }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else { throw BenchError("the server did not start") }
-            let result: T
-            do {
-                result = try await body(URL(string: "http://127.0.0.1:\(port)")!, store)
-            } catch {
-                await group.triggerGracefulShutdown()
-                throw error
-            }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            return result
+        let configPath = merge.directory.appendingPathComponent("bench.yaml").path
+        let server = Process()
+        server.executableURL = binary
+        server.arguments = ["serve", "--config", configPath, "--db", masterPath, "--port", "0", "--log-level", "error"]
+        let out = Pipe()
+        server.standardOutput = out
+        try server.run()
+        defer {
+            server.terminate()
+            server.waitUntilExit()
         }
+        var line = ""
+        while !line.contains("\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line += String(decoding: chunk, as: UTF8.self)
+        }
+        guard let start = line.range(of: "http://"),
+            let url = URL(string: String(line[start.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines))
+        else { throw BenchError("the server did not report its address") }
+        let token = { (opd: String) throws -> String in
+            try runProgram(binary.path, ["token", "create", "--config", configPath, "--db", masterPath, "--opd", opd])
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return try await body(url, token, server.processIdentifier)
     }
 
     /// One replica's push then pull, request by request, returning each request's latency.
@@ -72,12 +78,8 @@ struct NetworkFigures {
             try Bench.apply(merge.workload.operations(replica: r), to: RawDatabase(path: file), batch: shape.batch)
             return file
         }
-        let (seconds, latencies) = try await withServer(master: merge.path("master-e2e.sqlite")) { url, store in
-            var tokens: [String] = []
-            for r in 0..<files.count {
-                tokens.append(
-                    try await store.createToken(opd: String(format: "clinic-%02d", r + 1), expiresAt: nil).token)
-            }
+        let (seconds, latencies) = try await withServer(master: merge.path("master-e2e.sqlite")) { url, token, _ in
+            let tokens = try (0..<files.count).map { try token(String(format: "clinic-%02d", $0 + 1)) }
             let start = ContinuousClock.now
             let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
                 for (file, token) in zip(files, tokens) {
@@ -122,8 +124,8 @@ struct NetworkFigures {
         }
         try db.execute("COMMIT")
         let replicaPath = merge.path("bootstrap-replica.sqlite")
-        let (seconds, pulled) = try await withServer(master: path) { url, store in
-            let token = try await store.createToken(opd: "dinkes", expiresAt: nil).token
+        let (seconds, pulled) = try await withServer(master: path) { url, makeToken, _ in
+            let token = try makeToken("dinkes")
             let start = ContinuousClock.now
             let (_, _, pulled) = try await Synchronizer.initialize(
                 path: replicaPath, serverURL: url, token: token, pageSize: 5000)
@@ -141,11 +143,9 @@ struct NetworkFigures {
     func smallPushes(replicas: Int, pushes: Int, into report: inout Report) async throws {
         try Bench.copy(merge.path("master-initial.sqlite"), to: merge.path("master-small.sqlite"))
         let files = try (0..<replicas).map { try merge.makeReplica("small-\($0).sqlite") }
-        let (seconds, latencies) = try await withServer(master: merge.path("master-small.sqlite")) { url, store in
-            var clients: [(String, SyncClient)] = []
-            for (r, file) in files.enumerated() {
-                let token = try await store.createToken(opd: String(format: "clinic-%02d", r + 1), expiresAt: nil).token
-                clients.append((file, SyncClient(baseURL: url, token: token)))
+        let (seconds, latencies) = try await withServer(master: merge.path("master-small.sqlite")) { url, token, _ in
+            let clients = try files.enumerated().map { r, file in
+                (file, SyncClient(baseURL: url, token: try token(String(format: "clinic-%02d", r + 1))))
             }
             let start = ContinuousClock.now
             let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
@@ -154,6 +154,8 @@ struct NetworkFigures {
                         var rng = SeededGenerator(seed: 7_000 + UInt64(r))
                         let replica = try Replica(path: file)
                         let db = try RawDatabase(path: file)
+                        // Fifty devices share this machine's disk here; in the field each has its own.
+                        try db.execute("PRAGMA synchronous = NORMAL")
                         var latencies: [Double] = []
                         for _ in 0..<pushes {
                             try db.execute("BEGIN")
@@ -191,40 +193,8 @@ struct NetworkFigures {
 
     /// 11: the server process's peak memory while it merges one large changeset.
     func bigChangesetMemory(megabytes: Int, into report: inout Report) async throws {
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-            .deletingLastPathComponent()
-            .appendingPathComponent("kotasync-server")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw BenchError(
-                "kotasync-server is not built beside kotasync-bench (\(binary.path)); run `swift build` first")
-        }
         let master = merge.path("master-big.sqlite")
         try Bench.copy(merge.path("master-initial.sqlite"), to: master)
-        let configPath = merge.directory.appendingPathComponent("bench.yaml").path
-        let token = try runProgram(
-            binary.path, ["token", "create", "--config", configPath, "--db", master, "--opd", "clinic-01"]
-        )
-        .trimmingCharacters(in: .whitespacesAndNewlines)
-        let server = Process()
-        server.executableURL = binary
-        server.arguments = ["serve", "--config", configPath, "--db", master, "--port", "0", "--log-level", "error"]
-        let out = Pipe()
-        server.standardOutput = out
-        try server.run()
-        defer { server.terminate() }
-        var line = ""
-        while !line.contains("\n") {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line += String(decoding: chunk, as: UTF8.self)
-        }
-        guard let start = line.range(of: "http://"),
-            let url = URL(string: String(line[start.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines))
-        else {
-            throw BenchError("the server did not report its address")
-        }
-        let idle = Bench.peakRSS(pid: server.processIdentifier) ?? 0
-
         var rng = SeededGenerator(seed: 5)
         var rows: [Changeset.Row] = []
         var payload = 0
@@ -237,7 +207,8 @@ struct NetworkFigures {
                     table: 0, operation: .upsert, version: 0, stamp: stamp, primaryKey: [values[0]],
                     columns: values.dropFirst().enumerated().map {
                         Changeset.ColumnValue(column: $0.offset, value: $0.element)
-                    }))
+                    }
+                ))
             payload += values.reduce(12) { size, value in
                 if case .text(let t) = value { return size + t.utf8.count + 2 }
                 return size + 9
@@ -252,8 +223,12 @@ struct NetworkFigures {
         let body = ChangesetCodec.encode(changeset)
         let raw = try ChangesetCodec.decodeHeader(body, limits: DecodeLimits(maxUncompressedBytes: 1 << 30))
             .uncompressedLength
-        let seconds = try await Bench.timeAsync { _ = try await SyncClient(baseURL: url, token: token).push(body) }
-        let peak = Bench.peakRSS(pid: server.processIdentifier) ?? 0
+        let (seconds, idle, peak) = try await withServer(master: master) { url, token, pid in
+            let idle = Bench.peakRSS(pid: pid) ?? 0
+            let client = SyncClient(baseURL: url, token: try token("clinic-01"))
+            let seconds = try await Bench.timeAsync { _ = try await client.push(body) }
+            return (seconds, idle, Bench.peakRSS(pid: pid) ?? 0)
+        }
         let peakMB = Double(peak) / 1_048_576
         report.add(
             Figure(
@@ -265,7 +240,7 @@ struct NetworkFigures {
                     seconds, Double(idle) / 1_048_576)))
     }
 
-    private func runProgram(_ path: String, _ arguments: [String]) throws -> String {
+    func runProgram(_ path: String, _ arguments: [String]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
