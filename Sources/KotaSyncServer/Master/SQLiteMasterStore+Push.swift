@@ -265,6 +265,9 @@ struct RowMerger {
         let old = current == nil ? nil : try sql.values(db, key: row.primaryKey)
         var values = old ?? Array(repeating: .null, count: table.columns.count)
         if decision.effect == .resurrect, let before = try valuesBeforeDeletion(table, pk: pk) { values = before }
+        // The values the row's heads held before this change: for a deleted row, those it had
+        // when it was deleted (a record made now may name one of them as the loser).
+        let prior = current == nil ? nil : values
         var replaced: [(Int, SQLValue)] = []
         for (c, source) in decision.values.sorted(by: { $0.key < $1.key }) {
             let value: SQLValue
@@ -300,7 +303,7 @@ struct RowMerger {
 
         try reconcile(
             records: decision.records, with: existing, table: table, key: row.primaryKey, pk: pk, change: change,
-            incoming: incoming, old: old, new: values)
+            incoming: incoming, old: prior, new: values)
 
         try db.cachedStatement(
             sql:
