@@ -168,27 +168,24 @@ struct ModelMaster {
         }
 
         // RowMerger.reconcile.
-        let wanted = Set(decision.records.map(\.key))
-        for (k, s) in existing where !wanted.contains(k) { records[s.index].status = "superseded" }
-        for record in decision.records {
-            let winnerValue = record.column.map { values[$0] }
-            if let s = existing[record.key] {
-                guard s.record.winner.key != record.winner.key || s.record.kind != record.kind else { continue }
-                records[s.index].kind = record.kind
-                records[s.index].winnerWriter = record.winner.writer.number
-                records[s.index].winnerStamp = record.winner.stamp
-                records[s.index].winnerValue = winnerValue
-                continue
-            }
-            let loserValue: SQLValue? = record.column.flatMap { c in
-                record.loser.writer == change.writer && record.loser.stamp == change.stamp ? incoming[c] : prior?[c]
-            }
+        let changes = RecordChanges(wanted: decision.records, stored: existing.mapValues(\.record))
+        for k in changes.superseded { records[existing[k]!.index].status = "superseded" }
+        for record in changes.repointed {
+            let i = existing[record.key]!.index
+            records[i].kind = record.kind
+            records[i].winnerWriter = record.winner.writer.number
+            records[i].winnerStamp = record.winner.stamp
+            records[i].winnerValue = record.column.map { values[$0] }
+        }
+        for record in changes.inserted {
             records.append(
                 Record(
                     id: Int64(records.count + 1), key: key, column: record.column, kind: record.kind,
                     winnerWriter: record.winner.writer.number, winnerStamp: record.winner.stamp,
-                    winnerValue: winnerValue, loserWriter: record.loser.writer.number, loserStamp: record.loser.stamp,
-                    loserVersion: record.loser.version, loserInsert: record.loser.isInsert, loserValue: loserValue,
+                    winnerValue: record.column.map { values[$0] }, loserWriter: record.loser.writer.number,
+                    loserStamp: record.loser.stamp, loserVersion: record.loser.version,
+                    loserInsert: record.loser.isInsert,
+                    loserValue: RecordChanges.loserValue(of: record, change: change, incoming: incoming, prior: prior),
                     status: "open"))
         }
         meta[key] = Meta(

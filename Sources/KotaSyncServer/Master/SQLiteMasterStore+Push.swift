@@ -356,35 +356,31 @@ struct RowMerger {
         records: [ConflictRecord], with existing: [RecordKey: StoredRecord], table: TableSchema, key: [SQLValue],
         pk: Data, change: IncomingChange, incoming: [Int: SQLValue], old: [SQLValue]?, new: [SQLValue]
     ) throws {
-        let wanted = Set(records.map(\.key))
-        for (k, stored) in existing where !wanted.contains(k) {
+        let changes = RecordChanges(wanted: records, stored: existing.mapValues(\.record))
+        for k in changes.superseded {
             try db.cachedStatement(sql: "UPDATE _ks_conflicts SET status = 'superseded' WHERE id = ?")
-                .execute(arguments: [stored.id])
+                .execute(arguments: [existing[k]!.id])
         }
-        for record in records {
+        for record in changes.repointed {
+            let stored = existing[record.key]!
             let winnerValue = record.column.map { new[$0] }
-            if let stored = existing[record.key] {
-                guard stored.record.winner.key != record.winner.key || stored.record.kind != record.kind else {
-                    continue
-                }
-                try db.cachedStatement(
-                    sql: """
-                        UPDATE _ks_conflicts SET kind = ?, winner_writer = ?, winner_stamp = ?, winner_value = ?,
-                            winner_has_value = ? WHERE id = ?
-                        """
-                ).execute(arguments: [
-                    record.kind.rawValue, record.winner.writer.number, Int64(bitPattern: record.winner.stamp.rawValue),
-                    winnerValue?.databaseValue ?? .null, winnerValue == nil ? 0 : 1, stored.id,
-                ])
-                reports.append(
-                    report(
-                        record, id: stored.id, table: table, key: key, base: nil, loserValue: stored.loserValue,
-                        winnerValue: winnerValue))
-                continue
-            }
-            let loserValue: SQLValue? = record.column.flatMap { c in
-                record.loser.writer == change.writer && record.loser.stamp == change.stamp ? incoming[c] : old?[c]
-            }
+            try db.cachedStatement(
+                sql: """
+                    UPDATE _ks_conflicts SET kind = ?, winner_writer = ?, winner_stamp = ?, winner_value = ?,
+                        winner_has_value = ? WHERE id = ?
+                    """
+            ).execute(arguments: [
+                record.kind.rawValue, record.winner.writer.number, Int64(bitPattern: record.winner.stamp.rawValue),
+                winnerValue?.databaseValue ?? .null, winnerValue == nil ? 0 : 1, stored.id,
+            ])
+            reports.append(
+                report(
+                    record, id: stored.id, table: table, key: key, base: nil, loserValue: stored.loserValue,
+                    winnerValue: winnerValue))
+        }
+        for record in changes.inserted {
+            let winnerValue = record.column.map { new[$0] }
+            let loserValue = RecordChanges.loserValue(of: record, change: change, incoming: incoming, prior: old)
             let baseVersion = record.column.map { change.base(for: $0) } ?? change.rowBase
             let base = try record.column.flatMap { c in
                 try valueAt(base: baseVersion, column: c, table: table, pk: pk, current: old?[c])
