@@ -20,23 +20,36 @@ extension Replica {
     /// The changeset to push next: the one already in the outbox (an earlier push whose reply
     /// never arrived), or a new one built from the change log. Nil when nothing is pending.
     public func nextOutbound(now: Date = Date()) throws -> OutboundChangeset? {
-        try dbQueue.write { db in
-            if let row = try Row.fetchOne(db, sql: "SELECT id, first_seq, last_seq, rows, body FROM _ks_outbox LIMIT 1")
-            {
-                let body = [UInt8](row["body"] as Data)
-                // Bytes damaged on this disk would be refused for ever; the log still holds their
-                // changes, so such a changeset is dropped and built again.
-                if (try? ChangesetCodec.decode(
-                    body, limits: DecodeLimits(maxUncompressedBytes: .max, maxCompressionRatio: .max))) != nil
-                {
-                    return OutboundChangeset(
-                        id: UUID(uuidString: row["id"])!, firstSequence: UInt64(row["first_seq"] as Int64),
-                        lastSequence: UInt64(row["last_seq"] as Int64), rows: row["rows"], body: body)
-                }
-                try db.execute(sql: "DELETE FROM _ks_outbox WHERE id = ?", arguments: [row["id"] as String])
+        // The outbox is the one write of ours that must be on disk before the network sees it: a
+        // changeset sent and applied, then lost here by a power cut, would be rebuilt under a new
+        // id over the same sequence numbers and refused for ever (sequence_conflict).
+        try dbQueue.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }
+            var result: OutboundChangeset?
+            try db.inTransaction {
+                result = try self.outbound(db, now: now)
+                return .commit
             }
-            return try self.build(db, now: now)
+            return result
         }
+    }
+
+    /// The changeset in the outbox, or a new one built from the log.
+    private func outbound(_ db: Database, now: Date) throws -> OutboundChangeset? {
+        if let row = try Row.fetchOne(db, sql: "SELECT id, first_seq, last_seq, rows, body FROM _ks_outbox LIMIT 1") {
+            let body = [UInt8](row["body"] as Data)
+            // Bytes damaged on this disk would be refused for ever; the log still holds their
+            // changes, so such a changeset is dropped and built again.
+            let limits = DecodeLimits(maxUncompressedBytes: .max, maxCompressionRatio: .max)
+            if (try? ChangesetCodec.decode(body, limits: limits)) != nil {
+                return OutboundChangeset(
+                    id: UUID(uuidString: row["id"])!, firstSequence: UInt64(row["first_seq"] as Int64),
+                    lastSequence: UInt64(row["last_seq"] as Int64), rows: row["rows"], body: body)
+            }
+            try db.execute(sql: "DELETE FROM _ks_outbox WHERE id = ?", arguments: [row["id"] as String])
+        }
+        return try build(db, now: now)
     }
 
     /// Builds the next changeset and puts it in the outbox. A changeset larger than the server

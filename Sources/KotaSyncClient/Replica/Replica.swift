@@ -26,10 +26,11 @@ public final class Replica: Sendable {
         // Pulled pages may hold a child row before its parent; constraints are the master's job.
         configuration.foreignKeysEnabled = false
         configuration.busyMode = .timeout(10)
-        // This connection's own commits (outbox, acknowledgement, pulled pages) need not wait for
-        // the disk: each one is redone by the protocol if a power cut takes it back (the outbox
-        // is resent and answered from the server's stored reply; a page is pulled again). The
-        // OPD's own writes, and the log entries their triggers add, keep their app's setting.
+        // This connection's own commits need not wait for the disk: a power cut that takes back
+        // an acknowledgement or a pulled page is repaired by the protocol (the outbox is resent
+        // and answered from the server's stored reply; the page is pulled again). The outbox
+        // itself is the exception and is written with FULL (`nextOutbound`). The OPD's own
+        // writes, and the log entries their triggers add, keep their app's setting.
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         return try DatabaseQueue(path: path, configuration: configuration)
     }
