@@ -98,7 +98,6 @@ let package = Package(
                 "KotaSyncCore",
                 "CSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

@@ -1,16 +1,8 @@
 import Foundation
 import KotaSyncCore
-import Logging
 
 /// Shared plumbing of the benchmark.
 enum Bench {
-    /// A logger that keeps the server's per-push lines out of the results.
-    static let quietLogger: Logger = {
-        var logger = Logger(label: "kotasync.bench")
-        logger.logLevel = .error
-        return logger
-    }()
-
     /// Applies `ops` in transactions of `batch`.
     static func apply(_ ops: [Operation], to db: RawDatabase, batch: Int) throws {
         var index = 0

@@ -24,7 +24,7 @@ struct MergeFigures {
         try Bench.copy(path("seed.sqlite"), to: path("master-initial.sqlite"))
         // Opening the store adopts the seeded rows.
         let store = try SQLiteMasterStore(
-            path: path("master-initial.sqlite"), config: config, logger: Bench.quietLogger)
+            path: path("master-initial.sqlite"), config: config)
         try Replica.create(
             at: path("replica-template.sqlite"),
             schema: SchemaDocument(server: "bench", opd: "dinkes", tables: config.tables),
@@ -112,7 +112,7 @@ struct MergeFigures {
 
         // 4: our merge, in process, through the store the server uses.
         try Bench.copy(path("master-initial.sqlite"), to: path("master.sqlite"))
-        let store = try SQLiteMasterStore(path: path("master.sqlite"), config: config, logger: Bench.quietLogger)
+        let store = try SQLiteMasterStore(path: path("master.sqlite"), config: config)
         var replies: [PushReply] = []
         let mergeSeconds = try await Bench.timeAsync {
             for (r, o) in outbound.enumerated() {

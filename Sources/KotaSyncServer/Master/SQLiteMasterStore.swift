@@ -28,7 +28,7 @@ public final class SQLiteMasterStore: MasterStore {
     ///
     /// A new database gets the configured tables, the config's seed file if any, and merge
     /// metadata for every seeded row. An existing one is checked against the config.
-    public init(path: String, config: ServerConfig, logger: Logger = Logger(label: "kotasync.master")) throws {
+    public init(path: String, config: ServerConfig, logger: Logger = SQLiteMasterStore.quietLogger) throws {
         var configuration = Configuration()
         configuration.foreignKeysEnabled = false
         configuration.busyMode = .timeout(10)
@@ -108,6 +108,14 @@ public final class SQLiteMasterStore: MasterStore {
             }
         }
     }
+
+    /// The logger a store gets when its owner passes none: warnings and errors only (the server
+    /// passes its own, at the level `--log-level` asks for).
+    public static let quietLogger: Logger = {
+        var logger = Logger(label: "kotasync.master")
+        logger.logLevel = .warning
+        return logger
+    }()
 
     /// Reads from a snapshot without ever blocking a Swift concurrency thread.
     ///
