@@ -106,21 +106,11 @@ struct ModelMaster {
     private mutating func merge(
         _ row: Changeset.Row, _ validated: ValidatedChangeset, writer: Writer, version: inout UInt64
     ) throws {
-        let map = validated.columnMaps[row.table]
         guard case .text(let text) = row.primaryKey.first, let key = Int64(text) else {
             fatalError("the model's keys are numbers as text")
         }
         let (stamp, _) = ClockSkewPolicy().admit(row.stamp, serverMilliseconds: 1 << 40)
-
-        var incoming: [Int: SQLValue] = [:]
-        var bases: [Int: UInt64] = [:]
-        var columns: [Int] = []
-        for c in row.columns {
-            let i = map[c.column]
-            columns.append(i)
-            incoming[i] = c.value
-            if let base = c.baseVersion { bases[i] = base }
-        }
+        let (columns, incoming, bases) = validated.schemaColumns(of: row)
 
         let writers = self.writers
         let stored = meta[key]

@@ -227,20 +227,10 @@ struct RowMerger {
 
     mutating func merge(_ row: Changeset.Row, index: Int, of validated: ValidatedChangeset) throws {
         let table = validated.tables[row.table]
-        let map = validated.columnMaps[row.table]
         let pk = Data(PrimaryKeyCoding.encode(row.primaryKey))
         let (stamp, wasClamped) = config.clockSkew.admit(row.stamp, serverMilliseconds: serverMilliseconds)
         if wasClamped { clamped += 1 }
-
-        var incoming: [Int: SQLValue] = [:]
-        var bases: [Int: UInt64] = [:]
-        var columns: [Int] = []
-        for c in row.columns {
-            let i = map[c.column]
-            columns.append(i)
-            incoming[i] = c.value
-            if let base = c.baseVersion { bases[i] = base }
-        }
+        let (columns, incoming, bases) = validated.schemaColumns(of: row)
 
         let meta = try Row.fetchOne(
             db.cachedStatement(sql: "SELECT version, open_conflicts, clocks FROM _ks_rows WHERE tbl = ? AND pk = ?"),

@@ -8,6 +8,24 @@ package struct ValidatedChangeset: Sendable {
     package var tables: [TableSchema]
     /// For each changeset table, changeset column index → schema column index.
     package var columnMaps: [[Int]]
+
+    /// A row's changed columns in schema indexes: their order, their values, and the base
+    /// versions that differ from the row's.
+    package func schemaColumns(of row: Changeset.Row) -> (
+        columns: [Int], values: [Int: SQLValue], bases: [Int: UInt64]
+    ) {
+        let map = columnMaps[row.table]
+        var columns: [Int] = []
+        var values: [Int: SQLValue] = [:]
+        var bases: [Int: UInt64] = [:]
+        for c in row.columns {
+            let i = map[c.column]
+            columns.append(i)
+            values[i] = c.value
+            if let base = c.baseVersion { bases[i] = base }
+        }
+        return (columns, values, bases)
+    }
 }
 
 /// Checks a pushed changeset against the replicated schema before anything is applied:
