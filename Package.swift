@@ -43,6 +43,7 @@ let package = Package(
             name: "KotaSyncSQLite",
             dependencies: [
                 "KotaSyncCore",
+                "CSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),

@@ -41,24 +41,22 @@ package struct TableSQL: Sendable {
 
     /// The row's non-key values, or nil if there is no row with that key.
     package func values(_ db: Database, key: [SQLValue]) throws -> [SQLValue]? {
-        let row = try Row.fetchOne(
-            db.cachedStatement(sql: select), arguments: StatementArguments(key.map(\.databaseValue)))
-        return row.map { r in (0..<table.columns.count).map { SQLValue(r[$0] as DatabaseValue) } }
+        let row = try db.cachedStatement(sql: select).firstRow(key)
+        return table.columns.isEmpty ? row.map { _ in [] } : row
     }
 
     /// Writes the whole row.
     package func upsert(_ db: Database, key: [SQLValue], values: [SQLValue]) throws {
-        try db.cachedStatement(sql: upsert).execute(arguments: StatementArguments((key + values).map(\.databaseValue)))
+        try db.cachedStatement(sql: upsert).run(key + values)
     }
 
     /// Writes the key and `columns` only.
     package func upsert(_ db: Database, key: [SQLValue], columns: [Int], values: [SQLValue]) throws {
         guard columns.count < table.columns.count else { return try upsert(db, key: key, values: values) }
-        try db.cachedStatement(sql: Self.upsertSQL(table, columns: columns))
-            .execute(arguments: StatementArguments((key + values).map(\.databaseValue)))
+        try db.cachedStatement(sql: Self.upsertSQL(table, columns: columns)).run(key + values)
     }
 
     package func delete(_ db: Database, key: [SQLValue]) throws {
-        try db.cachedStatement(sql: delete).execute(arguments: StatementArguments(key.map(\.databaseValue)))
+        try db.cachedStatement(sql: delete).run(key)
     }
 }

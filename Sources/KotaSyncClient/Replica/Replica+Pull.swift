@@ -73,7 +73,7 @@ extension Replica {
                     result.applied += 1
                 }
                 try db.cachedStatement(sql: "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version) VALUES (?, ?, ?)")
-                    .execute(arguments: [table.name, pk, Int64(row.version)])
+                    .run([.text(table.name), .blob([UInt8](pk)), .integer(Int64(row.version))])
             }
             try db.execute(sql: "DELETE FROM _ks_applying")
             try Self.setState(db, StateKey.cursor, Int64(bitPattern: page.lastSequence))

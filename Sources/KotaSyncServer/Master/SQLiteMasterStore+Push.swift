@@ -284,10 +284,10 @@ struct RowMerger {
             try db.cachedStatement(
                 sql:
                     "INSERT OR REPLACE INTO _ks_history(tbl, pk, version, writer, stamp, op, old, clamped) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            ).execute(arguments: [
-                table.name, pk, Int64(version), writer.number, Int64(bitPattern: stamp.rawValue),
-                Int(row.operation.rawValue), Data(HistoryCoding.encode(decision.effect == .create ? [] : replaced)),
-                wasClamped ? 1 : 0,
+            ).run([
+                .text(table.name), .blob([UInt8](pk)), .integer(Int64(version)), .integer(writer.number),
+                .integer(Int64(bitPattern: stamp.rawValue)), .integer(Int64(row.operation.rawValue)),
+                .blob(HistoryCoding.encode(decision.effect == .create ? [] : replaced)), .integer(wasClamped ? 1 : 0),
             ])
         }
 
@@ -298,9 +298,9 @@ struct RowMerger {
         try db.cachedStatement(
             sql:
                 "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks) VALUES (?, ?, ?, ?, ?, ?)"
-        ).execute(arguments: [
-            table.name, pk, Int64(clocks.version), clocks.isDeleted ? 1 : 0, decision.records.count,
-            Data(RowClocksCoding.encode(clocks)),
+        ).run([
+            .text(table.name), .blob([UInt8](pk)), .integer(Int64(clocks.version)), .integer(clocks.isDeleted ? 1 : 0),
+            .integer(Int64(decision.records.count)), .blob(RowClocksCoding.encode(clocks)),
         ])
     }
 

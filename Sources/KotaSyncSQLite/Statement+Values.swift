@@ -1,0 +1,85 @@
+import CSQLite
+import GRDB
+import KotaSyncCore
+
+extension Statement {
+    /// Runs this (non-query) statement with `values` bound in order, straight through the C API.
+    ///
+    /// The merge and the pull apply run a handful of statements per row; GRDB's
+    /// `StatementArguments` boxes every value into a `DatabaseValue` first, which `perf` showed as
+    /// one of the largest costs after SQLite itself. Our connections install no transaction
+    /// observers, so nothing GRDB tracks around execution is skipped by stepping directly.
+    package func run(_ values: [SQLValue]) throws {
+        let statement = sqliteStatement
+        sqlite3_reset(statement)
+        sqlite3_clear_bindings(statement)
+        defer { sqlite3_reset(statement) }
+        for (i, value) in values.enumerated() { Self.bind(value, at: Int32(i + 1), to: statement) }
+        let status = sqlite3_step(statement)
+        guard status == SQLITE_DONE || status == SQLITE_ROW else {
+            throw DatabaseError(
+                resultCode: ResultCode(rawValue: status),
+                message: String(cString: sqlite3_errmsg(sqlite3_db_handle(statement))), sql: sql)
+        }
+    }
+
+    /// The first row of this query with `values` bound, as exact values; nil if it has none.
+    package func firstRow(_ values: [SQLValue]) throws -> [SQLValue]? {
+        let statement = sqliteStatement
+        sqlite3_reset(statement)
+        sqlite3_clear_bindings(statement)
+        defer { sqlite3_reset(statement) }
+        for (i, value) in values.enumerated() { Self.bind(value, at: Int32(i + 1), to: statement) }
+        switch sqlite3_step(statement) {
+        case SQLITE_ROW:
+            return (0..<sqlite3_column_count(statement)).map { Self.column($0, of: statement) }
+        case SQLITE_DONE:
+            return nil
+        case let status:
+            throw DatabaseError(
+                resultCode: ResultCode(rawValue: status),
+                message: String(cString: sqlite3_errmsg(sqlite3_db_handle(statement))), sql: sql)
+        }
+    }
+
+    private static func bind(_ value: SQLValue, at index: Int32, to statement: OpaquePointer) {
+        // SQLITE_TRANSIENT: SQLite copies text and blobs before the call returns.
+        let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+        switch value {
+        case .null: sqlite3_bind_null(statement, index)
+        case .integer(let v): sqlite3_bind_int64(statement, index, v)
+        case .real(let v): sqlite3_bind_double(statement, index, v)
+        case .text(var v):
+            v.withUTF8 { utf8 in
+                // A nil pointer would bind NULL, not empty text.
+                if let base = utf8.baseAddress {
+                    sqlite3_bind_text(statement, index, base, Int32(utf8.count), transient)
+                } else {
+                    sqlite3_bind_text(statement, index, "", 0, transient)
+                }
+            }
+        case .blob(let v) where v.isEmpty:
+            // Likewise: a nil pointer would bind NULL, not a blob of no bytes.
+            sqlite3_bind_zeroblob(statement, index, 0)
+        case .blob(let v):
+            v.withUnsafeBytes { sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), transient) }
+        }
+    }
+
+    private static func column(_ i: Int32, of statement: OpaquePointer) -> SQLValue {
+        switch sqlite3_column_type(statement, i) {
+        case SQLITE_INTEGER: return .integer(sqlite3_column_int64(statement, i))
+        case SQLITE_FLOAT: return .real(sqlite3_column_double(statement, i))
+        case SQLITE_TEXT:
+            let count = Int(sqlite3_column_bytes(statement, i))
+            guard let text = sqlite3_column_text(statement, i) else { return .text("") }
+            return .text(String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self))
+        case SQLITE_BLOB:
+            let count = Int(sqlite3_column_bytes(statement, i))
+            guard count > 0, let bytes = sqlite3_column_blob(statement, i) else { return .blob([]) }
+            return .blob(Array(UnsafeRawBufferPointer(start: bytes, count: count)))
+        default:
+            return .null
+        }
+    }
+}
