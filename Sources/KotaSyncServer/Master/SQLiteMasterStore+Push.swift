@@ -126,9 +126,7 @@ extension SQLiteMasterStore {
             decidedAt: nowText,
             serverMilliseconds: Timestamp.milliseconds(now),
             resolve: { number in registeredInBatch[number] ?? self.writer(number: number) },
-            describe: { number in
-                self.opd(ofWriter: number, db: db)
-            })
+            describe: Memo { number in self.opd(ofWriter: number, db: db) }.callAsFunction)
         try merge.start()
         for (index, row) in changeset.rows.enumerated() {
             do {
@@ -447,6 +445,21 @@ struct RowMerger {
             }
         }
         return current
+    }
+}
+
+/// Remembers a function's answers: an OPD name is looked up once per merge, not once per record.
+final class Memo<Key: Hashable, Value> {
+    private var known: [Key: Value] = [:]
+    private let compute: (Key) -> Value
+
+    init(_ compute: @escaping (Key) -> Value) { self.compute = compute }
+
+    func callAsFunction(_ key: Key) -> Value {
+        if let value = known[key] { return value }
+        let value = compute(key)
+        known[key] = value
+        return value
     }
 }
 
