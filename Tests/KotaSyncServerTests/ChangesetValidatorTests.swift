@@ -42,6 +42,18 @@ struct ChangesetValidatorTests {
             [row(key: [.text("p1")], [(0, value)])])
     }
 
+    /// A changeset built in code, not decoded, has had none of the decoder's checks.
+    @Test(arguments: [
+        row(1, key: [.text("p1")]), row(0, key: [.text("p1"), .text("extra key")]),
+        row(0, key: [.text("p1")], [(3, .null)]),
+    ])
+    func rowsReferringToUndeclaredTablesKeysOrColumnsAreMalformed(_ bad: Changeset.Row) {
+        let c = Self.push([Changeset.Table(name: "patients", primaryKey: ["id"], columns: ["name"])], [bad])
+        #expect {
+            try ChangesetValidator.validate(c, against: Self.schema)
+        } throws: { ($0 as? SyncError)?.code == .changesetMalformed }
+    }
+
     @Test func validChangesetMapsTablesAndColumnsByName() throws {
         // A subset of the columns in another order, and two tables.
         let c = Self.push(

@@ -84,4 +84,14 @@ struct ServerConfigTests {
             try ServerConfig.parse(yaml: "tables: [", baseURL: URL(fileURLWithPath: "/tmp"))
         } throws: { ($0 as? ConfigError)?.code == .unreadable }
     }
+
+    @Test(arguments: [-1, 86_401, Int.max])
+    func aClockBoundOutsideADayIsRefused(_ seconds: Int) {
+        #expect {
+            try ServerConfig.parse(
+                yaml: "clock:\n  max_ahead_seconds: \(seconds)\n"
+                    + Self.yaml(tables: "  - name: t\n    ddl: \"CREATE TABLE t (id TEXT PRIMARY KEY)\""),
+                baseURL: URL(fileURLWithPath: "/tmp"))
+        } throws: { ($0 as? ConfigError)?.code == .invalid }
+    }
 }

@@ -131,7 +131,14 @@ public struct ServerConfig: Sendable {
             if let v = l.maxRows { limits.maxRows = v }
             if let v = l.maxPullPage { limits.maxPullPage = v }
         }
-        let skew = ClockSkewPolicy(maxAheadMilliseconds: UInt64(max(file.clock?.maxAheadSeconds ?? 300, 0)) * 1000)
+        let maxAhead = file.clock?.maxAheadSeconds ?? 300
+        guard (0...86_400).contains(maxAhead) else {
+            throw ConfigError(
+                .invalid,
+                "clock.max_ahead_seconds is \(maxAhead); give a number of seconds from 0 to 86400 (300 is the default)."
+            )
+        }
+        let skew = ClockSkewPolicy(maxAheadMilliseconds: UInt64(maxAhead) * 1000)
         return ServerConfig(
             name: file.name ?? "KotaSync", opds: file.opds ?? [], tables: tables, limits: limits, clockSkew: skew,
             seedFile: file.seed.map { URL(fileURLWithPath: $0, relativeTo: baseURL).standardizedFileURL })

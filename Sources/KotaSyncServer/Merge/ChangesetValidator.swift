@@ -69,6 +69,15 @@ package enum ChangesetValidator {
             maps.append(map)
         }
         for (index, row) in changeset.rows.enumerated() {
+            // A changeset built in code (not decoded) has had none of the decoder's checks.
+            guard row.table >= 0, row.table < tables.count,
+                row.primaryKey.count == tables[row.table].primaryKey.count,
+                row.columns.allSatisfy({ $0.column >= 0 && $0.column < maps[row.table].count })
+            else {
+                throw SyncError(
+                    .changesetMalformed, "Row \(index) refers to a table, key or column the changeset does not declare."
+                )
+            }
             let table = tables[row.table]
             for (value, column) in zip(row.primaryKey, table.primaryKey) {
                 guard value != .null, column.accepts(value.storageClass) else {
