@@ -132,16 +132,7 @@ struct ModelMaster {
         var values = old ?? Array(repeating: SQLValue.null, count: columnCount)
         if decision.effect == .resurrect, let before = valuesBeforeDeletion(key) { values = before }
         let prior = current == nil ? nil : values
-        var replaced: [(Int, SQLValue)] = []
-        for (c, source) in decision.values.sorted(by: { $0.key < $1.key }) {
-            let value: SQLValue
-            switch source {
-            case .incoming: value = incoming[c] ?? .null
-            case .loser(let head): value = existing[RecordKey(column: c, loser: head.key)]?.loserValue ?? .null
-            }
-            replaced.append((c, values[c]))
-            values[c] = value
-        }
+        var replaced = decision.apply(to: &values, incoming: incoming) { existing[$0]?.loserValue }
 
         switch decision.effect {
         case .none:

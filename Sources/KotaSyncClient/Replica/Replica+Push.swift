@@ -101,7 +101,7 @@ extension Replica {
         for pending in ChangeLog.coalesce(entries) {
             guard let table = tables[pending.table] else { continue }
             let pk = Data(PrimaryKeyCoding.encode(pending.key))
-            let values = try readRow(db, table: table, key: pending.key)
+            let values = try statements[table.name]!.values(db, key: pending.key)
             let known = try Int64.fetchOne(
                 db.cachedStatement(sql: "SELECT version FROM _ks_rows WHERE tbl = ? AND pk = ?"),
                 arguments: [table.name, pk])
@@ -167,10 +167,6 @@ extension Replica {
                     key: (0..<keyCount).map { SQLValue(row[5 + $0] as DatabaseValue) }))
         }
         return entries
-    }
-
-    func readRow(_ db: Database, table: TableSchema, key: [SQLValue]) throws -> [SQLValue]? {
-        try statements[table.name]!.values(db, key: key)
     }
 
     /// The server acknowledged `outbound`: its log entries leave the log, and the conflicts the

@@ -60,6 +60,11 @@ public struct ServerConfig: Sendable {
 
         public init() {}
 
+        /// The limits as `GET /v1/schema` publishes them, so clients split their pushes to fit.
+        package var published: PushLimits {
+            PushLimits(maxBodyBytes: maxBodyBytes, maxUncompressedBytes: maxUncompressedBytes, maxRows: maxRows)
+        }
+
         package var decodeLimits: DecodeLimits {
             DecodeLimits(
                 maxUncompressedBytes: maxUncompressedBytes, maxCompressionRatio: maxCompressionRatio, maxRows: maxRows)

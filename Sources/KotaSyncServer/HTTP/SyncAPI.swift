@@ -16,10 +16,9 @@ struct SyncAPI {
         }
         router.get("/v1/schema") { request, _ in
             let device = try await authenticate(request)
-            let limits = PushLimits(
-                maxBodyBytes: config.limits.maxBodyBytes, maxUncompressedBytes: config.limits.maxUncompressedBytes,
-                maxRows: config.limits.maxRows)
-            return try json(SchemaDocument(server: config.name, opd: device.opd, tables: config.tables, limits: limits))
+            return try json(
+                SchemaDocument(
+                    server: config.name, opd: device.opd, tables: config.tables, limits: config.limits.published))
         }
         router.post("/v1/push") { request, _ in
             let device = try await authenticate(request)

@@ -256,17 +256,7 @@ struct RowMerger {
         // The values the row's heads held before this change: for a deleted row, those it had
         // when it was deleted (a record made now may name one of them as the loser).
         let prior = current == nil ? nil : values
-        var replaced: [(Int, SQLValue)] = []
-        for (c, source) in decision.values.sorted(by: { $0.key < $1.key }) {
-            let value: SQLValue
-            switch source {
-            case .incoming: value = incoming[c] ?? .null
-            case .loser(let head):
-                value = existing[RecordKey(column: c, loser: head.key)]?.loserValue ?? .null
-            }
-            replaced.append((c, values[c]))
-            values[c] = value
-        }
+        var replaced = decision.apply(to: &values, incoming: incoming) { existing[$0]?.loserValue }
 
         switch decision.effect {
         case .none:

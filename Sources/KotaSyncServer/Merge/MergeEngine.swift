@@ -75,6 +75,25 @@ package struct MergeDecision: Sendable, Equatable {
     package var clocks: RowClocks?
     /// Every conflict record that should be open on the row afterwards.
     package var records: [ConflictRecord] = []
+
+    /// Writes the decided column values into `values` (the row's values before the change) and
+    /// returns each changed column with the value it replaced. A value from a head that had lost
+    /// before comes from its record, through `loserValue`.
+    package func apply(
+        to values: inout [SQLValue], incoming: [Int: SQLValue], loserValue: (RecordKey) -> SQLValue?
+    ) -> [(Int, SQLValue)] {
+        var replaced: [(Int, SQLValue)] = []
+        for (c, source) in self.values.sorted(by: { $0.key < $1.key }) {
+            let value: SQLValue
+            switch source {
+            case .incoming: value = incoming[c] ?? .null
+            case .loser(let head): value = loserValue(RecordKey(column: c, loser: head.key)) ?? .null
+            }
+            replaced.append((c, values[c]))
+            values[c] = value
+        }
+        return replaced
+    }
 }
 
 /// The merge rules, as a pure function of the row's merge state and the incoming change.
