@@ -97,6 +97,32 @@ public struct ConflictReport: Codable, Sendable, Equatable, Hashable {
         case insertInsert = "insert_insert"
         /// One replica deleted a row that another changed.
         case deleteUpdate = "delete_update"
+        /// The incoming row would break a UNIQUE constraint of the master (e.g. two clinics
+        /// registered the same NIK offline). The row is quarantined: not applied, kept in the
+        /// record (``ConflictReport/held``) beside the row it collided with (``ConflictReport/related``).
+        case unique
+        /// The incoming row refers to a row (its parent, ``ConflictReport/related``) the master
+        /// does not have live. Held and retried when the parent arrives (`held`); queued for a
+        /// person (`open`) when the parent was deleted or rejected.
+        case foreignKey = "foreign_key"
+        /// A later change of a row that is held or quarantined: it waits behind that record and
+        /// is merged, in order, when the record is resolved (``ConflictReport/related`` is the record's row).
+        case queued
+    }
+
+    /// Where a record stands. Stored as text; these are the values the server writes.
+    public enum Status: String, Codable, Sendable, CaseIterable {
+        /// Decided by the table's policy; the losing value is kept in the record and a reviewer
+        /// may reverse the decision.
+        case auto
+        /// Waiting for a person: a `manual` policy, a quarantined row, or a row whose parent was deleted.
+        case open
+        /// Waiting for something to arrive (a foreign-key parent), then merged automatically.
+        case held
+        /// A reviewer decided (see ``ConflictReport/resolution``).
+        case resolved
+        /// A later change saw both sides; the record no longer stands.
+        case superseded
     }
 
     /// One side of a conflict.
@@ -128,11 +154,19 @@ public struct ConflictReport: Codable, Sendable, Equatable, Hashable {
     public var base: SQLValue?
     public var winner: Side
     public var loser: Side
-    /// `open` until a person reviews it; `superseded` when the losing side's own replica later
-    /// changed the same column again.
+    /// One of ``Status``: `auto`, `open`, `held`, `resolved` or `superseded`.
     public var status: String
     /// When the server decided (ISO 8601).
     public var decidedAt: String
+    /// Why the merge decided as it did, or why the row waits, in words.
+    public var reason: String?
+    /// For `unique`, `foreign_key` and `queued`: the incoming row, which is not in the master.
+    public var held: HeldRow?
+    /// For `unique`: the row it collided with; for `foreign_key`: the parent it needs; for
+    /// `queued`: the row of the record it waits behind.
+    public var related: RowReference?
+    /// Set once a reviewer decided.
+    public var resolution: Resolution?
 
     public init(
         id: Int64, table: String, primaryKey: [SQLValue], column: String?, kind: Kind, policy: String,
@@ -149,6 +183,84 @@ public struct ConflictReport: Codable, Sendable, Equatable, Hashable {
         self.loser = loser
         self.status = status
         self.decidedAt = decidedAt
+    }
+}
+
+/// A row that was not applied, as it arrived: its operation and its values by column name
+/// (key columns included).
+public struct HeldRow: Codable, Sendable, Equatable, Hashable {
+    /// `upsert`, `update` or `delete`.
+    public var operation: String
+    public var values: [String: SQLValue]
+
+    public init(operation: String, values: [String: SQLValue]) {
+        self.operation = operation
+        self.values = values
+    }
+}
+
+/// A row of a replicated table, by key.
+public struct RowReference: Codable, Sendable, Equatable, Hashable {
+    public var table: String
+    public var primaryKey: [SQLValue]
+
+    public init(table: String, primaryKey: [SQLValue]) {
+        self.table = table
+        self.primaryKey = primaryKey
+    }
+}
+
+/// Which side a reviewer takes when resolving a record.
+///
+/// For a column record, `local` keeps the master's value (the winner), `remote` takes the losing
+/// value, `merged` sets the value given in ``ResolveRequest/set``. For a `delete_update` record,
+/// `local` keeps the row as the master has it, `remote` does what the losing side did (delete it,
+/// or bring it back). For a quarantined row (`unique`): `local` rejects the incoming row,
+/// `remote` keeps both rows (after correcting the incoming one with `set`), `merged` merges the
+/// incoming row into the row it collided with (fields from `set`; rows that refer to the
+/// incoming row are re-pointed to the survivor). For a held row (`foreign_key`, `queued`):
+/// `local` rejects it, `remote` applies it (corrected with `set`).
+public enum ResolutionChoice: String, Codable, Sendable, CaseIterable {
+    case local, remote, merged
+}
+
+/// A reviewer's decision, as `POST /v1/review/conflicts/{id}/resolve` takes it.
+public struct ResolveRequest: Codable, Sendable, Equatable {
+    public var take: ResolutionChoice
+    /// Column values to set, by column name.
+    public var set: [String: SQLValue]?
+    public var note: String?
+
+    public init(take: ResolutionChoice, set: [String: SQLValue]? = nil, note: String? = nil) {
+        self.take = take
+        self.set = set
+        self.note = note
+    }
+}
+
+/// A reviewer's decision, as recorded.
+public struct Resolution: Codable, Sendable, Equatable, Hashable {
+    public var take: ResolutionChoice
+    /// The values the resolution wrote, by column name.
+    public var values: [String: SQLValue]?
+    public var note: String?
+    /// Who decided (a staff token's name).
+    public var by: String
+    /// When (ISO 8601).
+    public var at: String
+    /// The master version of the change the resolution made, if it made one.
+    public var masterVersion: UInt64?
+
+    public init(
+        take: ResolutionChoice, values: [String: SQLValue]?, note: String?, by: String, at: String,
+        masterVersion: UInt64?
+    ) {
+        self.take = take
+        self.values = values
+        self.note = note
+        self.by = by
+        self.at = at
+        self.masterVersion = masterVersion
     }
 }
 

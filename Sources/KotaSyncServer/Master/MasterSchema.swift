@@ -1,3 +1,5 @@
+import GRDB
+
 /// The master database's own bookkeeping tables, beside the replicated tables.
 ///
 /// Value columns (`winner_value`, ...) are declared without a type so SQLite stores every value
@@ -44,6 +46,8 @@ enum MasterSchema {
             changeset BLOB NOT NULL, decided_at TEXT NOT NULL
         )
         """,
+        // Conflict-record columns added for policies and the review queue (see `migrations`).
+        "CREATE INDEX IF NOT EXISTS _ks_conflicts_status ON _ks_conflicts(status, id)",
         "CREATE INDEX IF NOT EXISTS _ks_conflicts_row ON _ks_conflicts(tbl, pk)",
         "CREATE INDEX IF NOT EXISTS _ks_conflicts_loser ON _ks_conflicts(loser_writer)",
         "CREATE INDEX IF NOT EXISTS _ks_conflicts_winner ON _ks_conflicts(winner_writer)",
@@ -54,4 +58,38 @@ enum MasterSchema {
         )
         """,
     ]
+
+    /// Columns added after the first release, as (table, column, definition). Added to an
+    /// existing master when missing, so old master files open.
+    static let addedColumns: [(table: String, column: String, definition: String)] = [
+        // The losing head was a delete (an `update-wins` record) or a write (a `delete-wins` record).
+        ("_ks_conflicts", "loser_delete", "INTEGER NOT NULL DEFAULT 0"),
+        ("_ks_conflicts", "reason", "TEXT"),
+        // JSON of the held change (`HeldChange`) for unique / foreign_key / queued records.
+        ("_ks_conflicts", "held", "TEXT"),
+        // The related row: the row a quarantined row collided with, the parent a held row needs.
+        ("_ks_conflicts", "related_tbl", "TEXT"),
+        ("_ks_conflicts", "related_pk", "BLOB"),
+        // JSON of `Resolution`.
+        ("_ks_conflicts", "resolution", "TEXT"),
+        // Who holds the token: `device` tokens push and pull for their OPD; staff tokens
+        // (`viewer`, `reviewer`, `admin`) open the review API.
+        ("_ks_tokens", "role", "TEXT NOT NULL DEFAULT 'device'"),
+        ("_ks_tokens", "name", "TEXT"),
+    ]
+
+    /// Creates the bookkeeping tables and adds missing columns.
+    static func create(_ db: Database) throws {
+        for statement in statements { try db.execute(sql: statement) }
+        for (table, column, definition) in addedColumns {
+            let existing = try Row.fetchAll(db, sql: "PRAGMA table_info(\(table))").map { $0["name"] as String }
+            if !existing.contains(column) {
+                try db.execute(sql: "ALTER TABLE \(table) ADD COLUMN \(column) \(definition)")
+            }
+        }
+        try db.execute(
+            sql:
+                "CREATE INDEX IF NOT EXISTS _ks_conflicts_related ON _ks_conflicts(related_tbl, related_pk) WHERE status = 'held' OR kind = 'queued'"
+        )
+    }
 }

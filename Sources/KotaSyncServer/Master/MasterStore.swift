@@ -1,16 +1,54 @@
 import Foundation
 import KotaSyncCore
 
-/// A device credential, as the server knows it after checking a bearer token.
+/// A credential, as the server knows it after checking a bearer token: a device of an OPD, or a
+/// member of the Command Center's staff.
 public struct Device: Sendable, Equatable {
+    /// What a token may do.
+    public enum Role: String, Sendable, Codable, CaseIterable {
+        /// Pushes and pulls for its OPD; never opens a staff route.
+        case device
+        /// Reads the review queue.
+        case viewer
+        /// Reads the review queue and resolves conflicts.
+        case reviewer
+        /// Everything a reviewer may, and manages tokens.
+        case admin
+    }
+
     /// The token's id (not the secret).
     public var tokenID: String
-    /// The OPD the token belongs to.
+    /// The OPD the token belongs to (empty for staff).
     public var opd: String
+    public var role: Role
+    /// A person's name, for staff tokens; recorded with what they decide.
+    public var name: String?
 
-    public init(tokenID: String, opd: String) {
+    public init(tokenID: String, opd: String, role: Role = .device, name: String? = nil) {
         self.tokenID = tokenID
         self.opd = opd
+        self.role = role
+        self.name = name
+    }
+}
+
+/// Which records of the review queue to list.
+public struct ReviewFilter: Sendable, Equatable {
+    /// One of ``ConflictReport/Status``'s raw values; all when nil.
+    public var status: String?
+    public var table: String?
+    /// Records where either side was written by this OPD.
+    public var opd: String?
+    /// Records with an id above this.
+    public var after: Int64
+    public var limit: Int
+
+    public init(status: String? = nil, table: String? = nil, opd: String? = nil, after: Int64 = 0, limit: Int = 100) {
+        self.status = status
+        self.table = table
+        self.opd = opd
+        self.after = after
+        self.limit = limit
     }
 }
 
@@ -58,4 +96,12 @@ public protocol MasterStore: Sendable {
     func authenticate(token: String) async throws -> Device?
     /// Creates a device token for an OPD.
     func createToken(opd: String, expiresAt: Date?) async throws -> IssuedToken
+    /// The review queue: conflict records in id order, filtered.
+    func reviewConflicts(_ filter: ReviewFilter) async throws -> ConflictList
+    /// One record; `not_found` if there is none with this id.
+    func reviewConflict(id: Int64) async throws -> ConflictReport
+    /// Resolves a record as a reviewer decided: the decision is a new change of the master (it
+    /// flows to every replica that holds the row), and the record keeps both sides and the
+    /// decision. Returns the record as it stands afterwards.
+    func resolveConflict(id: Int64, _ request: ResolveRequest, by reviewer: String) async throws -> ConflictReport
 }

@@ -74,22 +74,4 @@ extension SQLiteMasterStore {
         }
     }
 
-    /// A conflict row as the protocol reports it.
-    func report(from row: Row, db: Database) throws -> ConflictReport {
-        func side(_ prefix: String) -> ConflictReport.Side {
-            let number: Int64 = row[prefix + "_writer"]
-            let hasValue: Int = row[prefix + "_has_value"]
-            return ConflictReport.Side(
-                replicaId: writer(number: number).id, opd: opd(ofWriter: number, db: db),
-                stamp: HLC(rawValue: UInt64(bitPattern: row[prefix + "_stamp"])),
-                value: hasValue == 1 ? SQLValue(row[prefix + "_value"] as DatabaseValue) : nil)
-        }
-        let hasBase: Int = row["has_base"]
-        return ConflictReport(
-            id: row["id"], table: row["tbl"], primaryKey: try PrimaryKeyCoding.decode([UInt8](row["pk"] as Data)),
-            column: row["col"], kind: ConflictReport.Kind(rawValue: row["kind"]) ?? .updateUpdate,
-            policy: row["policy"],
-            base: hasBase == 1 ? SQLValue(row["base_value"] as DatabaseValue) : nil, winner: side("winner"),
-            loser: side("loser"), status: row["status"], decidedAt: row["decided_at"])
-    }
 }

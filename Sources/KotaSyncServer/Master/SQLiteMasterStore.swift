@@ -41,7 +41,7 @@ public final class SQLiteMasterStore: MasterStore {
         tableIndex = Dictionary(uniqueKeysWithValues: config.tables.enumerated().map { ($1.name, $0) })
         statements = Dictionary(uniqueKeysWithValues: config.tables.map { ($0.name, TableSQL($0)) })
         try pool.write { db in
-            for statement in MasterSchema.statements { try db.execute(sql: statement) }
+            try MasterSchema.create(db)
             try Self.prepareTables(db, config: config)
         }
         let known = try pool.read { db in
