@@ -22,7 +22,8 @@ struct MergeEngineTests {
     }
 
     static func record(_ column: Int?, _ kind: ConflictReport.Kind, loser: Head, winner: Head) -> ConflictRecord {
-        ConflictRecord(column: column, kind: kind, loser: loser, winner: winner)
+        ConflictRecord(
+            column: column, kind: kind, loser: loser, winner: winner, policy: column == nil ? "update-wins" : "lww")
     }
 
     /// The seeded row after `writer` updated `columns` at `version` (a write every replica missed).

@@ -46,6 +46,9 @@ struct ModelMaster {
         var loserInsert: Bool
         var loserValue: SQLValue?
         var status: String
+
+        /// Still a head that lost (`auto` or `open`), as opposed to superseded.
+        var isStanding: Bool { status == "auto" || status == "open" }
     }
 
     let schema: TableSchema
@@ -92,7 +95,7 @@ struct ModelMaster {
     /// `RowMerger.openRecords`: the winner's version is not stored and reads as 0.
     private func openRecords(_ key: Int64) -> [RecordKey: Stored] {
         var out: [RecordKey: Stored] = [:]
-        for (i, r) in records.enumerated() where r.key == key && r.status == "open" {
+        for (i, r) in records.enumerated() where r.key == key && r.isStanding {
             let loser = Head(
                 writer: writers[r.loserWriter]!, version: r.loserVersion, stamp: r.loserStamp, isInsert: r.loserInsert,
                 isDelete: r.kind == .deleteUpdate && r.column == nil)
@@ -132,7 +135,7 @@ struct ModelMaster {
         var values = old ?? Array(repeating: SQLValue.null, count: columnCount)
         if decision.effect == .resurrect, let before = valuesBeforeDeletion(key) { values = before }
         let prior = current == nil ? nil : values
-        var replaced = decision.apply(to: &values, incoming: incoming) { existing[$0]?.loserValue }
+        var replaced = try decision.apply(to: &values, incoming: incoming) { existing[$0]?.loserValue }
 
         switch decision.effect {
         case .none:
@@ -167,7 +170,7 @@ struct ModelMaster {
                     loserStamp: record.loser.stamp, loserVersion: record.loser.version,
                     loserInsert: record.loser.isInsert,
                     loserValue: RecordChanges.loserValue(of: record, change: change, incoming: incoming, prior: prior),
-                    status: "open"))
+                    status: record.status.rawValue))
         }
         meta[key] = Meta(
             version: clocks.version, openConflicts: decision.records.count, clocks: RowClocksCoding.encode(clocks))
@@ -186,7 +189,7 @@ struct ModelMaster {
 
     private mutating func checkInvariants() {
         for (key, m) in meta {
-            let open = records.filter { $0.key == key && $0.status == "open" }.count
+            let open = records.filter { $0.key == key && $0.isStanding }.count
             if open != m.openConflicts {
                 problems.append("row \(key): open_conflicts is \(m.openConflicts) but \(open) records are open")
             }
@@ -591,7 +594,7 @@ struct MergeScenario {
             try! m.push(changesets[r][next[r]])
             next[r] += 1
         }
-        let records = m.records.filter { $0.status == "open" }.map { rec in
+        let records = m.records.filter(\.isStanding).map { rec in
             StandingRecord(
                 key: rec.key, column: rec.column, kind: rec.kind,
                 winner: names[m.writers[rec.winnerWriter]!.id] ?? "?", winnerStamp: rec.winnerStamp,
@@ -1023,8 +1026,10 @@ extension MergeScenario {
             }
             var problems: [String] = []
             let open = try Dictionary(
-                Row.fetchAll(db, sql: "SELECT pk, count(*) AS n FROM _ks_conflicts WHERE status = 'open' GROUP BY pk")
-                    .map { (try key($0["pk"]), $0["n"] as Int) }, uniquingKeysWith: +)
+                Row.fetchAll(
+                    db, sql: "SELECT pk, count(*) AS n FROM _ks_conflicts WHERE status IN ('open', 'auto') GROUP BY pk"
+                )
+                .map { (try key($0["pk"]), $0["n"] as Int) }, uniquingKeysWith: +)
             for (k, m) in meta {
                 if m.openConflicts != open[k] ?? 0 {
                     problems.append(
@@ -1045,7 +1050,7 @@ extension MergeScenario {
                 sql: """
                     SELECT pk, col, kind, winner_writer, winner_stamp, winner_value, winner_has_value,
                         loser_writer, loser_stamp, loser_value, loser_has_value
-                    FROM _ks_conflicts WHERE status = 'open'
+                    FROM _ks_conflicts WHERE status IN ('open', 'auto')
                     """)
             {
                 records.append(
@@ -1537,7 +1542,7 @@ struct MergeOrderIndependenceTests {
                 for rec in m.records {
                     if let old = before.records.first(where: { $0.id == rec.id }) {
                         if old.winnerStamp != rec.winnerStamp || old.winnerWriter != rec.winnerWriter { repointed += 1 }
-                        if old.status == "open" && rec.status == "superseded" { superseded += 1 }
+                        if old.isStanding && rec.status == "superseded" { superseded += 1 }
                     }
                 }
                 for (k, _) in m.table where before.table[k] == nil && before.meta[k] != nil {
@@ -1554,7 +1559,7 @@ struct MergeOrderIndependenceTests {
                     }
                     for c in 0..<3 where previous != nil && clocks.columns[c] != previous!.columns[c] {
                         if before.records.contains(where: {
-                            $0.key == k && $0.column == c && $0.status == "open"
+                            $0.key == k && $0.column == c && $0.isStanding
                                 && $0.loserStamp == clocks.columns[c].stamp
                                 && $0.loserWriter == clocks.columns[c].writer.number && $0.loserValue == values[c]
                         }) {

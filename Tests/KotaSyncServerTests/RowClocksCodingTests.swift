@@ -118,13 +118,37 @@ struct RowClocksCodingTests {
         }
     }
 
-    @Test("Trailing bytes after the existence heads are refused", arguments: [[0], [1, 2, 3], [0xFF]] as [[UInt8]])
-    func trailingBytesAreRefused(_ extra: [UInt8]) {
+    /// One byte after the existence heads is the liveness flag (1 deleted, 2 live); anything else is refused.
+    @Test(
+        "Trailing bytes after the existence heads are refused",
+        arguments: [
+            ([0], "unknown liveness flag 0"), ([1, 2, 3], "2 bytes too many"), ([0xFF], "unknown liveness flag 255"),
+        ]
+            as [([UInt8], String)])
+    func trailingBytesAreRefused(_ extra: [UInt8], _ message: String) {
         let bytes = RowClocksCoding.encode(
             RowClocks(version: 1, columns: [head(1, 300, W.b)], existence: [head(1, 300, W.b, insert: true)]))
         let error = expectSyncError(.internalError) { () throws(SyncError) in
             try RowClocksCoding.decode(bytes + extra, version: 1, columnCount: 1, resolve: W.byNumber)
         }
-        #expect(error?.message.contains("\(extra.count) bytes too many") == true, "\(error?.message ?? "")")
+        #expect(error?.message.contains(message) == true, "\(error?.message ?? "")")
+    }
+
+    @Test func deleteWinsLivenessRoundTrips() throws {
+        // A write head remains, but under delete-wins the row is deleted.
+        let clocks = RowClocks(
+            version: 4, columns: [head(3, 1, W.a)], existence: [head(3, 1, W.a), head(4, 2, W.b, delete: true)],
+            deleted: true)
+        #expect(clocks.isDeleted)
+        let decoded = try Self.roundTrip(clocks)
+        #expect(decoded.isDeleted)
+        #expect(decoded == clocks)
+        // The update-wins rule needs no flag byte.
+        let plain = RowClocks(version: 4, columns: [head(3, 1, W.a)], existence: [head(3, 1, W.a)], deleted: false)
+        #expect(
+            RowClocksCoding.encode(plain)
+                == RowClocksCoding.encode(
+                    RowClocks(
+                        version: 4, columns: [head(3, 1, W.a)], existence: [head(3, 1, W.a)])))
     }
 }

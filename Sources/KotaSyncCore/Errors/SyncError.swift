@@ -43,6 +43,8 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let sequenceConflict = Code(rawValue: "sequence_conflict")
         /// No such resource.
         public static let notFound = Code(rawValue: "not_found")
+        /// The conflict record was already resolved or superseded.
+        public static let alreadyResolved = Code(rawValue: "already_resolved")
         /// The server failed; the request may be retried.
         public static let internalError = Code(rawValue: "internal_error")
 
@@ -52,7 +54,7 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
             case .unauthorized: 401
             case .forbidden: 403
             case .notFound: 404
-            case .sequenceConflict: 409
+            case .sequenceConflict, .alreadyResolved: 409
             case .bodyTooLarge, .changesetTooLarge: 413
             case .unknownTable, .unknownColumn, .typeMismatch, .invalidPrimaryKey, .constraintViolation: 422
             case .internalError: 500

@@ -79,6 +79,25 @@ public struct ServerConfig: Sendable {
     public var clockSkew: ClockSkewPolicy
     /// A SQL file run once when a new master database is created.
     public var seedFile: URL?
+    /// Each table's merge policies, by table name; a table not listed merges with
+    /// ``TablePolicy/standard(columnCount:)``.
+    public var policies: [String: TablePolicy] = [:]
+    /// Each table's foreign keys, by table name, as the DDL declares them (`REFERENCES`).
+    public var foreignKeys: [String: [ForeignKey]] = [:]
+
+    /// A column that refers to a row of another replicated table.
+    public struct ForeignKey: Sendable, Equatable {
+        /// The referring columns, by schema index among the table's non-key or key columns (names).
+        public var columns: [String]
+        public var parentTable: String
+        /// The parent's columns; its primary key when the DDL names none.
+        public var parentColumns: [String]
+    }
+
+    /// The merge policies of `table`.
+    public func policy(for table: TableSchema) -> TablePolicy {
+        policies[table.name] ?? .standard(columnCount: table.columns.count)
+    }
 
     /// The most key columns a replicated table may have (the replica's change log has four key slots).
     public static let maxKeyColumns = 4
@@ -123,11 +142,13 @@ public struct ServerConfig: Sendable {
             guard !tables.contains(where: { $0.name == entry.name }) else {
                 throw ConfigError(.invalid, "Table \(entry.name) is listed twice.")
             }
-            if let policy = entry.policy, policy != MergeEngine.columnPolicy {
-                throw ConfigError(.invalid, "Table \(entry.name): unknown conflict policy \"\(policy)\"; use lww.")
-            }
             tables.append(try introspect(entry))
         }
+        var policies: [String: TablePolicy] = [:]
+        for (entry, table) in zip(tableEntries, tables) {
+            policies[table.name] = try policy(of: entry, table: table, opds: opdIDs)
+        }
+        let foreignKeys = try foreignKeys(of: tableEntries, tables: tables)
         var limits = Limits()
         if let l = file.limits {
             if let v = l.maxBodyBytes { limits.maxBodyBytes = v }
@@ -146,7 +167,109 @@ public struct ServerConfig: Sendable {
         let skew = ClockSkewPolicy(maxAheadMilliseconds: UInt64(maxAhead) * 1000)
         return ServerConfig(
             name: file.name ?? "KotaSync", opds: file.opds ?? [], tables: tables, limits: limits, clockSkew: skew,
-            seedFile: file.seed.map { URL(fileURLWithPath: $0, relativeTo: baseURL).standardizedFileURL })
+            seedFile: file.seed.map { URL(fileURLWithPath: $0, relativeTo: baseURL).standardizedFileURL },
+            policies: policies, foreignKeys: foreignKeys)
+    }
+
+    /// A table's `policy`, `columns` and `delete` entries, checked.
+    private static func policy(of entry: ConfigFile.Table, table: TableSchema, opds: Set<String>) throws(ConfigError)
+        -> TablePolicy
+    {
+        func parse(_ text: String, _ place: String) throws(ConfigError) -> ColumnPolicy {
+            guard let rule = ColumnPolicy(parsing: text) else {
+                throw ConfigError(
+                    .invalid,
+                    "\(place): unknown conflict policy \"\(text)\"; use lww, server-wins, authority:<opd>, manual or additive."
+                )
+            }
+            if case .authority(let opd) = rule, !opds.contains(opd) {
+                throw ConfigError(.invalid, "\(place): authority names OPD \(opd), which is not in the opds list.")
+            }
+            return rule
+        }
+        let tableRule =
+            try entry.policy.map { text throws(ConfigError) in try parse(text, "Table \(entry.name)") } ?? .lww
+        var columns = Array(repeating: tableRule, count: table.columns.count)
+        for (name, text) in (entry.columns ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard let c = table.columns.firstIndex(where: { $0.name == name }) else {
+                throw ConfigError(
+                    .invalid,
+                    "Table \(entry.name): `columns` names \(name), which is not a non-key column of the table.")
+            }
+            columns[c] = try parse(text, "Table \(entry.name), column \(name)")
+        }
+        for (c, rule) in columns.enumerated() where rule == .additive {
+            guard [.integer, .real, .numeric].contains(table.columns[c].affinity) else {
+                throw ConfigError(
+                    .invalid,
+                    "Table \(entry.name), column \(table.columns[c].name): additive needs a numeric column (INTEGER, REAL or NUMERIC)."
+                )
+            }
+        }
+        var delete = DeletePolicy.updateWins
+        if let text = entry.delete {
+            guard let parsed = DeletePolicy(rawValue: text) else {
+                throw ConfigError(
+                    .invalid,
+                    "Table \(entry.name): unknown delete policy \"\(text)\"; use update-wins, delete-wins or manual.")
+            }
+            delete = parsed
+        }
+        return TablePolicy(columns: columns, delete: delete)
+    }
+
+    /// The foreign keys each table's DDL declares, among replicated tables.
+    private static func foreignKeys(of entries: [ConfigFile.Table], tables: [TableSchema]) throws(ConfigError)
+        -> [String: [ForeignKey]]
+    {
+        var out: [String: [ForeignKey]] = [:]
+        do {
+            let scratch = try DatabaseQueue()
+            try scratch.write { db in
+                for entry in entries { try db.execute(sql: entry.ddl) }
+                for table in tables {
+                    var byID: [Int: ForeignKey] = [:]
+                    for row in try Row.fetchAll(db, sql: "PRAGMA foreign_key_list(\(SQL.quote(table.name)))") {
+                        let id: Int = row["id"]
+                        let parent: String = row["table"]
+                        var fk = byID[id] ?? ForeignKey(columns: [], parentTable: parent, parentColumns: [])
+                        fk.columns.append(row["from"])
+                        if let to: String = row["to"] { fk.parentColumns.append(to) }
+                        byID[id] = fk
+                    }
+                    out[table.name] = byID.keys.sorted().map { byID[$0]! }
+                }
+            }
+        } catch {
+            throw ConfigError(.invalidDDL, "The tables' DDL does not run together: \(error)")
+        }
+        for (name, keys) in out {
+            for fk in keys {
+                guard let parent = tables.first(where: { $0.name == fk.parentTable }) else {
+                    throw ConfigError(
+                        .invalid,
+                        "Table \(name) refers to \(fk.parentTable), which is not replicated; list it in `tables` too.")
+                }
+                let parentColumns = fk.parentColumns.isEmpty ? parent.primaryKey.map(\.name) : fk.parentColumns
+                guard parentColumns.count == fk.columns.count,
+                    parentColumns == parent.primaryKey.map(\.name)
+                else {
+                    throw ConfigError(
+                        .invalid,
+                        "Table \(name) refers to \(fk.parentTable)(\(parentColumns.joined(separator: ", "))); only references to a table's primary key are supported."
+                    )
+                }
+            }
+        }
+        return out.mapValues { keys in
+            keys.map { fk in
+                var fk = fk
+                if fk.parentColumns.isEmpty {
+                    fk.parentColumns = tables.first { $0.name == fk.parentTable }!.primaryKey.map(\.name)
+                }
+                return fk
+            }
+        }
     }
 
     /// Runs a table's DDL in a scratch database and reads the columns back, so the config is
@@ -199,6 +322,8 @@ private struct ConfigFile: Decodable {
         var name: String
         var ddl: String
         var policy: String?
+        var columns: [String: String]?
+        var delete: String?
     }
 
     struct LimitsEntry: Decodable {

@@ -51,6 +51,14 @@ enum MasterSchema {
         "CREATE INDEX IF NOT EXISTS _ks_conflicts_row ON _ks_conflicts(tbl, pk)",
         "CREATE INDEX IF NOT EXISTS _ks_conflicts_loser ON _ks_conflicts(loser_writer)",
         "CREATE INDEX IF NOT EXISTS _ks_conflicts_winner ON _ks_conflicts(winner_writer)",
+        // For `additive` columns: what each writer last wrote, and the version it was merged at,
+        // so that its next change counts as a delta from what it saw.
+        """
+        CREATE TABLE IF NOT EXISTS _ks_additive (
+            tbl TEXT NOT NULL, pk BLOB NOT NULL, col TEXT NOT NULL, writer INTEGER NOT NULL, version INTEGER NOT NULL,
+            value, PRIMARY KEY (tbl, pk, col, writer)
+        ) WITHOUT ROWID
+        """,
         """
         CREATE TABLE IF NOT EXISTS _ks_tokens (
             id TEXT PRIMARY KEY, opd TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL,
@@ -85,6 +93,11 @@ enum MasterSchema {
             let existing = try Row.fetchAll(db, sql: "PRAGMA table_info(\(table))").map { $0["name"] as String }
             if !existing.contains(column) {
                 try db.execute(sql: "ALTER TABLE \(table) ADD COLUMN \(column) \(definition)")
+                if column == "loser_delete" {
+                    // Before delete-wins, every delete/update record's loser was the delete.
+                    try db.execute(
+                        sql: "UPDATE _ks_conflicts SET loser_delete = 1 WHERE kind = 'delete_update' AND col IS NULL")
+                }
             }
         }
         try db.execute(

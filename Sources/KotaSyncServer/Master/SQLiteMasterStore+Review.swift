@@ -47,8 +47,13 @@ extension SQLiteMasterStore {
     public func resolveConflict(id: Int64, _ request: ResolveRequest, by reviewer: String) async throws
         -> ConflictReport
     {
-        // Being written on main (issue 4); the merge side lands next.
-        throw SyncError(.internalError, "Resolving is not available yet.")
+        let now = Date()
+        return try await pool.write { db in
+            var merger = try self.rowMerger(db: db, now: now, resolve: self.writer(number:))
+            try ReviewDecision(id: id, request: request, reviewer: reviewer, db: db, config: self.config)
+                .carryOut(with: &merger)
+            return try self.report(id: id, db: db)
+        }
     }
 
     public func reviewConflict(id: Int64) async throws -> ConflictReport {
@@ -64,32 +69,38 @@ extension SQLiteMasterStore {
 
     /// A conflict row as the protocol reports it.
     func report(from row: Row, db: Database) throws -> ConflictReport {
+        try ConflictReport(row: row, writer: writer(number:), opd: { self.opd(ofWriter: $0, db: db) })
+    }
+}
+
+extension ConflictReport {
+    /// A row of `_ks_conflicts` as the protocol reports it; `writer` and `opd` name the writers.
+    init(row: Row, writer: (Int64) -> Writer, opd: (Int64) -> String) throws {
         func side(_ prefix: String) -> ConflictReport.Side {
             let number: Int64 = row[prefix + "_writer"]
             let hasValue: Int = row[prefix + "_has_value"]
             return ConflictReport.Side(
-                replicaId: writer(number: number).id, opd: opd(ofWriter: number, db: db),
+                replicaId: writer(number).id, opd: opd(number),
                 stamp: HLC(rawValue: UInt64(bitPattern: row[prefix + "_stamp"])),
                 value: hasValue == 1 ? SQLValue(row[prefix + "_value"] as DatabaseValue) : nil)
         }
         let hasBase: Int = row["has_base"]
-        var report = ConflictReport(
+        self.init(
             id: row["id"], table: row["tbl"], primaryKey: try PrimaryKeyCoding.decode([UInt8](row["pk"] as Data)),
             column: row["col"], kind: ConflictReport.Kind(rawValue: row["kind"]) ?? .updateUpdate,
             policy: row["policy"],
             base: hasBase == 1 ? SQLValue(row["base_value"] as DatabaseValue) : nil, winner: side("winner"),
             loser: side("loser"), status: row["status"], decidedAt: row["decided_at"])
-        report.reason = row["reason"]
+        reason = row["reason"]
         if let text: String = row["held"] {
-            report.held = try? ProtocolJSON.decoder().decode(HeldChange.self, from: Data(text.utf8)).row
+            held = try? ProtocolJSON.decoder().decode(HeldChange.self, from: Data(text.utf8)).row
         }
         if let table: String = row["related_tbl"], let pk: Data = row["related_pk"] {
-            report.related = RowReference(table: table, primaryKey: try PrimaryKeyCoding.decode([UInt8](pk)))
+            related = RowReference(table: table, primaryKey: try PrimaryKeyCoding.decode([UInt8](pk)))
         }
         if let text: String = row["resolution"] {
-            report.resolution = try? ProtocolJSON.decoder().decode(Resolution.self, from: Data(text.utf8))
+            resolution = try? ProtocolJSON.decoder().decode(Resolution.self, from: Data(text.utf8))
         }
-        return report
     }
 }
 
@@ -99,6 +110,8 @@ struct HeldChange: Codable, Sendable, Equatable {
     /// The writer's number in `_ks_replicas` (0: the master).
     var writer: Int64
     var stamp: UInt64
+    /// The device's stamp was too far ahead and was clamped.
+    var clamped: Bool
     /// The row's base version.
     var version: UInt64
     /// Per-column bases, by column name.

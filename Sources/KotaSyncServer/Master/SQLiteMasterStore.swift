@@ -21,6 +21,8 @@ public final class SQLiteMasterStore: MasterStore {
     let tableIndex: [String: Int]
     /// Per-table statements.
     let statements: [String: TableSQL]
+    /// Per table, the columns of each UNIQUE index other than the primary key (for quarantine).
+    let uniqueIndexes: [String: [[String]]]
     /// Pushes waiting for the next group commit.
     let commits = Mutex(CommitState())
 
@@ -40,9 +42,10 @@ public final class SQLiteMasterStore: MasterStore {
         self.logger = logger
         tableIndex = Dictionary(uniqueKeysWithValues: config.tables.enumerated().map { ($1.name, $0) })
         statements = Dictionary(uniqueKeysWithValues: config.tables.map { ($0.name, TableSQL($0)) })
-        try pool.write { db in
+        uniqueIndexes = try pool.write { db in
             try MasterSchema.create(db)
             try Self.prepareTables(db, config: config)
+            return try Self.uniqueIndexes(db, config: config)
         }
         let known = try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT number, uuid FROM _ks_replicas")
@@ -84,6 +87,22 @@ public final class SQLiteMasterStore: MasterStore {
         try adoptExistingRows(db, config: config)
         try db.execute(
             sql: "INSERT INTO _ks_server(key, value) VALUES ('created_at', ?)", arguments: [Timestamp.string(Date())])
+    }
+
+    /// The UNIQUE indexes of each replicated table on the master, other than its primary key.
+    private static func uniqueIndexes(_ db: Database, config: ServerConfig) throws -> [String: [[String]]] {
+        var out: [String: [[String]]] = [:]
+        for table in config.tables {
+            for index in try Row.fetchAll(db, sql: "PRAGMA index_list(\(SQL.quote(table.name)))") {
+                guard index["unique"] as Int == 1, index["origin"] as String != "pk" else { continue }
+                let name: String = index["name"]
+                let columns = try Row.fetchAll(db, sql: "PRAGMA index_info(\(SQL.quote(name)))").compactMap {
+                    $0["name"] as String?
+                }
+                if !columns.isEmpty { out[table.name, default: []].append(columns) }
+            }
+        }
+        return out
     }
 
     /// Gives every row already in the replicated tables (seed data, or a master that existed

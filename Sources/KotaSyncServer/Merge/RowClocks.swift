@@ -66,13 +66,21 @@ package struct RowClocks: Equatable, Sendable {
     /// Writes and deletes no later change saw.
     package var existence: [Head]
 
-    package init(version: UInt64, columns: [Head], existence: [Head]) {
+    /// Whether the row is deleted, when that differs from the `update-wins` rule (no existence
+    /// head is a write): under `delete-wins` a row whose existence heads include a delete is
+    /// deleted even if a write head remains. Nil: the `update-wins` rule.
+    private var deletedOverride: Bool?
+
+    package init(version: UInt64, columns: [Head], existence: [Head], deleted: Bool? = nil) {
         self.version = version
         self.columns = columns
         self.existence = existence
+        let byUpdateWins = !existence.contains { !$0.isDelete }
+        self.deletedOverride = deleted == nil || deleted == byUpdateWins ? nil : deleted
     }
 
-    package var isDeleted: Bool { !existence.contains { !$0.isDelete } }
+    /// Deleted: no existence head is a write (or, under `delete-wins`, one is a delete).
+    package var isDeleted: Bool { deletedOverride ?? !existence.contains { !$0.isDelete } }
 
     /// The latest stamp the row carries.
     package var stamp: HLC { (columns + existence).map(\.stamp).max() ?? .zero }
@@ -94,6 +102,10 @@ package enum RowClocksCoding {
         for h in clocks.columns { put(h) }
         w.writeVarint(UInt64(clocks.existence.count))
         for h in clocks.existence { put(h) }
+        // A trailing flags byte only when liveness is not the `update-wins` rule's.
+        if clocks.isDeleted != !clocks.existence.contains(where: { !$0.isDelete }) {
+            w.writeUInt8(clocks.isDeleted ? 1 : 2)
+        }
         return w.bytes
     }
 
@@ -120,7 +132,16 @@ package enum RowClocksCoding {
         let existenceCount = try r.readCount("existence count", limit: 100_000)
         var existence: [Head] = []
         for _ in 0..<existenceCount { existence.append(try get()) }
+        var deleted: Bool?
+        if !r.isAtEnd {
+            let flags = try r.readUInt8("clock liveness")
+            guard flags == 1 || flags == 2 else {
+                throw SyncError(.internalError, "Row clocks have an unknown liveness flag \(flags).")
+            }
+            deleted = flags == 1
+        }
         guard r.isAtEnd else { throw SyncError(.internalError, "Row clocks have \(r.remaining) bytes too many.") }
-        return RowClocks(version: version, columns: Array(columns.prefix(columnCount)), existence: existence)
+        return RowClocks(
+            version: version, columns: Array(columns.prefix(columnCount)), existence: existence, deleted: deleted)
     }
 }

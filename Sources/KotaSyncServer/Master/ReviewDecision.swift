@@ -1,0 +1,342 @@
+import Foundation
+import GRDB
+import KotaSyncCore
+import KotaSyncSQLite
+
+/// A reviewer's decision on one conflict record, carried out inside a write transaction.
+///
+/// Every decision that changes data is a change made by the master itself that saw every
+/// change before it: it replaces the heads it decides between (so their records stop standing),
+/// takes a new version and flows to every replica on its next pull. The record keeps both sides
+/// and gets the decision (`resolved`).
+struct ReviewDecision {
+    let id: Int64
+    let request: ResolveRequest
+    let reviewer: String
+    let db: Database
+    let config: ServerConfig
+
+    /// The stored record.
+    private struct Record {
+        var table: TableSchema
+        var key: [SQLValue]
+        var column: String?
+        var kind: ConflictReport.Kind
+        var status: ConflictReport.Status
+        var loserDelete: Bool
+        var loserValue: SQLValue?
+        var winnerValue: SQLValue?
+        var held: HeldChange?
+        var related: RowReference?
+    }
+
+    func carryOut(with merger: inout RowMerger) throws {
+        let record = try load()
+        guard [.open, .auto, .held].contains(record.status) else {
+            throw SyncError(
+                .alreadyResolved,
+                "Conflict record \(id) is \(record.status.rawValue); only standing records can be resolved.")
+        }
+        let set = try typed(request.set ?? [:], in: record.table)
+        switch record.kind {
+        case .updateUpdate, .insertInsert:
+            try resolveColumn(record, set: set, merger: &merger)
+        case .deleteUpdate:
+            try resolveExistence(record, set: set, merger: &merger)
+        case .unique:
+            try resolveQuarantine(record, set: set, merger: &merger)
+        case .foreignKey, .queued:
+            try resolveHeld(record, set: set, merger: &merger)
+        }
+    }
+
+    // MARK: - Standing records
+
+    /// A column record: the master writes the chosen value, seeing every head of the column.
+    private func resolveColumn(_ record: Record, set: [String: SQLValue], merger: inout RowMerger) throws {
+        guard let column = record.column else { throw SyncError(.internalError, "Record \(id) has no column.") }
+        var values = set
+        switch request.take {
+        case .local:
+            guard set.isEmpty else { throw badSet("take local keeps the master's value") }
+            values[column] = try currentValues(record)?[column] ?? record.winnerValue ?? .null
+        case .remote:
+            guard set.isEmpty else { throw badSet("take remote takes the losing value") }
+            values[column] = record.loserValue ?? .null
+        case .merged:
+            guard values[column] != nil else {
+                throw SyncError(.badRequest, "take merged needs the value of \(column): set \(column)=<value>.")
+            }
+        }
+        let version = try masterWrite(record, operation: .update, values: values, merger: &merger)
+        try merger.close(
+            id, take: request.take, values: values, note: request.note, by: reviewer, masterVersion: version)
+    }
+
+    /// A delete/update record: keep the row as the master has it, or do what the losing side did.
+    private func resolveExistence(_ record: Record, set: [String: SQLValue], merger: inout RowMerger) throws {
+        let live = try currentValues(record) != nil
+        var version: UInt64?
+        switch (request.take, record.loserDelete) {
+        case (.local, _):
+            // The master's state stands: a live row is confirmed by an empty write, a deleted one by a delete.
+            version = try masterWrite(record, operation: live ? .update : .delete, values: set, merger: &merger)
+        case (.remote, true):
+            guard set.isEmpty else { throw badSet("take remote deletes the row") }
+            version = try masterWrite(record, operation: .delete, values: [:], merger: &merger)
+        case (.remote, false), (.merged, false):
+            // Bring back the row that a delete won over, with its values from before the delete.
+            let pk = Data(PrimaryKeyCoding.encode(record.key))
+            var values: [String: SQLValue] = [:]
+            if let before = try merger.valuesBeforeDeletion(record.table, pk: pk) {
+                for (c, v) in before.enumerated() { values[record.table.columns[c].name] = v }
+            }
+            values.merge(set) { _, new in new }
+            version = try masterWrite(record, operation: .upsert, values: values, merger: &merger)
+        case (.merged, true):
+            version = try masterWrite(record, operation: .update, values: set, merger: &merger)
+        }
+        try merger.close(
+            id, take: request.take, values: set.isEmpty ? nil : set, note: request.note, by: reviewer,
+            masterVersion: version)
+    }
+
+    // MARK: - Rows kept out of the master
+
+    /// A quarantined row (UNIQUE): reject it, keep both, or merge it into the row it collided with.
+    private func resolveQuarantine(_ record: Record, set: [String: SQLValue], merger: inout RowMerger) throws {
+        guard let held = record.held, let related = record.related else {
+            throw SyncError(.internalError, "Quarantined record \(id) lacks its row.")
+        }
+        switch request.take {
+        case .local:
+            try reject(record, held: held, merger: &merger)
+        case .remote:
+            // Keep both: the incoming row, corrected, as its writer sent it.
+            var change = try PendingChange(
+                held: held, table: record.table, writer: merger.resolve(held.writer), set: set)
+            change.columns = Array(
+                Set(
+                    change.columns
+                        + set.keys.compactMap { name in
+                            record.table.columns.firstIndex { $0.name == name }
+                        })
+            ).sorted()
+            try merger.close(id, take: .remote, values: set.isEmpty ? nil : set, note: request.note, by: reviewer)
+            guard case .merged = try merger.merge(change, queue: false, reported: false) else {
+                throw SyncError(
+                    .constraintViolation,
+                    "The corrected row still cannot be merged (it collides again, or its parent is missing); correct it with set column=value."
+                )
+            }
+            if !set.isEmpty {
+                // The writer's replica holds the uncorrected row: a master write sends it the correction.
+                _ = try masterWrite(record, operation: .update, values: set, merger: &merger)
+            }
+            try merger.releaseWaiting(for: RowReference(table: record.table.name, primaryKey: record.key))
+        case .merged:
+            // One record survives: the row it collided with, with the fields the reviewer chose.
+            guard related.table == record.table.name else {
+                throw SyncError(.internalError, "Record \(id) collided with a row of another table.")
+            }
+            let survivor = Record(
+                table: record.table, key: related.primaryKey, column: nil, kind: record.kind, status: record.status,
+                loserDelete: false, held: nil, related: nil)
+            var version: UInt64?
+            if !set.isEmpty { version = try masterWrite(survivor, operation: .update, values: set, merger: &merger) }
+            try merger.close(
+                id, take: .merged, values: set.isEmpty ? nil : set, note: request.note, by: reviewer,
+                masterVersion: version)
+            try repoint(from: record.key, to: related.primaryKey, table: record.table, merger: &merger)
+            try rejectFollowers(
+                of: record, note: "Merged into \(record.table.name) \(describe(related.primaryKey)).", merger: &merger)
+            try merger.tombstone(record.table, key: record.key, old: oldValues(held, table: record.table))
+        }
+    }
+
+    /// A held row (a missing parent, or queued behind another record): reject it or apply it.
+    private func resolveHeld(_ record: Record, set: [String: SQLValue], merger: inout RowMerger) throws {
+        guard let held = record.held else { throw SyncError(.internalError, "Held record \(id) lacks its row.") }
+        switch request.take {
+        case .local:
+            try reject(record, held: held, merger: &merger)
+        case .remote, .merged:
+            let change = try PendingChange(
+                held: held, table: record.table, writer: merger.resolve(held.writer), set: set)
+            try merger.close(id, take: request.take, values: set.isEmpty ? nil : set, note: request.note, by: reviewer)
+            guard case .merged = try merger.merge(change, queue: false, reported: false) else {
+                throw SyncError(
+                    .constraintViolation,
+                    "The row still cannot be merged: the row it refers to is still missing, or it collides. Point it elsewhere with set column=value, or reject it (take local)."
+                )
+            }
+            if !set.isEmpty { _ = try masterWrite(record, operation: .update, values: set, merger: &merger) }
+        }
+    }
+
+    /// Rejects a row the master never merged: the record closes, rows queued behind it close
+    /// with it, rows that refer to it wait for a person, and replicas holding a copy drop it.
+    private func reject(_ record: Record, held: HeldChange, merger: inout RowMerger) throws {
+        try merger.close(id, take: .local, note: request.note, by: reviewer)
+        try rejectFollowers(of: record, note: "Rejected with record \(id).", merger: &merger)
+        let pk = Data(PrimaryKeyCoding.encode(record.key))
+        try db.execute(
+            sql: """
+                UPDATE _ks_conflicts SET status = 'open',
+                    reason = 'The row it refers to was rejected by a reviewer (record ' || ? || '); a reviewer decides.'
+                WHERE related_tbl = ? AND related_pk = ? AND status = 'held' AND kind = 'foreign_key'
+                """, arguments: [id, record.table.name, pk])
+        let masterHas =
+            try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM _ks_rows WHERE tbl = ? AND pk = ? AND deleted = 0)",
+                arguments: [record.table.name, pk]) ?? false
+        if !masterHas, held.row.operation != "delete" {
+            try merger.tombstone(record.table, key: record.key, old: oldValues(held, table: record.table))
+        }
+    }
+
+    private func rejectFollowers(of record: Record, note: String, merger: inout RowMerger) throws {
+        let followers = try Int64.fetchAll(
+            db,
+            sql: """
+                SELECT id FROM _ks_conflicts WHERE tbl = ? AND pk = ? AND kind = 'queued' AND status = 'held' AND id <> ?
+                """, arguments: [record.table.name, Data(PrimaryKeyCoding.encode(record.key)), id])
+        for follower in followers { try merger.close(follower, take: .local, note: note, by: reviewer) }
+    }
+
+    /// Points every row that refers to `from` (in tables with a foreign key to `table`) at `to`,
+    /// on the master (a master write each, so replicas follow) and in held rows.
+    private func repoint(from: [SQLValue], to: [SQLValue], table: TableSchema, merger: inout RowMerger) throws {
+        for child in config.tables {
+            for fk in config.foreignKeys[child.name] ?? [] where fk.parentTable == table.name {
+                guard fk.columns.allSatisfy({ name in child.columns.contains { $0.name == name } }) else { continue }
+                let ordered = fk.parentColumns.map { name in table.primaryKey.firstIndex { $0.name == name }! }
+                let fromValues = ordered.map { from[$0] }
+                let toValues = Dictionary(uniqueKeysWithValues: zip(fk.columns, ordered.map { to[$0] }))
+                let predicate = fk.columns.map { "\(SQL.quote($0)) = ?" }.joined(separator: " AND ")
+                let keys = child.primaryKey.map { SQL.quote($0.name) }.joined(separator: ", ")
+                let rows = try Row.fetchAll(
+                    db, sql: "SELECT \(keys) FROM \(SQL.quote(child.name)) WHERE \(predicate)",
+                    arguments: StatementArguments(fromValues.map(\.databaseValue)))
+                for row in rows {
+                    let key = (0..<child.primaryKey.count).map { SQLValue(row[$0] as DatabaseValue) }
+                    let target = Record(
+                        table: child, key: key, column: nil, kind: .foreignKey, status: .open, loserDelete: false,
+                        held: nil, related: nil)
+                    _ = try masterWrite(target, operation: .update, values: toValues, merger: &merger)
+                }
+                // Held rows waiting for `from` now wait for `to`, which exists: rewrite and release them.
+                let waiting = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT id, held FROM _ks_conflicts WHERE related_tbl = ? AND related_pk = ? AND tbl = ?
+                            AND kind = 'foreign_key' AND status IN ('held', 'open')
+                        """,
+                    arguments: [table.name, Data(PrimaryKeyCoding.encode(from)), child.name])
+                for record in waiting {
+                    guard let text: String = record["held"] else { continue }
+                    var held = try ProtocolJSON.decoder().decode(HeldChange.self, from: Data(text.utf8))
+                    held.row.values.merge(toValues) { _, new in new }
+                    try db.execute(
+                        sql: "UPDATE _ks_conflicts SET held = ?, related_pk = ?, status = 'held' WHERE id = ?",
+                        arguments: [
+                            String(decoding: try ProtocolJSON.encoder().encode(held), as: UTF8.self),
+                            Data(PrimaryKeyCoding.encode(to)), record["id"] as Int64,
+                        ])
+                }
+            }
+        }
+        try merger.releaseWaiting(for: RowReference(table: table.name, primaryKey: to))
+    }
+
+    // MARK: - Helpers
+
+    /// A change by the master of `record`'s row that saw every change before it; returns the
+    /// version it took, if it changed anything.
+    @discardableResult
+    private func masterWrite(
+        _ record: Record, operation: Changeset.Operation, values: [String: SQLValue], merger: inout RowMerger
+    ) throws -> UInt64? {
+        let table = record.table
+        let pk = Data(PrimaryKeyCoding.encode(record.key))
+        let base =
+            try Int64.fetchOne(
+                db, sql: "SELECT version FROM _ks_rows WHERE tbl = ? AND pk = ?", arguments: [table.name, pk])
+            ?? 0
+        var columns: [Int] = []
+        var incoming: [Int: SQLValue] = [:]
+        for (name, value) in values {
+            guard let c = table.columns.firstIndex(where: { $0.name == name }) else { continue }
+            columns.append(c)
+            incoming[c] = value
+        }
+        columns.sort()
+        let before = merger.version
+        let change = PendingChange(
+            table: table, operation: operation == .upsert && base > 0 ? .upsert : operation, key: record.key,
+            stamp: HLC(milliseconds: merger.serverMilliseconds, counter: 0), clamped: false, rowBase: UInt64(base),
+            columns: columns, incoming: incoming, bases: [:], writer: .master, changesetID: .zero)
+        let result = try merger.merge(change, queue: false, reported: false)
+        if case .held(let other) = result {
+            throw SyncError(
+                .constraintViolation,
+                "The decision cannot be applied: the row would break a constraint or refer to a missing row (see record \(other))."
+            )
+        }
+        return merger.version > before ? merger.version : nil
+    }
+
+    private func load() throws -> Record {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM _ks_conflicts WHERE id = ?", arguments: [id]) else {
+            throw SyncError(.notFound, "There is no conflict record \(id).")
+        }
+        guard let table = config.table(named: row["tbl"]) else {
+            throw SyncError(
+                .badRequest, "Record \(id) is of table \(row["tbl"] as String), which no longer replicates.")
+        }
+        func value(_ prefix: String) -> SQLValue? {
+            (row[prefix + "_has_value"] as Int) == 1 ? SQLValue(row[prefix + "_value"] as DatabaseValue) : nil
+        }
+        var related: RowReference?
+        if let t: String = row["related_tbl"], let pk: Data = row["related_pk"] {
+            related = RowReference(table: t, primaryKey: try PrimaryKeyCoding.decode([UInt8](pk)))
+        }
+        return Record(
+            table: table, key: try PrimaryKeyCoding.decode([UInt8](row["pk"] as Data)), column: row["col"],
+            kind: ConflictReport.Kind(rawValue: row["kind"]) ?? .updateUpdate,
+            status: ConflictReport.Status(rawValue: row["status"]) ?? .superseded,
+            loserDelete: (row["loser_delete"] as Int) != 0, loserValue: value("loser"), winnerValue: value("winner"),
+            held: try (row["held"] as String?).map {
+                try ProtocolJSON.decoder().decode(HeldChange.self, from: Data($0.utf8))
+            }, related: related)
+    }
+
+    private func currentValues(_ record: Record) throws -> [String: SQLValue]? {
+        guard let values = try TableSQL(record.table).values(db, key: record.key) else { return nil }
+        return Dictionary(uniqueKeysWithValues: zip(record.table.columns.map(\.name), values))
+    }
+
+    /// Values named in `set` must be columns of the table, of a storage class the column takes.
+    private func typed(_ set: [String: SQLValue], in table: TableSchema) throws -> [String: SQLValue] {
+        for (name, value) in set {
+            guard let column = table.columns.first(where: { $0.name == name }) else {
+                throw SyncError(.unknownColumn, "Table \(table.name) has no column \(name) that can be set.")
+            }
+            guard column.accepts(value.storageClass) else {
+                throw SyncError(
+                    .typeMismatch, "Column \(table.name).\(name) does not take a \(value.storageClass.rawValue) value.")
+            }
+        }
+        return set
+    }
+
+    private func badSet(_ why: String) -> SyncError {
+        SyncError(.badRequest, "`set` goes with take merged; \(why).")
+    }
+
+    private func oldValues(_ held: HeldChange, table: TableSchema) -> [(Int, SQLValue)] {
+        table.columns.enumerated().compactMap { c, column in held.row.values[column.name].map { (c, $0) } }
+    }
+
+    private func describe(_ key: [SQLValue]) -> String { key.map(\.description).joined(separator: ", ") }
+}

@@ -1,0 +1,665 @@
+import Foundation
+import GRDB
+import KotaSyncCore
+import KotaSyncSQLite
+
+/// One change to merge into the master: a pushed row, a held row released, or a reviewer's
+/// decision (written by the master itself).
+struct PendingChange {
+    var table: TableSchema
+    var operation: Changeset.Operation
+    var key: [SQLValue]
+    /// The stamp after the clock-skew check.
+    var stamp: HLC
+    var clamped: Bool
+    var rowBase: UInt64
+    /// The columns the change sets (schema indexes), their values and their own bases.
+    var columns: [Int]
+    var incoming: [Int: SQLValue]
+    var bases: [Int: UInt64]
+    var writer: Writer
+    var changesetID: UUID
+
+    /// The row as it arrived, by column name (key columns included).
+    var heldRow: HeldRow {
+        var values: [String: SQLValue] = [:]
+        for (column, value) in zip(table.primaryKey, key) { values[column.name] = value }
+        for c in columns { values[table.columns[c].name] = incoming[c] ?? .null }
+        let operation: String =
+            switch self.operation {
+            case .upsert: "upsert"
+            case .update: "update"
+            case .delete: "delete"
+            }
+        return HeldRow(operation: operation, values: values)
+    }
+
+    var held: HeldChange {
+        HeldChange(
+            writer: writer.number, stamp: stamp.rawValue, clamped: clamped, version: rowBase,
+            columnBases: Dictionary(uniqueKeysWithValues: bases.map { (table.columns[$0].name, $1) }),
+            changeset: changesetID, row: heldRow)
+    }
+
+    /// Rebuilds a held change; `set` overrides values by column name.
+    init(
+        held: HeldChange, table: TableSchema, writer: Writer, set: [String: SQLValue] = [:]
+    ) throws {
+        let values = held.row.values.merging(set) { _, new in new }
+        self.table = table
+        operation =
+            switch held.row.operation {
+            case "upsert": .upsert
+            case "update": .update
+            default: .delete
+            }
+        key = try table.primaryKey.map { column in
+            guard let v = values[column.name] else {
+                throw SyncError(.internalError, "A held row of \(table.name) lacks its key column \(column.name).")
+            }
+            return v
+        }
+        stamp = HLC(rawValue: held.stamp)
+        clamped = held.clamped
+        rowBase = held.version
+        columns = table.columns.indices.filter { values[table.columns[$0].name] != nil }
+        incoming = Dictionary(uniqueKeysWithValues: columns.map { ($0, values[table.columns[$0].name]!) })
+        bases = Dictionary(
+            uniqueKeysWithValues: held.columnBases.compactMap { name, base in
+                table.columns.firstIndex { $0.name == name }.map { ($0, base) }
+            })
+        self.writer = writer
+        changesetID = held.changeset
+    }
+
+    init(
+        table: TableSchema, operation: Changeset.Operation, key: [SQLValue], stamp: HLC, clamped: Bool,
+        rowBase: UInt64, columns: [Int], incoming: [Int: SQLValue], bases: [Int: UInt64], writer: Writer,
+        changesetID: UUID
+    ) {
+        self.table = table
+        self.operation = operation
+        self.key = key
+        self.stamp = stamp
+        self.clamped = clamped
+        self.rowBase = rowBase
+        self.columns = columns
+        self.incoming = incoming
+        self.bases = bases
+        self.writer = writer
+        self.changesetID = changesetID
+    }
+
+    var engineChange: IncomingChange {
+        IncomingChange(
+            operation: operation, writer: writer, stamp: stamp, rowBase: rowBase, columns: columns, columnBases: bases)
+    }
+}
+
+/// What merging one change did.
+enum MergeResult: Equatable {
+    /// Nothing to do (a delete of a row the master never had).
+    case ignored
+    /// Merged, with this effect on the table.
+    case merged(MergeDecision.Effect)
+    /// Not applied: kept in conflict record `id` (quarantined, held for a parent, or queued).
+    case held(Int64)
+}
+
+/// Merges changes into the master inside a write transaction: reads each row's clocks and values,
+/// asks ``MergeEngine`` what to do under the table's policies, and writes the result, its
+/// history and its conflict records. Rows that would break a UNIQUE constraint are quarantined,
+/// rows whose parent is missing are held, and later changes of a held row queue behind it.
+struct RowMerger {
+    let db: Database
+    let config: ServerConfig
+    let statements: [String: TableSQL]
+    let uniqueIndexes: [String: [[String]]]
+    let decidedAt: String
+    let serverMilliseconds: UInt64
+    let resolve: (Int64) -> Writer
+    let describe: (Int64) -> String
+
+    /// The master's latest version; each change that moves a row takes the next one.
+    private(set) var version: UInt64 = 0
+    private(set) var applied = 0
+    private(set) var clamped = 0
+    /// The conflict records this merge made or changed, as reported to the pusher.
+    private(set) var reports: [ConflictReport] = []
+    /// Whether any held or quarantined record exists (checked once, then kept up to date).
+    private var holdsExist = false
+
+    init(
+        db: Database, config: ServerConfig, statements: [String: TableSQL], uniqueIndexes: [String: [[String]]],
+        decidedAt: String, serverMilliseconds: UInt64, resolve: @escaping (Int64) -> Writer,
+        describe: @escaping (Int64) -> String
+    ) throws {
+        self.db = db
+        self.config = config
+        self.statements = statements
+        self.uniqueIndexes = uniqueIndexes
+        self.decidedAt = decidedAt
+        self.serverMilliseconds = serverMilliseconds
+        self.resolve = resolve
+        self.describe = describe
+        version = try UInt64.fetchOne(db, sql: "SELECT max(version) FROM _ks_rows") ?? 0
+        holdsExist = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM _ks_conflicts \(Self.blocking))") ?? false
+    }
+
+    /// Records that keep a row's later changes waiting.
+    static let blocking = "WHERE kind IN ('unique', 'foreign_key', 'queued') AND status IN ('open', 'held')"
+    /// Records that are heads that lost: the merge engine's input.
+    static let standing =
+        "status IN ('open', 'auto') AND kind IN ('update_update', 'insert_insert', 'delete_update') AND policy <> 'additive'"
+
+    /// Merges one pushed row.
+    mutating func merge(_ row: Changeset.Row, of validated: ValidatedChangeset, writer: Writer) throws {
+        let table = validated.tables[row.table]
+        let (stamp, wasClamped) = config.clockSkew.admit(row.stamp, serverMilliseconds: serverMilliseconds)
+        let (columns, incoming, bases) = validated.schemaColumns(of: row)
+        _ = try merge(
+            PendingChange(
+                table: table, operation: row.operation, key: row.primaryKey, stamp: stamp, clamped: wasClamped,
+                rowBase: row.version, columns: columns, incoming: incoming, bases: bases, writer: writer,
+                changesetID: validated.changeset.id))
+    }
+
+    /// Merges one change. `queue` false: do not queue it behind the row's held records (it is
+    /// one of them being released).
+    mutating func merge(_ change: PendingChange, queue: Bool = true, reported: Bool = true) throws -> MergeResult {
+        let table = change.table
+        let pk = Data(PrimaryKeyCoding.encode(change.key))
+        if queue, holdsExist,
+            let blocker = try Int64.fetchOne(
+                db.cachedStatement(
+                    sql: "SELECT id FROM _ks_conflicts \(Self.blocking) AND tbl = ? AND pk = ? ORDER BY id LIMIT 1"),
+                arguments: [table.name, pk])
+        {
+            return .held(
+                try hold(
+                    change, kind: .queued, status: .held,
+                    related: RowReference(table: table.name, primaryKey: change.key),
+                    reason:
+                        "Waits behind conflict record \(blocker) of the same row; merged in order when it is resolved.",
+                    reported: reported))
+        }
+        if change.clamped { clamped += 1 }
+
+        let meta = try Row.fetchOne(
+            db.cachedStatement(
+                sql: "SELECT version, deleted, open_conflicts, clocks FROM _ks_rows WHERE tbl = ? AND pk = ?"),
+            arguments: [table.name, pk])
+        let current = try meta.map { meta throws(SyncError) in
+            try RowClocksCoding.decode(
+                [UInt8](meta["clocks"] as Data), version: UInt64(meta["version"] as Int64),
+                columnCount: table.columns.count, resolve: resolve)
+        }
+        let existing = (meta?["open_conflicts"] ?? 0) > 0 ? try standingRecords(table, pk: pk) : [:]
+
+        let engineChange = change.engineChange
+        let policy = config.policy(for: table)
+        let describe = self.describe
+        let decision = MergeEngine.decide(
+            current: current, losers: existing.values.map(\.record).filter { $0.column != nil }, change: engineChange,
+            columnCount: table.columns.count, newVersion: version + 1, policy: policy,
+            opd: { describe($0.number) })
+        guard let clocks = decision.clocks else { return .ignored }
+
+        let sql = statements[table.name]!
+        let old = current == nil ? nil : try sql.values(db, key: change.key)
+        var values = old ?? Array(repeating: .null, count: table.columns.count)
+        if decision.effect == .resurrect, let before = try valuesBeforeDeletion(table, pk: pk) { values = before }
+        // The values the row's heads held before this change: for a deleted row, those it had
+        // when it was deleted (a record made now may name one of them as the loser).
+        let prior = current == nil ? nil : values
+        var seen: [Int: SQLValue] = [:]
+        var replaced = try decision.apply(to: &values, incoming: change.incoming) {
+            existing[$0]?.loserValue
+        } seenValue: {
+            c in
+            let value = try seenValue(change, column: c, table: table, pk: pk, current: prior?[c])
+            seen[c] = value
+            return value
+        }
+
+        if [.create, .update, .resurrect].contains(decision.effect),
+            let (parent, deleted) = try missingParent(of: table, key: change.key, values: values, changed: decision)
+        {
+            let name = parent.primaryKey.map(\.description).joined(separator: ", ")
+            return .held(
+                try hold(
+                    change, kind: .foreignKey, status: deleted ? .open : .held, related: parent,
+                    reason: deleted
+                        ? "Refers to \(parent.table) \(name), which was deleted on the master; a reviewer decides."
+                        : "Refers to \(parent.table) \(name), which the master does not have yet; merged when it arrives.",
+                    reported: reported))
+        }
+
+        switch decision.effect {
+        case .none:
+            break
+        case .create, .update, .resurrect:
+            do {
+                try sql.upsert(db, key: change.key, values: values)
+            } catch let error as DatabaseError
+                where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE
+                || (error.resultCode == .SQLITE_CONSTRAINT && (error.message ?? "").contains("UNIQUE"))
+            {
+                return .held(try quarantine(change, values: values, error: error, reported: reported))
+            }
+        case .delete:
+            replaced = old.map { Array($0.enumerated()) } ?? []
+            try sql.delete(db, key: change.key)
+        }
+        version += 1
+        if decision.effect != .none {
+            applied += 1
+            try writeHistory(
+                table, pk: pk, writer: change.writer, stamp: change.stamp, op: change.operation,
+                old: decision.effect == .create ? [] : replaced, clamped: change.clamped)
+        }
+        for merge in decision.additive {
+            try recordAdditive(
+                merge, change: change, table: table, pk: pk, seen: seen[merge.column] ?? .null,
+                prior: prior?[merge.column] ?? .null, result: values[merge.column], reported: reported)
+        }
+
+        try reconcile(
+            records: decision.records, with: existing, table: table, pk: pk, change: change, old: prior, new: values,
+            reported: reported)
+
+        try db.cachedStatement(
+            sql:
+                "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks) VALUES (?, ?, ?, ?, ?, ?)"
+        ).run([
+            .text(table.name), .blob([UInt8](pk)), .integer(Int64(clocks.version)), .integer(clocks.isDeleted ? 1 : 0),
+            .integer(Int64(decision.records.count)), .blob(RowClocksCoding.encode(clocks)),
+        ])
+        if holdsExist, [.create, .update, .resurrect].contains(decision.effect) {
+            try releaseWaiting(for: RowReference(table: table.name, primaryKey: change.key))
+        }
+        return .merged(decision.effect)
+    }
+
+    // MARK: - Holds
+
+    /// Keeps `change` out of the master in a record of `kind`.
+    private mutating func hold(
+        _ change: PendingChange, kind: ConflictReport.Kind, status: ConflictReport.Status, related: RowReference,
+        reason: String, winner: (writer: Int64, stamp: HLC, column: String?, value: SQLValue?)? = nil,
+        reported: Bool
+    ) throws -> Int64 {
+        let held = String(decoding: try ProtocolJSON.encoder().encode(change.held), as: UTF8.self)
+        let loserValue = winner?.column.flatMap { name in change.heldRow.values[name] }
+        try db.execute(
+            sql: """
+                INSERT INTO _ks_conflicts(tbl, pk, col, kind, policy, status, base_version, base_value, has_base,
+                    winner_writer, winner_stamp, winner_value, winner_has_value, loser_writer, loser_stamp,
+                    loser_version, loser_insert, loser_value, loser_has_value, changeset, decided_at,
+                    loser_delete, reason, held, related_tbl, related_pk)
+                VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                change.table.name, Data(PrimaryKeyCoding.encode(change.key)), winner?.column, kind.rawValue,
+                kind == .unique ? "quarantine" : "hold", status.rawValue, Int64(change.rowBase),
+                winner?.writer ?? 0, Int64(bitPattern: winner?.stamp.rawValue ?? 0),
+                winner?.value?.databaseValue ?? .null, winner?.value == nil ? 0 : 1,
+                change.writer.number, Int64(bitPattern: change.stamp.rawValue),
+                change.operation == .upsert && change.rowBase == 0 ? 1 : 0, loserValue?.databaseValue ?? .null,
+                loserValue == nil ? 0 : 1, Data(change.changesetID.bytes), decidedAt,
+                change.operation == .delete ? 1 : 0, reason, held, related.table,
+                Data(PrimaryKeyCoding.encode(related.primaryKey)),
+            ])
+        let id = db.lastInsertedRowID
+        holdsExist = true
+        if reported { reports.append(try reportOf(id)) }
+        return id
+    }
+
+    /// A row that would break a UNIQUE constraint: kept in an `open` record beside the row it
+    /// collided with.
+    private mutating func quarantine(
+        _ change: PendingChange, values: [SQLValue], error: DatabaseError, reported: Bool
+    ) throws -> Int64 {
+        let table = change.table
+        var named: [String: SQLValue] = [:]
+        for (column, value) in zip(table.primaryKey, change.key) { named[column.name] = value }
+        for (column, value) in zip(table.columns, values) { named[column.name] = value }
+        for index in uniqueIndexes[table.name] ?? [] {
+            let predicate = index.map { "\(SQL.quote($0)) IS ?" }.joined(separator: " AND ")
+            let keys = table.primaryKey.map { SQL.quote($0.name) }.joined(separator: ", ")
+            guard
+                let hit = try Row.fetchOne(
+                    db, sql: "SELECT \(keys) FROM \(SQL.quote(table.name)) WHERE \(predicate) LIMIT 1",
+                    arguments: StatementArguments(index.map { (named[$0] ?? .null).databaseValue }))
+            else { continue }
+            let other = (0..<table.primaryKey.count).map { SQLValue(hit[$0] as DatabaseValue) }
+            guard other != change.key else { continue }
+            // The side that holds the row: its strongest write.
+            let clocks = try Row.fetchOne(
+                db, sql: "SELECT version, clocks FROM _ks_rows WHERE tbl = ? AND pk = ?",
+                arguments: [table.name, Data(PrimaryKeyCoding.encode(other))]
+            ).map { row throws(SyncError) in
+                try RowClocksCoding.decode(
+                    [UInt8](row["clocks"] as Data), version: UInt64(row["version"] as Int64),
+                    columnCount: table.columns.count, resolve: resolve)
+            }
+            let holder = clocks.map { clocks in
+                let writes = clocks.existence.filter { !$0.isDelete }
+                return MergeEngine.strongest(writes.isEmpty ? clocks.existence : writes)
+            }
+            let column = index.first { name in table.columns.contains { $0.name == name } }
+            let otherValue = column.flatMap { name in
+                table.columns.firstIndex { $0.name == name }
+            }.flatMap { c in try? statements[table.name]!.values(db, key: other)?[c] }
+            return try hold(
+                change, kind: .unique, status: .open, related: RowReference(table: table.name, primaryKey: other),
+                reason:
+                    "\(error.message ?? "UNIQUE constraint failed"): collides with \(table.name) \(other.map(\.description).joined(separator: ", ")). Quarantined until a reviewer merges the two, keeps both or rejects this one.",
+                winner: (holder?.writer.number ?? 0, holder?.stamp ?? .zero, column, otherValue), reported: reported)
+        }
+        // The constraint is not one we can attribute to a row: refuse the changeset as before.
+        throw error
+    }
+
+    /// The first parent `values` refer to that the master does not hold live, and whether it
+    /// was deleted (as opposed to not arrived yet). Only references the change touches count.
+    private func missingParent(
+        of table: TableSchema, key: [SQLValue], values: [SQLValue], changed decision: MergeDecision
+    ) throws -> (RowReference, deleted: Bool)? {
+        guard let keys = config.foreignKeys[table.name], !keys.isEmpty else { return nil }
+        var named: [String: (value: SQLValue, changed: Bool)] = [:]
+        let whole = decision.effect != .update
+        for (column, value) in zip(table.primaryKey, key) { named[column.name] = (value, whole) }
+        for (c, column) in table.columns.enumerated() {
+            named[column.name] = (values[c], whole || decision.values[c] != nil)
+        }
+        for fk in keys {
+            let refs = fk.columns.map { named[$0] ?? (.null, false) }
+            guard refs.contains(where: \.changed), !refs.contains(where: { $0.value == .null }),
+                let parent = config.table(named: fk.parentTable)
+            else { continue }
+            // The parent's key in its own key order.
+            let parentKey = parent.primaryKey.map { column in
+                refs[fk.parentColumns.firstIndex(of: column.name)!].value
+            }
+            if try statements[parent.name]!.values(db, key: parentKey) != nil { continue }
+            let deleted =
+                try Bool.fetchOne(
+                    db, sql: "SELECT deleted FROM _ks_rows WHERE tbl = ? AND pk = ?",
+                    arguments: [parent.name, Data(PrimaryKeyCoding.encode(parentKey))]) ?? false
+            return (RowReference(table: parent.name, primaryKey: parentKey), deleted)
+        }
+        return nil
+    }
+
+    /// Merges, in the order they came, the held changes waiting for `row`: rows that refer to
+    /// it (it has arrived) and later changes of it (queued behind it).
+    mutating func releaseWaiting(for row: RowReference) throws {
+        let waiting = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT id, tbl, held, kind FROM _ks_conflicts
+                WHERE related_tbl = ? AND related_pk = ? AND status = 'held' ORDER BY id
+                """,
+            arguments: [row.table, Data(PrimaryKeyCoding.encode(row.primaryKey))])
+        var queueStopped = false
+        for record in waiting {
+            let id: Int64 = record["id"]
+            let kind: String = record["kind"]
+            if kind == ConflictReport.Kind.queued.rawValue, queueStopped { continue }
+            guard let table = config.table(named: record["tbl"]), let text: String = record["held"] else { continue }
+            let held = try ProtocolJSON.decoder().decode(HeldChange.self, from: Data(text.utf8))
+            let change = try PendingChange(held: held, table: table, writer: resolve(held.writer))
+            try close(id, take: .remote, note: "Merged automatically: what it waited for arrived.", by: "kotasync")
+            if case .held = try merge(change, queue: false, reported: false),
+                kind == ConflictReport.Kind.queued.rawValue
+            {
+                queueStopped = true
+            }
+        }
+    }
+
+    /// Marks record `id` resolved.
+    func close(
+        _ id: Int64, take: ResolutionChoice, values: [String: SQLValue]? = nil, note: String?, by: String,
+        masterVersion: UInt64? = nil
+    ) throws {
+        let resolution = Resolution(
+            take: take, values: values, note: note, by: by, at: decidedAt, masterVersion: masterVersion)
+        try db.execute(
+            sql: "UPDATE _ks_conflicts SET status = 'resolved', resolution = ? WHERE id = ?",
+            arguments: [String(decoding: try ProtocolJSON.encoder().encode(resolution), as: UTF8.self), id])
+    }
+
+    /// Makes the master remember `key` as deleted by the master itself, so that replicas holding
+    /// a copy (of a row the master never merged) drop it. `old` is kept in the history.
+    mutating func tombstone(_ table: TableSchema, key: [SQLValue], old: [(Int, SQLValue)]) throws {
+        let pk = Data(PrimaryKeyCoding.encode(key))
+        let stamp = HLC(milliseconds: serverMilliseconds, counter: 0)
+        if try Bool.fetchOne(
+            db, sql: "SELECT EXISTS (SELECT 1 FROM _ks_rows WHERE tbl = ? AND pk = ?)", arguments: [table.name, pk])
+            == true
+        {
+            // The master has the row: delete it as the master, seeing every change.
+            _ = try merge(
+                PendingChange(
+                    table: table, operation: .delete, key: key, stamp: stamp, clamped: false,
+                    rowBase: UInt64(version), columns: [], incoming: [:], bases: [:], writer: .master,
+                    changesetID: .zero), queue: false, reported: false)
+            return
+        }
+        version += 1
+        let head = Head(writer: .master, version: version, stamp: stamp, isDelete: true)
+        let clocks = RowClocks(
+            version: version, columns: Array(repeating: head, count: table.columns.count), existence: [head])
+        try writeHistory(table, pk: pk, writer: .master, stamp: stamp, op: .delete, old: old, clamped: false)
+        try db.execute(
+            sql: "INSERT INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks) VALUES (?, ?, ?, 1, 0, ?)",
+            arguments: [table.name, pk, Int64(version), Data(RowClocksCoding.encode(clocks))])
+    }
+
+    // MARK: - Records
+
+    /// A standing record as stored: the record, its row id, and the losing value.
+    struct StoredRecord {
+        var id: Int64
+        var record: ConflictRecord
+        var loserValue: SQLValue?
+    }
+
+    private func standingRecords(_ table: TableSchema, pk: Data) throws -> [RecordKey: StoredRecord] {
+        let rows = try Row.fetchAll(
+            db.cachedStatement(
+                sql: """
+                    SELECT id, col, kind, policy, status, loser_writer, loser_stamp, loser_version, loser_insert,
+                        loser_delete, loser_value, loser_has_value, winner_writer, winner_stamp
+                    FROM _ks_conflicts WHERE tbl = ? AND pk = ? AND \(Self.standing)
+                    """),
+            arguments: [table.name, pk])
+        var out: [RecordKey: StoredRecord] = [:]
+        for r in rows {
+            let column = (r["col"] as String?).flatMap { name in table.columns.firstIndex { $0.name == name } }
+            let kind = ConflictReport.Kind(rawValue: r["kind"]) ?? .updateUpdate
+            let loser = Head(
+                writer: resolve(r["loser_writer"]), version: UInt64(r["loser_version"] as Int64),
+                stamp: HLC(rawValue: UInt64(bitPattern: r["loser_stamp"])), isInsert: r["loser_insert"] as Int != 0,
+                isDelete: r["loser_delete"] as Int != 0)
+            let winner = Head(
+                writer: resolve(r["winner_writer"]), version: 0,
+                stamp: HLC(rawValue: UInt64(bitPattern: r["winner_stamp"])))
+            let record = ConflictRecord(
+                column: column, kind: kind, loser: loser, winner: winner, policy: r["policy"],
+                waiting: r["status"] as String == ConflictReport.Status.open.rawValue)
+            let hasValue: Int = r["loser_has_value"]
+            out[record.key] = StoredRecord(
+                id: r["id"], record: record,
+                loserValue: hasValue == 1 ? SQLValue(r["loser_value"] as DatabaseValue) : nil)
+        }
+        return out
+    }
+
+    /// Makes the stored standing records of a row what the merge decided: new ones inserted,
+    /// ones whose winner changed re-pointed, ones no longer standing marked superseded.
+    private mutating func reconcile(
+        records: [ConflictRecord], with existing: [RecordKey: StoredRecord], table: TableSchema, pk: Data,
+        change: PendingChange, old: [SQLValue]?, new: [SQLValue], reported: Bool
+    ) throws {
+        let changes = RecordChanges(wanted: records, stored: existing.mapValues(\.record))
+        for k in changes.superseded {
+            try db.cachedStatement(sql: "UPDATE _ks_conflicts SET status = 'superseded' WHERE id = ?")
+                .execute(arguments: [existing[k]!.id])
+        }
+        for record in changes.repointed {
+            let stored = existing[record.key]!
+            let winnerValue = record.column.map { new[$0] }
+            try db.cachedStatement(
+                sql: """
+                    UPDATE _ks_conflicts SET kind = ?, winner_writer = ?, winner_stamp = ?, winner_value = ?,
+                        winner_has_value = ? WHERE id = ?
+                    """
+            ).execute(arguments: [
+                record.kind.rawValue, record.winner.writer.number, Int64(bitPattern: record.winner.stamp.rawValue),
+                winnerValue?.databaseValue ?? .null, winnerValue == nil ? 0 : 1, stored.id,
+            ])
+            if reported { reports.append(try reportOf(stored.id)) }
+        }
+        for record in changes.inserted {
+            let winnerValue = record.column.map { new[$0] }
+            let loserValue = RecordChanges.loserValue(
+                of: record, change: change.engineChange, incoming: change.incoming, prior: old)
+            let baseVersion = record.column.map { change.bases[$0] ?? change.rowBase } ?? change.rowBase
+            let base = try record.column.flatMap { c in
+                try valueAt(base: baseVersion, column: c, table: table, pk: pk, current: old?[c])
+            }
+            try insertRecord(
+                record, table: table, pk: pk, baseVersion: baseVersion, base: base, winnerValue: winnerValue,
+                loserValue: loserValue, changesetID: change.changesetID, reason: nil, reported: reported)
+        }
+    }
+
+    private mutating func insertRecord(
+        _ record: ConflictRecord, table: TableSchema, pk: Data, baseVersion: UInt64, base: SQLValue?,
+        winnerValue: SQLValue?, loserValue: SQLValue?, changesetID: UUID, reason: String?, reported: Bool
+    ) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO _ks_conflicts(tbl, pk, col, kind, policy, status, base_version, base_value, has_base,
+                    winner_writer, winner_stamp, winner_value, winner_has_value, loser_writer, loser_stamp,
+                    loser_version, loser_insert, loser_value, loser_has_value, changeset, decided_at, loser_delete,
+                    reason)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [
+            table.name, pk, record.column.map { table.columns[$0].name }, record.kind.rawValue, record.policy,
+            record.status.rawValue, Int64(baseVersion), base?.databaseValue ?? .null, base == nil ? 0 : 1,
+            record.winner.writer.number, Int64(bitPattern: record.winner.stamp.rawValue),
+            winnerValue?.databaseValue ?? .null, winnerValue == nil ? 0 : 1,
+            record.loser.writer.number, Int64(bitPattern: record.loser.stamp.rawValue), Int64(record.loser.version),
+            record.loser.isInsert ? 1 : 0, loserValue?.databaseValue ?? .null, loserValue == nil ? 0 : 1,
+            Data(changesetID.bytes), decidedAt, record.loser.isDelete ? 1 : 0, reason,
+        ])
+        if reported { reports.append(try reportOf(db.lastInsertedRowID)) }
+    }
+
+    /// The record as reported; OPD names come from `describe`.
+    private func reportOf(_ id: Int64) throws -> ConflictReport {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM _ks_conflicts WHERE id = ?", arguments: [id]) else {
+            throw SyncError(.internalError, "Conflict record \(id) vanished.")
+        }
+        return try ConflictReport(row: row, writer: resolve, opd: describe)
+    }
+
+    // MARK: - Additive columns
+
+    /// The value the change's writer had seen of an `additive` column: its own last write if the
+    /// master merged that after the change's base, else the column's value at the base.
+    private func seenValue(
+        _ change: PendingChange, column c: Int, table: TableSchema, pk: Data, current: SQLValue?
+    ) throws -> SQLValue {
+        let base = change.bases[c] ?? change.rowBase
+        if let own = try Row.fetchOne(
+            db.cachedStatement(
+                sql: "SELECT version, value FROM _ks_additive WHERE tbl = ? AND pk = ? AND col = ? AND writer = ?"),
+            arguments: [table.name, pk, table.columns[c].name, change.writer.number]),
+            UInt64(own["version"] as Int64) > base
+        {
+            return SQLValue(own["value"] as DatabaseValue)
+        }
+        return try valueAt(base: base, column: c, table: table, pk: pk, current: current) ?? .null
+    }
+
+    /// Remembers what the writer now sees of the column, and records the merge when another
+    /// change had moved the column since the writer saw it.
+    private mutating func recordAdditive(
+        _ merge: AdditiveMerge, change: PendingChange, table: TableSchema, pk: Data, seen: SQLValue, prior: SQLValue,
+        result: SQLValue, reported: Bool
+    ) throws {
+        let name = table.columns[merge.column].name
+        let value = change.incoming[merge.column] ?? .null
+        try db.cachedStatement(
+            sql: "INSERT OR REPLACE INTO _ks_additive(tbl, pk, col, writer, version, value) VALUES (?, ?, ?, ?, ?, ?)"
+        ).run([
+            .text(table.name), .blob([UInt8](pk)), .text(name), .integer(change.writer.number),
+            .integer(Int64(version)), value,
+        ])
+        guard prior != seen else { return }
+        let incomingHead = Head(writer: change.writer, version: version, stamp: change.stamp)
+        try insertRecord(
+            ConflictRecord(
+                column: merge.column, kind: .updateUpdate, loser: merge.previous, winner: incomingHead,
+                policy: ColumnPolicy.additive.description),
+            table: table, pk: pk, baseVersion: change.bases[merge.column] ?? change.rowBase, base: seen,
+            winnerValue: result, loserValue: prior, changesetID: change.changesetID,
+            reason:
+                "additive: both changes count. The master held \(prior), this change moved the column from \(seen) to \(value); the master now holds \(result).",
+            reported: reported)
+    }
+
+    // MARK: - History
+
+    private func writeHistory(
+        _ table: TableSchema, pk: Data, writer: Writer, stamp: HLC, op: Changeset.Operation, old: [(Int, SQLValue)],
+        clamped: Bool
+    ) throws {
+        try db.cachedStatement(
+            sql:
+                "INSERT OR REPLACE INTO _ks_history(tbl, pk, version, writer, stamp, op, old, clamped) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        ).run([
+            .text(table.name), .blob([UInt8](pk)), .integer(Int64(version)), .integer(writer.number),
+            .integer(Int64(bitPattern: stamp.rawValue)), .integer(Int64(op.rawValue)),
+            .blob(HistoryCoding.encode(old)), .integer(clamped ? 1 : 0),
+        ])
+    }
+
+    func valuesBeforeDeletion(_ table: TableSchema, pk: Data) throws -> [SQLValue]? {
+        guard
+            let old = try Data.fetchOne(
+                db.cachedStatement(
+                    sql: "SELECT old FROM _ks_history WHERE tbl = ? AND pk = ? AND op = 3 ORDER BY version DESC LIMIT 1"
+                ),
+                arguments: [table.name, pk])
+        else { return nil }
+        var values = Array(repeating: SQLValue.null, count: table.columns.count)
+        for (c, v) in try HistoryCoding.decode([UInt8](old)) where c < values.count { values[c] = v }
+        return values
+    }
+
+    /// The value `column` had at master version `base`: the old value saved by the first change
+    /// after `base` that touched it, or the current value if none did.
+    private func valueAt(base: UInt64, column: Int, table: TableSchema, pk: Data, current: SQLValue?) throws
+        -> SQLValue?
+    {
+        guard base > 0 else { return nil }
+        let rows = try Row.fetchCursor(
+            db.cachedStatement(
+                sql: "SELECT old FROM _ks_history WHERE tbl = ? AND pk = ? AND version > ? ORDER BY version"),
+            arguments: [table.name, pk, Int64(base)])
+        while let row = try rows.next() {
+            if let hit = try HistoryCoding.decode([UInt8](row["old"] as Data)).first(where: { $0.0 == column }) {
+                return hit.1
+            }
+        }
+        return current
+    }
+}
