@@ -91,6 +91,11 @@ struct ReviewDecision {
             if let before = try merger.valuesBeforeDeletion(record.table, pk: pk) {
                 for (c, v) in before.enumerated() { values[record.table.columns[c].name] = v }
             }
+            // The losing update's own values, when it never reached the table.
+            for (name, value) in record.held?.row.values ?? [:]
+            where record.table.columns.contains(where: { $0.name == name }) {
+                values[name] = value
+            }
             values.merge(set) { _, new in new }
             version = try masterWrite(record, operation: .upsert, values: values, merger: &merger)
         case (.merged, true):

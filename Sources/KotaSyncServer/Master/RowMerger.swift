@@ -532,23 +532,30 @@ struct RowMerger {
             let base = try record.column.flatMap { c in
                 try valueAt(base: baseVersion, column: c, table: table, pk: pk, current: old?[c])
             }
+            // A write that lost to a delete (delete-wins) and never reached the table keeps its values here.
+            let lostWrite =
+                record.column == nil && !record.loser.isDelete && record.loser.writer == change.writer
+                && record.loser.stamp == change.stamp
             try insertRecord(
                 record, table: table, pk: pk, baseVersion: baseVersion, base: base, winnerValue: winnerValue,
-                loserValue: loserValue, changesetID: change.changesetID, reason: nil, reported: reported)
+                loserValue: loserValue, changesetID: change.changesetID, reason: nil,
+                held: lostWrite ? String(decoding: try ProtocolJSON.encoder().encode(change.held), as: UTF8.self) : nil,
+                reported: reported)
         }
     }
 
     private mutating func insertRecord(
         _ record: ConflictRecord, table: TableSchema, pk: Data, baseVersion: UInt64, base: SQLValue?,
-        winnerValue: SQLValue?, loserValue: SQLValue?, changesetID: UUID, reason: String?, reported: Bool
+        winnerValue: SQLValue?, loserValue: SQLValue?, changesetID: UUID, reason: String?, held: String? = nil,
+        reported: Bool
     ) throws {
         try db.cachedStatement(
             sql: """
                 INSERT INTO _ks_conflicts(tbl, pk, col, kind, policy, status, base_version, base_value, has_base,
                     winner_writer, winner_stamp, winner_value, winner_has_value, loser_writer, loser_stamp,
                     loser_version, loser_insert, loser_value, loser_has_value, changeset, decided_at, loser_delete,
-                    reason)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    reason, held)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
         ).execute(arguments: [
             table.name, pk, record.column.map { table.columns[$0].name }, record.kind.rawValue, record.policy,
@@ -557,7 +564,7 @@ struct RowMerger {
             winnerValue?.databaseValue ?? .null, winnerValue == nil ? 0 : 1,
             record.loser.writer.number, Int64(bitPattern: record.loser.stamp.rawValue), Int64(record.loser.version),
             record.loser.isInsert ? 1 : 0, loserValue?.databaseValue ?? .null, loserValue == nil ? 0 : 1,
-            Data(changesetID.bytes), decidedAt, record.loser.isDelete ? 1 : 0, reason,
+            Data(changesetID.bytes), decidedAt, record.loser.isDelete ? 1 : 0, reason, held,
         ])
         if reported { reports.append(try reportOf(db.lastInsertedRowID)) }
     }
