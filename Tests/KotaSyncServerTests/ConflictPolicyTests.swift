@@ -307,8 +307,11 @@ struct ConflictPolicyTests {
         #expect(Additive.sum(.integer(11), adding: .integer(8), since: .integer(10)) == .integer(9))
         #expect(Additive.sum(.null, adding: .integer(5), since: .null) == .integer(5))
         #expect(Additive.sum(.real(1.5), adding: .integer(3), since: .integer(1)) == .real(3.5))
-        #expect(Additive.sum(.integer(Int64.max), adding: .integer(2), since: .integer(1)) == .real(Double(Int64.max) + 1))
-        #expect(Additive.sum(.integer(4), adding: .text("x"), since: .integer(1)) == .text("x"), "non-numbers are plain writes")
+        #expect(
+            Additive.sum(.integer(Int64.max), adding: .integer(2), since: .integer(1)) == .real(Double(Int64.max) + 1))
+        #expect(
+            Additive.sum(.integer(4), adding: .text("x"), since: .integer(1)) == .text("x"),
+            "non-numbers are plain writes")
         #expect(Additive.sum(.integer(4), adding: .null, since: .integer(1)) == .null)
     }
 

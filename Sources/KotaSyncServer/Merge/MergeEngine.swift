@@ -167,11 +167,21 @@ package enum MergeEngine {
             return d
         }
 
+        let existence = current.existence.filter { !saw($0, base: change.rowBase) } + [incoming]
+        let writes = existence.filter { !$0.isDelete }
+        let deletes = existence.filter(\.isDelete)
+        let live = policy.delete == .deleteWins ? deletes.isEmpty : !writes.isEmpty
+
+        // Under delete-wins a deleted row's columns are not contested: a write that did not see
+        // the delete loses whole (its values stay in its record), and column records end.
+        let columnsContested = policy.delete != .deleteWins || live
         var columns = current.columns
         var columnLosers: [Int: [Head]] = [:]
-        for record in losers { if let c = record.column { columnLosers[c, default: []].append(record.loser) } }
+        if columnsContested {
+            for record in losers { if let c = record.column { columnLosers[c, default: []].append(record.loser) } }
+        }
 
-        if change.operation != .delete {
+        if change.operation != .delete, columnsContested {
             for c in change.columns {
                 let rule = policy.columns[c]
                 if rule == .additive {
@@ -199,11 +209,6 @@ package enum MergeEngine {
                 }
             }
         }
-
-        let existence = current.existence.filter { !saw($0, base: change.rowBase) } + [incoming]
-        let writes = existence.filter { !$0.isDelete }
-        let deletes = existence.filter(\.isDelete)
-        let live = policy.delete == .deleteWins ? deletes.isEmpty : !writes.isEmpty
 
         for (c, heads) in columnLosers.sorted(by: { $0.key < $1.key }) {
             let rule = policy.columns[c]
