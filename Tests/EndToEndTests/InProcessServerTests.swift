@@ -116,7 +116,7 @@ struct InProcessServerTests {
                 try db.execute(
                     sql: """
                         INSERT INTO visits (id, patient_id, clinic_id, visit_date, weight_kg)
-                        VALUES ('v-x', 'p', 'pkm-binjai-kota', '2026-11-29', 'enam puluh')
+                        VALUES ('v-x', '0b6f2a8e-4c1d-4e0a-9d3b-2f6c1a7e5b01', 'pkm-binjai-kota', '2026-11-29', 'enam puluh')
                         """)
             }
             let sync = Synchronizer(replica: replica, client: SyncClient(baseURL: url, token: token))

@@ -28,7 +28,13 @@ struct ServerConfigTests {
         let config = try ServerConfig.load(
             from: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent().appendingPathComponent("samples/binjai/kotasync.yaml"))
-        #expect(config.tables.map(\.name) == ["villages", "patients", "visits", "diagnoses"])
+        #expect(config.tables.map(\.name) == ["villages", "patients", "visits", "diagnoses", "drug_stock"])
+        let diagnoses = try #require(config.table(named: "diagnoses"))
+        let icd10 = try #require(diagnoses.columns.firstIndex { $0.name == "icd10" })
+        #expect(config.policy(for: diagnoses).columns[icd10] == .authority("dinkes"))
+        let stock = try #require(config.table(named: "drug_stock"))
+        #expect(config.policy(for: stock).columns == [.additive, .lww])
+        #expect(config.foreignKeys["visits"] == [.init(columns: ["patient_id"], parentTable: "patients", parentColumns: ["id"])])
         #expect(config.table(named: "diagnoses")?.primaryKey.map(\.name) == ["visit_id", "line"])
         #expect(config.opds.first { $0.id == "pkm-kebun-lada" }?.parent == "dinkes")
         #expect(config.seedFile?.lastPathComponent == "seed.sql")
@@ -77,6 +83,36 @@ struct ServerConfigTests {
                     "opds:\n  - id: a\n    name: A\n    parent: nowhere\ntables:\n  - name: t\n    ddl: \"CREATE TABLE t (id TEXT PRIMARY KEY)\"",
                 baseURL: URL(fileURLWithPath: "/tmp"))
         } throws: { ($0 as? ConfigError)?.code == .invalid }
+    }
+
+    @Test(arguments: [
+        "    columns:\n      name: additive\n    ddl: \"CREATE TABLE t (id TEXT PRIMARY KEY, name TEXT)\"",
+        "    policy: \"authority: nobody\"\n    ddl: \"CREATE TABLE t (id TEXT PRIMARY KEY, name TEXT)\"",
+        "    columns:\n      missing: lww\n    ddl: \"CREATE TABLE t (id TEXT PRIMARY KEY, name TEXT)\"",
+        "    delete: coin-toss\n    ddl: \"CREATE TABLE t (id TEXT PRIMARY KEY, name TEXT)\"",
+        "    ddl: \"CREATE TABLE t (id TEXT PRIMARY KEY, other_id TEXT REFERENCES other(id))\"",
+        "    ddl: \"CREATE TABLE t (id TEXT PRIMARY KEY, name TEXT, parent TEXT REFERENCES t(name))\"",
+    ])
+    func aPolicyOrReferenceThatCannotWorkIsRefused(_ entry: String) {
+        #expect {
+            try Self.parse("  - name: t\n" + entry)
+        } throws: { ($0 as? ConfigError)?.code == .invalid }
+    }
+
+    @Test func policiesParse() throws {
+        let config = try Self.parse(
+            """
+              - name: t
+                policy: server-wins
+                columns:
+                  qty: additive
+                  name: "authority:  dinkes"
+                delete: delete-wins
+                ddl: "CREATE TABLE t (id TEXT PRIMARY KEY, name TEXT, qty REAL, note TEXT)"
+            """)
+        let policy = config.policy(for: config.tables[0])
+        #expect(policy.columns == [.authority("dinkes"), .additive, .serverWins])
+        #expect(policy.delete == .deleteWins)
     }
 
     @Test func malformedYAMLIsUnreadable() {
