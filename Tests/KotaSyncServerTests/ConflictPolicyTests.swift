@@ -475,14 +475,18 @@ struct QuarantineTests {
         let queued = try #require(try await bench.records().first { $0.kind == .queued })
         #expect(queued.status == "resolved")
         #expect(queued.held?.values["name"] == .text("Siti A."))
-        // The history keeps PB's original values.
-        let history = try await bench.store.pool.read { db in
-            try Data.fetchOne(
-                db, sql: "SELECT old FROM _ks_history WHERE tbl = 'patients' AND pk = ? AND op = 3",
-                arguments: [Data(PrimaryKeyCoding.encode([.text("PB")]))])
-        }
-        let old = try HistoryCoding.decode([UInt8](try #require(history)))
-        #expect(old.contains { $0.1 == .text("Siti Aminah") })
+        // The history keeps both originals: PB's values, replaced by its removal, and PA's
+        // name before the merge.
+        let pbHistory = try await bench.store.history(table: "patients", key: [.text("PB")])
+        #expect(pbHistory.first?.operation == "delete")
+        #expect(pbHistory.first?.opd == "master")
+        #expect(pbHistory.first?.replaced["name"] == .text("Siti Aminah"))
+        #expect(pbHistory.first?.values == nil)
+        let pa = try await bench.store.history(table: "patients", key: [.text("PA")])
+        #expect(pa.map(\.opd) == ["master", "pkm-a"])
+        #expect(pa.first?.replaced["name"] == .text("Siti"))
+        #expect(pa.last?.values?["name"] == .text("Siti"))
+        #expect(pa.first?.values?["name"] == .text("Siti Aminah"))
     }
 
     @Test func keepingBothAfterCorrectingTheNIKAppliesTheRowAndReleasesItsVisit() async throws {

@@ -34,7 +34,10 @@ struct ServerConfigTests {
         #expect(config.policy(for: diagnoses).columns[icd10] == .authority("dinkes"))
         let stock = try #require(config.table(named: "drug_stock"))
         #expect(config.policy(for: stock).columns == [.additive, .lww])
-        #expect(config.foreignKeys["visits"] == [.init(columns: ["patient_id"], parentTable: "patients", parentColumns: ["id"])])
+        #expect(
+            config.foreignKeys["visits"] == [
+                .init(columns: ["patient_id"], parentTable: "patients", parentColumns: ["id"])
+            ])
         #expect(config.table(named: "diagnoses")?.primaryKey.map(\.name) == ["visit_id", "line"])
         #expect(config.opds.first { $0.id == "pkm-kebun-lada" }?.parent == "dinkes")
         #expect(config.seedFile?.lastPathComponent == "seed.sql")
