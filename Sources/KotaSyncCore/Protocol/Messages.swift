@@ -72,10 +72,12 @@ public struct PushReply: Codable, Sendable, Equatable {
     public var masterSequence: UInt64
     /// Conflicts this changeset took part in.
     public var conflicts: [ConflictReport]
+    /// Rows the server refused (outside the device's scope, or a read-only table); absent when none.
+    public var rejected: [RejectedRow]?
 
     public init(
         changesetId: UUID, replicaId: UUID, rows: Int, applied: Int, clampedStamps: Int, masterSequence: UInt64,
-        conflicts: [ConflictReport]
+        conflicts: [ConflictReport], rejected: [RejectedRow]? = nil
     ) {
         self.changesetId = changesetId
         self.replicaId = replicaId
@@ -84,6 +86,27 @@ public struct PushReply: Codable, Sendable, Equatable {
         self.clampedStamps = clampedStamps
         self.masterSequence = masterSequence
         self.conflicts = conflicts
+        self.rejected = rejected
+    }
+}
+
+/// A row of a push that the server refused on its own (the rest of the changeset applied).
+public struct RejectedRow: Codable, Sendable, Equatable, Hashable {
+    public var table: String
+    public var primaryKey: [SQLValue]
+    /// A stable code: `out_of_scope` or `read_only_table`.
+    public var code: String
+    public var message: String
+    /// What the replica should do with its copy: `restore` (the master sends its version on the
+    /// next pull) or `discard` (the master holds no row this device may see: drop the local copy).
+    public var action: String
+
+    public init(table: String, primaryKey: [SQLValue], code: String, message: String, action: String) {
+        self.table = table
+        self.primaryKey = primaryKey
+        self.code = code
+        self.message = message
+        self.action = action
     }
 }
 

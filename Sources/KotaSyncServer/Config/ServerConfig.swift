@@ -84,6 +84,8 @@ public struct ServerConfig: Sendable {
     public var policies: [String: TablePolicy] = [:]
     /// Each table's foreign keys, by table name, as the DDL declares them (`REFERENCES`).
     public var foreignKeys: [String: [ForeignKey]] = [:]
+    /// Who may read and write which rows (each table's `sync` entry, and the OPD hierarchy).
+    public var rules = SyncRules(tables: [:], opds: [])
 
     /// A column that refers to a row of another replicated table.
     public struct ForeignKey: Sendable, Equatable {
@@ -149,6 +151,10 @@ public struct ServerConfig: Sendable {
             policies[table.name] = try policy(of: entry, table: table, opds: opdIDs)
         }
         let foreignKeys = try foreignKeys(of: tableEntries, tables: tables)
+        var tableRules: [String: TableRules] = [:]
+        for (entry, table) in zip(tableEntries, tables) {
+            tableRules[table.name] = try rules(of: entry, table: table)
+        }
         var limits = Limits()
         if let l = file.limits {
             if let v = l.maxBodyBytes { limits.maxBodyBytes = v }
@@ -168,7 +174,39 @@ public struct ServerConfig: Sendable {
         return ServerConfig(
             name: file.name ?? "KotaSync", opds: file.opds ?? [], tables: tables, limits: limits, clockSkew: skew,
             seedFile: file.seed.map { URL(fileURLWithPath: $0, relativeTo: baseURL).standardizedFileURL },
-            policies: policies, foreignKeys: foreignKeys)
+            policies: policies, foreignKeys: foreignKeys,
+            rules: SyncRules(tables: tableRules, opds: file.opds ?? []))
+    }
+
+    /// A table's `sync` entry, checked.
+    private static func rules(of entry: ConfigFile.Table, table: TableSchema) throws(ConfigError) -> TableRules {
+        guard let sync = entry.sync else { return TableRules() }
+        var rules = TableRules()
+        if let scope = sync.scope, scope != "all" {
+            guard table.primaryKey.contains(where: { $0.name == scope }) || table.columns.contains(where: { $0.name == scope })
+            else {
+                throw ConfigError(
+                    .invalid, "Table \(entry.name): sync.scope names \(scope), which is not a column of the table.")
+            }
+            rules.scope = scope
+        }
+        if let direction = sync.direction {
+            guard let parsed = SyncDirection(rawValue: direction) else {
+                throw ConfigError(
+                    .invalid, "Table \(entry.name): sync.direction is \(direction); use both, down or up.")
+            }
+            rules.direction = parsed
+        }
+        for name in sync.hidden ?? [] {
+            guard table.columns.contains(where: { $0.name == name }), name != rules.scope else {
+                throw ConfigError(
+                    .invalid,
+                    "Table \(entry.name): sync.hidden names \(name), which is not a non-key column other than the scope column."
+                )
+            }
+            rules.hidden.append(name)
+        }
+        return rules
     }
 
     /// A table's `policy`, `columns` and `delete` entries, checked.
@@ -324,6 +362,13 @@ private struct ConfigFile: Decodable {
         var policy: String?
         var columns: [String: String]?
         var delete: String?
+        var sync: SyncEntry?
+    }
+
+    struct SyncEntry: Decodable {
+        var scope: String?
+        var direction: String?
+        var hidden: [String]?
     }
 
     struct LimitsEntry: Decodable {

@@ -84,6 +84,10 @@ enum MasterSchema {
         // (`viewer`, `reviewer`, `admin`) open the review API.
         ("_ks_tokens", "role", "TEXT NOT NULL DEFAULT 'device'"),
         ("_ks_tokens", "name", "TEXT"),
+        // The row's scope value (the OPD it belongs to), and the OPDs that saw it before and no
+        // longer do (`,a,b,`): pulls filter by the first and send removals to the second.
+        ("_ks_rows", "scope", ""),
+        ("_ks_rows", "gone_for", "TEXT"),
     ]
 
     /// Creates the bookkeeping tables and adds missing columns.

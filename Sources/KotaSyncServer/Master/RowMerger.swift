@@ -19,6 +19,9 @@ struct PendingChange {
     var bases: [Int: UInt64]
     var writer: Writer
     var changesetID: UUID
+    /// The pushing device's OPD, whose scope the change must stay in; nil for changes that were
+    /// checked before (held rows) or are the master's own.
+    var opd: String?
 
     /// The row as it arrived, by column name (key columns included).
     var heldRow: HeldRow {
@@ -152,16 +155,61 @@ struct RowMerger {
     static let standing =
         "status IN ('open', 'auto') AND kind IN ('update_update', 'insert_insert', 'delete_update') AND policy <> 'additive'"
 
-    /// Merges one pushed row.
-    mutating func merge(_ row: Changeset.Row, of validated: ValidatedChangeset, writer: Writer) throws {
+    /// Merges one pushed row from a device of `opd`. Hidden columns are not taken from replicas.
+    mutating func merge(_ row: Changeset.Row, of validated: ValidatedChangeset, writer: Writer, opd: String) throws {
         let table = validated.tables[row.table]
         let (stamp, wasClamped) = config.clockSkew.admit(row.stamp, serverMilliseconds: serverMilliseconds)
-        let (columns, incoming, bases) = validated.schemaColumns(of: row)
-        _ = try merge(
-            PendingChange(
-                table: table, operation: row.operation, key: row.primaryKey, stamp: stamp, clamped: wasClamped,
-                rowBase: row.version, columns: columns, incoming: incoming, bases: bases, writer: writer,
-                changesetID: validated.changeset.id))
+        var (columns, incoming, bases) = validated.schemaColumns(of: row)
+        let hidden = config.rules.rules(for: table.name).hidden
+        if !hidden.isEmpty {
+            let hiddenIndexes = Set(hidden.compactMap { name in table.columns.firstIndex { $0.name == name } })
+            columns.removeAll { hiddenIndexes.contains($0) }
+            for c in hiddenIndexes {
+                incoming[c] = nil
+                bases[c] = nil
+            }
+        }
+        var change = PendingChange(
+            table: table, operation: row.operation, key: row.primaryKey, stamp: stamp, clamped: wasClamped,
+            rowBase: row.version, columns: columns, incoming: incoming, bases: bases, writer: writer,
+            changesetID: validated.changeset.id)
+        change.opd = opd
+        _ = try merge(change)
+    }
+
+    /// The refused rows of this merge, as reported to the pusher.
+    private(set) var rejected: [RejectedRow] = []
+
+    /// The row's scope value after `change` (nil for a delete), given its stored one.
+    private func newScope(of change: PendingChange, stored: SQLValue?) -> SQLValue? {
+        guard change.operation != .delete, let column = config.rules.rules(for: change.table.name).scope else {
+            return nil
+        }
+        if let k = change.table.primaryKey.firstIndex(where: { $0.name == column }) { return change.key[k] }
+        let c = change.table.columns.firstIndex { $0.name == column }!
+        return change.incoming[c] ?? stored ?? .null
+    }
+
+    /// The row's scope value in `values` (after a change that left it live).
+    private func scope(of table: TableSchema, key: [SQLValue], values: [SQLValue]) -> SQLValue? {
+        guard let column = config.rules.rules(for: table.name).scope else { return nil }
+        if let k = table.primaryKey.firstIndex(where: { $0.name == column }) { return key[k] }
+        return table.columns.firstIndex { $0.name == column }.map { values[$0] }
+    }
+
+    /// Refuses a row outside the device's scope: reported, and the row's master version moves
+    /// when the device may see it, so its next pull restores it.
+    private mutating func refuse(_ change: PendingChange, _ refusal: RowRefusal, visible: Bool, pk: Data) throws {
+        if visible {
+            version += 1
+            try db.execute(
+                sql: "UPDATE _ks_rows SET version = ? WHERE tbl = ? AND pk = ?",
+                arguments: [Int64(version), change.table.name, pk])
+        }
+        rejected.append(
+            RejectedRow(
+                table: change.table.name, primaryKey: change.key, code: refusal.code.rawValue,
+                message: refusal.message, action: visible ? "restore" : "discard"))
     }
 
     /// Merges one change. `queue` false: do not queue it behind the row's held records (it is
@@ -169,6 +217,20 @@ struct RowMerger {
     mutating func merge(_ change: PendingChange, queue: Bool = true, reported: Bool = true) throws -> MergeResult {
         let table = change.table
         let pk = Data(PrimaryKeyCoding.encode(change.key))
+        let meta = try Row.fetchOne(
+            db.cachedStatement(
+                sql: "SELECT version, deleted, open_conflicts, clocks, scope, gone_for FROM _ks_rows WHERE tbl = ? AND pk = ?"),
+            arguments: [table.name, pk])
+        let storedScope = meta.map { SQLValue($0["scope"] as DatabaseValue) }
+        if let opd = change.opd,
+            let refusal = config.rules.refusal(
+                opd: opd, table: table.name, old: storedScope, new: newScope(of: change, stored: storedScope))
+        {
+            let visible = meta != nil && config.rules.visibility(table: table.name, scope: storedScope).contains(opd)
+                && config.rules.rules(for: table.name).direction != .up
+            try refuse(change, refusal, visible: visible, pk: pk)
+            return .ignored
+        }
         if queue, holdsExist,
             let blocker = try Int64.fetchOne(
                 db.cachedStatement(
@@ -185,10 +247,6 @@ struct RowMerger {
         }
         if change.clamped { clamped += 1 }
 
-        let meta = try Row.fetchOne(
-            db.cachedStatement(
-                sql: "SELECT version, deleted, open_conflicts, clocks FROM _ks_rows WHERE tbl = ? AND pk = ?"),
-            arguments: [table.name, pk])
         let current = try meta.map { meta throws(SyncError) in
             try RowClocksCoding.decode(
                 [UInt8](meta["clocks"] as Data), version: UInt64(meta["version"] as Int64),
@@ -268,12 +326,19 @@ struct RowMerger {
             records: decision.records, with: existing, table: table, pk: pk, change: change, old: prior, new: values,
             reported: reported)
 
+        let scopeAfter = clocks.isDeleted ? storedScope : scope(of: table, key: change.key, values: values)
+        let rules = config.rules
+        let gone = VisibilityChange(rules: rules).goneFor(
+            previous: meta?["gone_for"],
+            before: meta == nil ? nil : rules.visibility(table: table.name, scope: storedScope),
+            after: rules.visibility(table: table.name, scope: scopeAfter))
         try db.cachedStatement(
             sql:
-                "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks) VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks, scope, gone_for) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         ).run([
             .text(table.name), .blob([UInt8](pk)), .integer(Int64(clocks.version)), .integer(clocks.isDeleted ? 1 : 0),
-            .integer(Int64(decision.records.count)), .blob(RowClocksCoding.encode(clocks)),
+            .integer(Int64(decision.records.count)), .blob(RowClocksCoding.encode(clocks)), scopeAfter ?? .null,
+            gone.map(SQLValue.text) ?? .null,
         ])
         if holdsExist, [.create, .update, .resurrect].contains(decision.effect) {
             try releaseWaiting(for: RowReference(table: table.name, primaryKey: change.key))
@@ -454,9 +519,16 @@ struct RowMerger {
         let clocks = RowClocks(
             version: version, columns: Array(repeating: head, count: table.columns.count), existence: [head])
         try writeHistory(table, pk: pk, writer: .master, stamp: stamp, op: .delete, old: old, clamped: false)
+        // The scope it would have had, so that the replicas that hold a copy are sent the removal.
+        var values = Array(repeating: SQLValue.null, count: table.columns.count)
+        for (c, v) in old where c < values.count { values[c] = v }
+        let scope = scope(of: table, key: key, values: values)
         try db.execute(
-            sql: "INSERT INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks) VALUES (?, ?, ?, 1, 0, ?)",
-            arguments: [table.name, pk, Int64(version), Data(RowClocksCoding.encode(clocks))])
+            sql:
+                "INSERT INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks, scope) VALUES (?, ?, ?, 1, 0, ?, ?)",
+            arguments: [
+                table.name, pk, Int64(version), Data(RowClocksCoding.encode(clocks)), (scope ?? .null).databaseValue,
+            ])
     }
 
     // MARK: - Records

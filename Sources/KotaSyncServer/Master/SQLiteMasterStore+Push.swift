@@ -125,7 +125,7 @@ extension SQLiteMasterStore {
             db: db, now: now, resolve: { number in registeredInBatch[number] ?? self.writer(number: number) })
         for (index, row) in changeset.rows.enumerated() {
             do {
-                try merge.merge(row, of: validated, writer: writer)
+                try merge.merge(row, of: validated, writer: writer, opd: device.opd)
             } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                 let table = validated.tables[row.table].name
                 throw SyncError(
@@ -137,7 +137,8 @@ extension SQLiteMasterStore {
         let reply = PushReply(
             changesetId: changeset.id, replicaId: changeset.replicaID, rows: changeset.rows.count,
             applied: merge.applied,
-            clampedStamps: merge.clamped, masterSequence: merge.version, conflicts: merge.reports)
+            clampedStamps: merge.clamped, masterSequence: merge.version, conflicts: merge.reports,
+            rejected: merge.rejected.isEmpty ? nil : merge.rejected)
         let replyData = try ProtocolJSON.encoder().encode(reply)
         try db.execute(
             sql: """

@@ -44,7 +44,8 @@ public final class SQLiteMasterStore: MasterStore {
         statements = Dictionary(uniqueKeysWithValues: config.tables.map { ($0.name, TableSQL($0)) })
         uniqueIndexes = try pool.write { db in
             try MasterSchema.create(db)
-            try Self.prepareTables(db, config: config)
+            let fresh = try Self.prepareTables(db, config: config)
+            try Self.applyRules(db, config: config, fresh: fresh)
             return try Self.uniqueIndexes(db, config: config)
         }
         let known = try pool.read { db in
@@ -58,7 +59,9 @@ public final class SQLiteMasterStore: MasterStore {
         }
     }
 
-    private static func prepareTables(_ db: Database, config: ServerConfig) throws {
+    /// Creates missing tables; on a new master, runs the seed. Returns whether the master is new.
+    @discardableResult
+    private static func prepareTables(_ db: Database, config: ServerConfig) throws -> Bool {
         let created = try String.fetchOne(db, sql: "SELECT value FROM _ks_server WHERE key = 'created_at'")
         for table in config.tables {
             if let existing = try SchemaIntrospection.describe(db, table: table.name) {
@@ -74,7 +77,7 @@ public final class SQLiteMasterStore: MasterStore {
                 try db.execute(sql: table.ddl)
             }
         }
-        guard created == nil else { return }
+        guard created == nil else { return false }
         if let seed = config.seedFile {
             let sql: String
             do {
@@ -87,6 +90,58 @@ public final class SQLiteMasterStore: MasterStore {
         try adoptExistingRows(db, config: config)
         try db.execute(
             sql: "INSERT INTO _ks_server(key, value) VALUES ('created_at', ?)", arguments: [Timestamp.string(Date())])
+        return true
+    }
+
+    /// Brings every row's scope in line with the config's sync rules. When a table's rules
+    /// changed since the last start (or the master predates them, when every device saw every
+    /// row), each row whose visibility changed takes a new version, so replicas that now see it
+    /// pull it, and the OPDs that no longer see it are sent its removal. Nothing else is resent.
+    private static func applyRules(_ db: Database, config: ServerConfig, fresh: Bool) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let stored = try String.fetchOne(db, sql: "SELECT value FROM _ks_server WHERE key = 'sync_rules'")
+            .flatMap { try? JSONDecoder().decode([String: TableRules].self, from: Data($0.utf8)) }
+        let current = Dictionary(uniqueKeysWithValues: config.tables.map { ($0.name, config.rules.rules(for: $0.name)) })
+        let previous = SyncRules(tables: stored ?? [:], opds: config.opds)
+        var version = try UInt64.fetchOne(db, sql: "SELECT max(version) FROM _ks_rows") ?? 0
+        for table in config.tables where stored?[table.name] != current[table.name] {
+            let rules = current[table.name]!
+            let was = stored?[table.name] ?? TableRules()
+            let sql = TableSQL(table)
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT pk, deleted, scope, gone_for FROM _ks_rows WHERE tbl = ? ORDER BY version",
+                arguments: [table.name])
+            for row in rows {
+                let pk: Data = row["pk"]
+                let key = try PrimaryKeyCoding.decode([UInt8](pk))
+                let deleted = (row["deleted"] as Int) != 0
+                var scope = SQLValue(row["scope"] as DatabaseValue)
+                if let column = rules.scope, !deleted, let values = try sql.values(db, key: key) {
+                    if let k = table.primaryKey.firstIndex(where: { $0.name == column }) {
+                        scope = key[k]
+                    } else if let c = table.columns.firstIndex(where: { $0.name == column }) {
+                        scope = values[c]
+                    }
+                }
+                let before = previous.visibility(table: table.name, scope: SQLValue(row["scope"] as DatabaseValue))
+                let after = config.rules.visibility(table: table.name, scope: scope)
+                var gone = row["gone_for"] as String?
+                var bump = false
+                if !fresh, before != after || was.hidden != rules.hidden {
+                    let merger = VisibilityChange(rules: config.rules)
+                    gone = merger.goneFor(previous: gone, before: before, after: after)
+                    bump = true
+                }
+                if bump { version += 1 }
+                try db.execute(
+                    sql: "UPDATE _ks_rows SET scope = ?, gone_for = ?\(bump ? ", version = \(version)" : "") WHERE tbl = ? AND pk = ?",
+                    arguments: [scope.databaseValue, gone, table.name, pk])
+            }
+        }
+        let text = String(decoding: try encoder.encode(current), as: UTF8.self)
+        try db.execute(
+            sql: "INSERT OR REPLACE INTO _ks_server(key, value) VALUES ('sync_rules', ?)", arguments: [text])
     }
 
     /// The UNIQUE indexes of each replicated table on the master, other than its primary key.
