@@ -26,6 +26,33 @@ func describe(_ c: ConflictReport, replica: UUID) -> String {
         "#\(c.id) \(c.kind.rawValue) on \(what) [\(key)]: \(side(c.winner)) won over \(side(c.loser)) (\(c.policy)) \(mine)"
 }
 
+/// One record in full: the row, both sides with their values, and what it means for this replica.
+func detail(_ c: ConflictReport, replica: UUID, outcome: ChangeOutcome?) -> String {
+    let key = c.primaryKey.map(\.description).joined(separator: ", ")
+    func side(_ label: String, _ s: ConflictReport.Side) -> String {
+        let value = s.value?.description ?? (c.column == nil ? "" : "(delete)")
+        let yours = s.replicaId == replica ? " (this replica)" : ""
+        return "  \(label): \(value.isEmpty ? "" : value + " ")from \(s.opd)\(yours), stamp \(s.stamp)"
+    }
+    var lines = [
+        "#\(c.id) \(c.kind.rawValue) on \(c.table)\(c.column.map { ".\($0)" } ?? "") [\(key)]: \(c.status) (\(c.policy)), \(c.decidedAt)",
+        side("winner", c.winner),
+        side("loser ", c.loser),
+    ]
+    if c.column != nil { lines.insert("  base:   \(c.base?.description ?? "(not kept)")", at: 1) }
+    if let held = c.held {
+        let values = held.values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+        lines.append("  held row (\(held.operation)): \(values)")
+    }
+    if let resolution = c.resolution {
+        lines.append(
+            "  resolved: take \(resolution.take.rawValue) by \(resolution.by) at \(resolution.at)"
+                + (resolution.note.map { " — \($0)" } ?? ""))
+    }
+    if let outcome { lines.append("  your change: \(outcome.kind.rawValue): \(outcome.why)") }
+    return lines.joined(separator: "\n")
+}
+
 /// Runs a command body, prints its result as JSON or text, records the outcome on the replica
 /// for `status`, and turns errors into a message on stderr and the documented exit status.
 func report<T: Encodable>(
