@@ -104,6 +104,21 @@ public struct ChangeOutcome: Codable, Sendable, Equatable {
         }
         let other = isLoser ? report.winner : report.loser
         let reason = report.reason.map { " (\($0))" } ?? ""
+        func overridden() -> ChangeOutcome {
+            guard report.column != nil else {
+                let what =
+                    switch report.policy {
+                    case "update-wins": "changed the row while this replica deleted it; update-wins keeps the row"
+                    case "delete-wins": "deleted the row while this replica changed it; delete-wins removes it"
+                    default: "changed the row too, and its change won (\(report.policy))"
+                    }
+                return outcome(.overridden, "\(other.opd) \(what)\(reason)")
+            }
+            return outcome(
+                .overridden,
+                "\(other.opd) changed it too, without seeing this change; \(policyText(report.policy)) kept \(valueText(other.value))\(reason)"
+            )
+        }
         switch ConflictReport.Status(rawValue: report.status) {
         case .superseded, nil:
             return nil
@@ -150,15 +165,19 @@ public struct ChangeOutcome: Codable, Sendable, Equatable {
             case .queued:
                 return outcome(
                     .held, "waits behind an earlier change of \(rowText(report.related)) under review\(reason)")
-            default:
+            case .foreignKey:
                 return outcome(
-                    .awaitingReview, "waits for a decision at the Command Center (\(report.policy))\(reason)")
+                    .awaitingReview,
+                    "needs \(rowText(report.related)), which the master does not have; waits for the Command Center\(reason)"
+                )
+            case _ where report.policy == "manual":
+                return outcome(.awaitingReview, "waits for a decision at the Command Center (manual)\(reason)")
+            default:
+                // Decided by a policy, from a server that still marked such records `open`.
+                return overridden()
             }
         case .auto:
-            return outcome(
-                .overridden,
-                "\(other.opd) changed it too, without seeing this change; \(policyText(report.policy)) kept \(valueText(other.value))\(reason)"
-            )
+            return overridden()
         }
     }
 

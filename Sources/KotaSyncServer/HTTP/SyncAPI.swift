@@ -16,8 +16,9 @@ struct SyncAPI {
             try json(["status": "ok", "server": config.name])
         }
         router.get("/v1/schema") { request, _ in
-            // Any token: staff tools need the tables' columns too (their OPD is empty).
-            let device = try await authenticator.authenticate(request)
+            // Staff tokens open the review API only; refusing them here keeps `kotasync init`
+            // from making a replica that could never sync.
+            let device = try await authenticator.device(request, to: "make a replica")
             return try json(
                 SchemaDocument(
                     server: config.name, opd: device.opd, tables: config.tables, limits: config.limits.published))
