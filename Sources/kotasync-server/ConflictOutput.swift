@@ -7,7 +7,7 @@ struct ConflictTable {
         "ID", "STATUS", "KIND", "TABLE", "KEY", "COLUMN", "POLICY", "WINNER (LOCAL)", "LOSER (REMOTE)", "DECIDED",
     ]
     /// Cells longer than this are cut, so that a long text value does not push the rest away.
-    static let maxCell = 32
+    static let maxCell = 40
 
     let rows: [[String]]
 
