@@ -124,10 +124,12 @@ struct ConflictsCommand: AsyncParsableCommand {
         @Argument(help: "The record's id.")
         var id: Int64
 
-        @Option(help: "local, remote or merged.")
+        @Option(help: "Which side: local (the master's), remote (the other) or merged (the --set values).")
         var take: Take
 
-        @Option(name: .customLong("set"), help: "COLUMN=VALUE to write (repeatable); NULL is SQL NULL.")
+        @Option(
+            name: .customLong("set"),
+            help: ArgumentHelp("A column value to write (repeatable); NULL is SQL NULL.", valueName: "column=value"))
         var assignments: [String] = []
 
         @Option(help: "Why, for the record.")

@@ -15,7 +15,7 @@ struct Authenticator: Sendable {
         guard credential.role == .device else {
             throw SyncError(
                 .forbidden,
-                "This is a \(credential.role.rawValue) token of the Command Center's staff; it cannot \(action). Sync with a device token of an OPD (`kotasync-server token create --opd ID`)."
+                "A staff token (role \(credential.role.rawValue)) cannot \(action); it opens the review API only. Sync with a device token of an OPD (`kotasync-server token create --opd ID`)."
             )
         }
         return credential
