@@ -23,7 +23,7 @@ func describe(_ c: ConflictReport, replica: UUID) -> String {
     let mine = c.loser.replicaId == replica ? "yours lost" : (c.winner.replicaId == replica ? "yours won" : "")
     func side(_ s: ConflictReport.Side) -> String { "\(s.opd) \(s.value?.description ?? "(delete)")" }
     return
-        "#\(c.id) \(c.kind.rawValue) on \(what) [\(key)]: \(side(c.winner)) won over \(side(c.loser)) (\(c.policy)) \(mine)"
+        "#\(c.id) \(c.kind.rawValue) on \(what) [\(key)], \(c.status): \(side(c.winner)) won over \(side(c.loser)) (\(c.policy)) \(mine)"
 }
 
 /// One record in full: the row, both sides with their values, and what it means for this replica.
