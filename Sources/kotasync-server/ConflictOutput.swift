@@ -77,7 +77,7 @@ struct ConflictDetail {
             }
             if let version = resolution.masterVersion { lines.append("    master version: \(version)") }
             if let note = resolution.note { lines.append("    note: \(note)") }
-        } else if r.status == ConflictReport.Status.open.rawValue || r.status == ConflictReport.Status.auto.rawValue {
+        } else if [.open, .auto, .held].contains(ConflictReport.Status(rawValue: r.status)) {
             lines.append(
                 "  decide with: kotasync-server conflicts resolve \(r.id) --take local|remote|merged [--set COLUMN=VALUE]"
             )

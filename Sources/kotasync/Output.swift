@@ -21,7 +21,10 @@ func describe(_ c: ConflictReport, replica: UUID) -> String {
     let key = c.primaryKey.map(\.description).joined(separator: ", ")
     let what = c.column.map { "\(c.table).\($0)" } ?? c.table
     let mine = c.loser.replicaId == replica ? "yours lost" : (c.winner.replicaId == replica ? "yours won" : "")
-    func side(_ s: ConflictReport.Side) -> String { "\(s.opd) \(s.value?.description ?? "(delete)")" }
+    // Row-level records (delete_update, unique, foreign_key, queued) carry no value on a side.
+    func side(_ s: ConflictReport.Side) -> String {
+        "\(s.opd)" + (s.value.map { " \($0)" } ?? (c.column == nil ? "" : " (delete)"))
+    }
     return
         "#\(c.id) \(c.kind.rawValue) on \(what) [\(key)], \(c.status): \(side(c.winner)) won over \(side(c.loser)) (\(c.policy)) \(mine)"
 }
