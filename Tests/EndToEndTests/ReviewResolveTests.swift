@@ -50,6 +50,11 @@ struct ReviewResolveTests {
             #expect(try await store.reviewConflict(id: record.id) == resolved)
             #expect(try Self.phone(master) == loserValue)
 
+            let again = try await resolve(url, id: record.id, ResolveRequest(take: .local), token: reviewer.token)
+            #expect(again.status == 409)
+            #expect(errorCode(again.body) == "already_resolved")
+            #expect(try Self.phone(master) == loserValue, "a second decision changes nothing")
+
             for replica in [a, b] { _ = try await Synchronizer(replica: replica).sync() }
             #expect(try Self.phone(a.path) == loserValue)
             #expect(try Self.phone(b.path) == loserValue)
@@ -112,6 +117,9 @@ struct ReviewResolveTests {
 
         let shown = try server.admin(["conflicts", "show", String(record.id)])
         #expect(shown.stdout.contains("resolution: take merged, by Budi"))
+        let again = try server.admin(["conflicts", "resolve", String(record.id), "--take", "local"])
+        #expect(again.status == 4)
+        #expect(again.stderr.contains("[already_resolved]"))
 
         for path in paths {
             let synced = try run("kotasync", ["sync", "--db", path])
@@ -130,6 +138,94 @@ struct ReviewResolveTests {
         defer { try? queue.close() }
         return try queue.read { db in
             try Int.fetchOne(db, sql: "SELECT count(*) FROM _ks_history WHERE tbl = 'patients'") ?? 0
+        }
+    }
+}
+
+/// The issue's end-to-end case with the real binaries: two clinics register the same NIK offline
+/// and record a visit each for "their" patient; the second registration is quarantined; staff
+/// merge the two records with the CLI; after the next sync both clinics hold one patient with
+/// both visits, and the master's history keeps both originals.
+@Suite(.serialized)
+struct DuplicateRegistrationTests {
+    static let nik = "1275019999990001"
+
+    @Test func aDuplicateNIKIsQuarantinedAndMergedByStaffWithEveryVisitKept() throws {
+        let dir = try makeTemporaryDirectory()
+        let server = try ServerProcess(config: try sampleConfig(in: dir), directory: dir)
+        defer { server.stop() }
+        let clinics = [("pkm-binjai-kota", "p-kota", "v-kota"), ("pkm-kebun-lada", "p-lada", "v-lada")]
+        var paths: [String] = []
+        for (i, (opd, patient, visit)) in clinics.enumerated() {
+            let path = dir.appendingPathComponent("clinic\(i).sqlite").path
+            let initialised = try run(
+                "kotasync",
+                ["init", "--db", path, "--server", server.url.absoluteString, "--token", try server.token(opd: opd)])
+            try #require(initialised.status == 0, "init: \(initialised.stderr)")
+            let registered = try run(
+                "/usr/bin/sqlite3",
+                [
+                    path,
+                    """
+                    INSERT INTO patients (id, nik, name, clinic_id) VALUES ('\(patient)', '\(Self.nik)', 'Budi Santoso', '\(opd)');
+                    INSERT INTO visits (id, patient_id, clinic_id, visit_date) VALUES ('\(visit)', '\(patient)', '\(opd)', '2026-11-2\(i)');
+                    """,
+                ])
+            try #require(registered.status == 0, "sqlite3: \(registered.stderr)")
+            paths.append(path)
+        }
+        for path in paths + paths {
+            let synced = try run("kotasync", ["sync", "--db", path])
+            #expect(synced.status == 0, "sync \(path): \(synced.stderr)")
+        }
+
+        let queued = try ProtocolJSON.decoder().decode(
+            ConflictList.self,
+            from: Data(
+                try server.admin(["conflicts", "list", "--status", "open", "--table", "patients", "--json"]).stdout.utf8
+            ))
+        let quarantine = try #require(queued.conflicts.first { $0.kind == .unique })
+        #expect(quarantine.held?.values["id"] == .text("p-lada"))
+        #expect(quarantine.related == RowReference(table: "patients", primaryKey: [.text("p-kota")]))
+        let shown = try server.admin(["conflicts", "show", String(quarantine.id)])
+        #expect(shown.stdout.contains("collided with: patients ['p-kota']"), "\(shown.stdout)")
+        #expect(shown.stdout.contains("nik = '\(Self.nik)'"), "\(shown.stdout)")
+
+        let merged = try server.admin([
+            "conflicts", "resolve", String(quarantine.id), "--take", "merged", "--set", "phone=0812-5555",
+            "--by", "Ani Lubis", "--note", "same person, registered twice",
+        ])
+        #expect(merged.status == 0, "resolve: \(merged.stderr)")
+
+        for path in paths + paths {
+            let synced = try run("kotasync", ["sync", "--db", path])
+            #expect(synced.status == 0, "sync \(path): \(synced.stderr)")
+        }
+        let tables = ["patients", "visits"]
+        let master = try snapshot(server.database.path, tables: tables)
+        for path in paths {
+            #expect(try snapshot(path, tables: tables) == master, "\(path) equals the master")
+            let budi = try rows(path, "SELECT id, phone FROM patients WHERE nik = '\(Self.nik)'")
+            #expect(budi == [[.text("p-kota"), .text("0812-5555")]], "one patient, with the merged phone")
+            let visits = try rows(
+                path, "SELECT id, patient_id FROM visits WHERE id IN ('v-kota', 'v-lada') ORDER BY id")
+            #expect(visits == [[.text("v-kota"), .text("p-kota")], [.text("v-lada"), .text("p-kota")]])
+        }
+        // Both originals stay in the master's history: the incoming row's values went there
+        // when its key was closed.
+        let history = try rows(
+            server.database.path, "SELECT count(*) FROM _ks_history WHERE tbl = 'patients' AND pk = ?",
+            [Data(PrimaryKeyCoding.encode([.text("p-lada")]))])
+        #expect(history.first?.first.map { $0 != .integer(0) } == true)
+    }
+
+    func rows(_ path: String, _ sql: String, _ arguments: [any DatabaseValueConvertible] = []) throws -> [[SQLValue]] {
+        let queue = try DatabaseQueue(path: path)
+        defer { try? queue.close() }
+        return try queue.read { db in
+            try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map {
+                $0.databaseValues.map(SQLValue.init)
+            }
         }
     }
 }
