@@ -16,7 +16,7 @@ public enum SyncServer {
         let router = Router()
         router.add(middleware: ErrorMiddleware(logger: logger))
         SyncAPI(store: store, config: config).register(on: router)
-        ReviewAPI(store: store).register(on: router)
+        ReviewAPI(store: store, logger: logger).register(on: router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "KotaSync"),

@@ -1,12 +1,14 @@
 import Foundation
 import Hummingbird
 import KotaSyncCore
+import Logging
 import NIOCore
 
 /// The Command Center's review queue over HTTP (`Protocol/http-api.md`, "Review API"): staff
 /// list and read conflict records (viewer and above) and resolve them (reviewer and above).
 struct ReviewAPI {
     let store: any MasterStore
+    let logger: Logger
 
     /// The most bytes a resolve request may have: a decision with a few corrected values.
     static let maxResolveBodyBytes = 1 << 20
@@ -43,8 +45,15 @@ struct ReviewAPI {
             }
             // An unknown id is `not_found` whatever the body says, before anything is decided.
             _ = try await store.reviewConflict(id: id)
-            return try json(
-                try await store.resolveConflict(id: id, decision, by: reviewer.name ?? reviewer.tokenID))
+            let resolved = try await store.resolveConflict(id: id, decision, by: reviewer.name ?? reviewer.tokenID)
+            // Who decided what, for the audit trail; values stay out of the log (patient data).
+            logger.info(
+                "conflict resolved",
+                metadata: [
+                    "conflict_id": "\(id)", "take": "\(decision.take.rawValue)", "token_id": "\(reviewer.tokenID)",
+                    "master_version": "\(resolved.resolution?.masterVersion.map(String.init) ?? "-")",
+                ])
+            return try json(resolved)
         }
     }
 
