@@ -3,7 +3,8 @@ import Hummingbird
 import Logging
 import NIOCore
 
-/// The KotaSync server: the sync API over a master store, as a Hummingbird application.
+/// The KotaSync server: the sync API and the review API over a master store, as a Hummingbird
+/// application.
 public enum SyncServer {
     /// Builds the application. `onListening` receives the bound port once the server accepts
     /// connections (useful with port 0).
@@ -15,6 +16,7 @@ public enum SyncServer {
         let router = Router()
         router.add(middleware: ErrorMiddleware(logger: logger))
         SyncAPI(store: store, config: config).register(on: router)
+        ReviewAPI(store: store, logger: logger).register(on: router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "KotaSync"),

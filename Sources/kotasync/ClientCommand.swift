@@ -13,7 +13,7 @@ struct ClientCommand: AsyncParsableCommand {
             match; 3 the server cannot be reached (local changes are kept; try again later); 4 the \
             server refused the request; 5 the device token was refused; 1 anything else.
             """,
-        subcommands: [Init.self, Status.self, Push.self, Pull.self, Sync.self]
+        subcommands: [Init.self, Status.self, Conflicts.self, Push.self, Pull.self, Sync.self]
     )
 }
 
@@ -86,12 +86,56 @@ struct Status: AsyncParsableCommand {
                 lines.append("Last error (\(error.at)): \(error.message) [\(error.code)]")
             }
             if !status.conflicts.isEmpty {
-                lines.append("Conflicts reported by the server: \(status.conflicts.count)")
-                for c in status.conflicts { lines.append("  " + describe(c, replica: status.replicaId)) }
+                let counts = status.outcomeCounts
+                lines.append(
+                    "Conflicts reported by the server: \(status.conflicts.count). Your changes: "
+                        + "\(counts.overridden) overridden, \(counts.quarantined) quarantined, \(counts.held) held, "
+                        + "\(counts.rejected) rejected, \(counts.awaitingReview) awaiting review")
+                let outcomes = Dictionary(uniqueKeysWithValues: status.outcomes.map { ($0.conflictId, $0) })
+                for c in status.conflicts {
+                    lines.append("  " + describe(c, replica: status.replicaId))
+                    if let outcome = outcomes[c.id] { lines.append("      \(outcome.kind.rawValue): \(outcome.why)") }
+                }
             }
             return (status, lines.joined(separator: "\n"))
         }
     }
+}
+
+struct Conflicts: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the conflicts the server reported for this replica, with the values involved.",
+        discussion: """
+            Shows the records as the server last reported them (each sync fetches new ones and \
+            refreshes those still waiting); `kotasync sync` first for the latest.
+            """)
+
+    @OptionGroup var options: ReplicaOptions
+
+    func run() async throws {
+        try await report(json: options.json) {
+            let replica = try Replica(path: options.db)
+            let conflicts = try replica.conflicts()
+            let outcomes = conflicts.compactMap { ChangeOutcome.of($0, for: replica.id) }
+            guard !conflicts.isEmpty else {
+                return (ConflictsResult(replicaId: replica.id, conflicts: [], outcomes: []), "No conflicts reported.")
+            }
+            let byID = Dictionary(uniqueKeysWithValues: outcomes.map { ($0.conflictId, $0) })
+            let text = conflicts.map { detail($0, replica: replica.id, outcome: byID[$0.id]) }
+            return (
+                ConflictsResult(replicaId: replica.id, conflicts: conflicts, outcomes: outcomes),
+                text.joined(separator: "\n\n")
+            )
+        }
+    }
+}
+
+/// What `kotasync conflicts --json` prints: the records as the server reported them, and what
+/// they mean for this replica's changes.
+struct ConflictsResult: Codable {
+    var replicaId: UUID
+    var conflicts: [ConflictReport]
+    var outcomes: [ChangeOutcome]
 }
 
 struct Push: AsyncParsableCommand {

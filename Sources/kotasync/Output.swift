@@ -21,9 +21,39 @@ func describe(_ c: ConflictReport, replica: UUID) -> String {
     let key = c.primaryKey.map(\.description).joined(separator: ", ")
     let what = c.column.map { "\(c.table).\($0)" } ?? c.table
     let mine = c.loser.replicaId == replica ? "yours lost" : (c.winner.replicaId == replica ? "yours won" : "")
-    func side(_ s: ConflictReport.Side) -> String { "\(s.opd) \(s.value?.description ?? "(delete)")" }
+    // Row-level records (delete_update, unique, foreign_key, queued) carry no value on a side.
+    func side(_ s: ConflictReport.Side) -> String {
+        "\(s.opd)" + (s.value.map { " \($0)" } ?? (c.column == nil ? "" : " (delete)"))
+    }
     return
-        "#\(c.id) \(c.kind.rawValue) on \(what) [\(key)]: \(side(c.winner)) won over \(side(c.loser)) (\(c.policy)) \(mine)"
+        "#\(c.id) \(c.kind.rawValue) on \(what) [\(key)], \(c.status): \(side(c.winner)) won over \(side(c.loser)) (\(c.policy)) \(mine)"
+}
+
+/// One record in full: the row, both sides with their values, and what it means for this replica.
+func detail(_ c: ConflictReport, replica: UUID, outcome: ChangeOutcome?) -> String {
+    let key = c.primaryKey.map(\.description).joined(separator: ", ")
+    func side(_ label: String, _ s: ConflictReport.Side) -> String {
+        let value = s.value?.description ?? (c.column == nil ? "" : "(delete)")
+        let yours = s.replicaId == replica ? " (this replica)" : ""
+        return "  \(label): \(value.isEmpty ? "" : value + " ")from \(s.opd)\(yours), stamp \(s.stamp)"
+    }
+    var lines = [
+        "#\(c.id) \(c.kind.rawValue) on \(c.table)\(c.column.map { ".\($0)" } ?? "") [\(key)]: \(c.status) (\(c.policy)), \(c.decidedAt)",
+        side("winner", c.winner),
+        side("loser ", c.loser),
+    ]
+    if c.column != nil { lines.insert("  base:   \(c.base?.description ?? "(not kept)")", at: 1) }
+    if let held = c.held {
+        let values = held.values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+        lines.append("  held row (\(held.operation)): \(values)")
+    }
+    if let resolution = c.resolution {
+        lines.append(
+            "  resolved: take \(resolution.take.rawValue) by \(resolution.by) at \(resolution.at)"
+                + (resolution.note.map { " — \($0)" } ?? ""))
+    }
+    if let outcome { lines.append("  your change: \(outcome.kind.rawValue): \(outcome.why)") }
+    return lines.joined(separator: "\n")
 }
 
 /// Runs a command body, prints its result as JSON or text, records the outcome on the replica

@@ -1,7 +1,9 @@
 import Foundation
 import GRDB
+import KotaSyncClient
 import KotaSyncCore
 import KotaSyncSQLite
+import KotaSyncServer
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -119,6 +121,18 @@ final class ServerProcess: @unchecked Sendable {
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// A new staff token (`viewer`, `reviewer` or `admin`) for `name`.
+    func staffToken(_ name: String, role: String) throws -> String {
+        let result = try admin(["token", "create", "--staff", name, "--role", role])
+        guard result.status == 0 else { throw TestFailure("token create --staff failed: \(result.stderr)") }
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Runs `kotasync-server` with `arguments` on this server's config and master database.
+    func admin(_ arguments: [String]) throws -> ProgramResult {
+        try run("kotasync-server", arguments + ["--config", config.path, "--db", database.path])
+    }
+
     func stop() {
         if process.isRunning {
             process.terminate()
@@ -165,18 +179,74 @@ func snapshot(_ path: String, tables: [String]) throws -> [String: [[SQLValue]]]
 
 /// A raw HTTP request to the server.
 func http(
-    _ method: String, _ url: URL, token: String? = nil, body: [UInt8]? = nil
+    _ method: String, _ url: URL, token: String? = nil, body: [UInt8]? = nil,
+    contentType: String = changesetMediaType
 ) async throws -> (status: Int, headers: [String: String], body: Data) {
     var request = URLRequest(url: url)
     request.httpMethod = method
     if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
     if let body {
         request.httpBody = Data(body)
-        request.setValue(changesetMediaType, forHTTPHeaderField: "Content-Type")
+        request.setValue(contentType, forHTTPHeaderField: "Content-Type")
     }
     let (data, response) = try await URLSession.shared.data(for: request)
     let http = response as! HTTPURLResponse
     var headers: [String: String] = [:]
     for (k, v) in http.allHeaderFields { headers["\(k)".lowercased()] = "\(v)" }
     return (http.statusCode, headers, data)
+}
+
+/// The error code of an error response body, or nil if the body is not one.
+func errorCode(_ body: Data) -> String? {
+    (try? ProtocolJSON.decoder().decode(ErrorBody.self, from: body))?.error.code
+}
+
+/// `POST /v1/review/conflicts/{id}/resolve` with `request` as JSON.
+func resolve(
+    _ base: URL, id: Int64, _ request: ResolveRequest, token: String
+) async throws -> (status: Int, headers: [String: String], body: Data) {
+    try await http(
+        "POST", base.appendingPathComponent("v1/review/conflicts/\(id)/resolve"), token: token,
+        body: [UInt8](try ProtocolJSON.encoder().encode(request)), contentType: "application/json")
+}
+
+/// Concurrent edits by three OPDs' replicas, pushed through the client library: A
+/// (pkm-binjai-kota) and B (pkm-kebun-lada) both change Siti's phone and name, A and C (bappeda)
+/// both rename a village. That makes three conflict records: patients.phone and patients.name
+/// between A and B, villages.name between A and C.
+struct ConflictScenario {
+    static let siti = "0b6f2a8e-4c1d-4e0a-9d3b-2f6c1a7e5b01"
+    static let village = "1275020003"
+    static let opds = ["pkm-binjai-kota", "pkm-kebun-lada", "bappeda"]
+
+    var replicas: [Replica]
+    var tokens: [String]
+
+    static func make(url: URL, store: some MasterStore, dir: URL) async throws -> ConflictScenario {
+        var replicas: [Replica] = []
+        var tokens: [String] = []
+        for (i, opd) in opds.enumerated() {
+            let token = try await store.createToken(opd: opd, expiresAt: nil).token
+            let (replica, _, _) = try await Synchronizer.initialize(
+                path: dir.appendingPathComponent("replica\(i).sqlite").path, serverURL: url, token: token)
+            replicas.append(replica)
+            tokens.append(token)
+        }
+        let edits = [
+            """
+            UPDATE patients SET phone = '0811-1111', name = 'Siti A' WHERE id = '\(siti)';
+            UPDATE villages SET name = 'Desa A' WHERE code = '\(village)';
+            """,
+            "UPDATE patients SET phone = '0822-2222', name = 'Siti B' WHERE id = '\(siti)'",
+            "UPDATE villages SET name = 'Desa C' WHERE code = '\(village)'",
+        ]
+        // Every edit is made before any push, so none saw another.
+        for (replica, sql) in zip(replicas, edits) {
+            let queue = try DatabaseQueue(path: replica.path)
+            try await queue.write { db in try db.execute(sql: sql) }
+            try queue.close()
+        }
+        for replica in replicas { _ = try await Synchronizer(replica: replica).push() }
+        return ConflictScenario(replicas: replicas, tokens: tokens)
+    }
 }

@@ -28,6 +28,172 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
     public var lastError: ErrorRecord?
     /// Conflicts the server reported for this replica's changes.
     public var conflicts: [ConflictReport]
+    /// What became of this replica's changes that lost, wait or were decided by a reviewer,
+    /// one per conflict record (records where its change stood are left out).
+    public var outcomes: [ChangeOutcome]
+    /// How many of ``outcomes`` are of each kind.
+    public var outcomeCounts: ChangeOutcome.Counts
+}
+
+/// What became of one of this replica's changes that the server recorded in a conflict, and why.
+public struct ChangeOutcome: Codable, Sendable, Equatable {
+    /// The kinds of outcome `kotasync status` counts.
+    public enum Kind: String, Codable, Sendable, CaseIterable {
+        /// Another change won by the table's policy, or a reviewer decided against this change.
+        case overridden
+        /// The row would break a UNIQUE constraint of the master: not applied, not lost, waiting
+        /// for the Command Center.
+        case quarantined
+        /// The row waits for a row it refers to, or behind a held row of its own; merged
+        /// automatically when that is settled.
+        case held
+        /// A reviewer rejected the row.
+        case rejected
+        /// The change waits for a person's decision (a `manual` policy, a deleted parent).
+        case awaitingReview = "awaiting_review"
+    }
+
+    /// The conflict record's id.
+    public var conflictId: Int64
+    public var kind: Kind
+    /// One line saying why.
+    public var why: String
+
+    /// How many changes had each outcome.
+    public struct Counts: Codable, Sendable, Equatable {
+        /// Changes another change or a reviewer overrode.
+        public var overridden = 0
+        /// Rows that would break a UNIQUE constraint, waiting for the Command Center.
+        public var quarantined = 0
+        /// Rows waiting for a row they refer to, or behind a held row.
+        public var held = 0
+        /// Rows a reviewer rejected.
+        public var rejected = 0
+        /// Changes waiting for a decision at the Command Center.
+        public var awaitingReview = 0
+
+        public init(_ outcomes: [ChangeOutcome]) {
+            for outcome in outcomes {
+                switch outcome.kind {
+                case .overridden: overridden += 1
+                case .quarantined: quarantined += 1
+                case .held: held += 1
+                case .rejected: rejected += 1
+                case .awaitingReview: awaitingReview += 1
+                }
+            }
+        }
+    }
+
+    public init(conflictId: Int64, kind: Kind, why: String) {
+        self.conflictId = conflictId
+        self.kind = kind
+        self.why = why
+    }
+
+    /// What `report` means for `replica`'s change; nil when the change stands (it won, a later
+    /// change saw both sides, a reviewer took its side) or the record is of a status this
+    /// client does not know.
+    public static func of(_ report: ConflictReport, for replica: UUID) -> ChangeOutcome? {
+        let rowKinds: Set<ConflictReport.Kind> = [.unique, .foreignKey, .queued]
+        let isRowRecord = rowKinds.contains(report.kind)
+        let isLoser = report.loser.replicaId == replica
+        guard isLoser || report.winner.replicaId == replica else { return nil }
+        func outcome(_ kind: Kind, _ why: String) -> ChangeOutcome {
+            ChangeOutcome(conflictId: report.id, kind: kind, why: why)
+        }
+        let other = isLoser ? report.winner : report.loser
+        let reason = report.reason.map { " (\($0))" } ?? ""
+        func overridden() -> ChangeOutcome {
+            guard report.column != nil else {
+                let what =
+                    switch report.policy {
+                    case "update-wins": "changed the row while this replica deleted it; update-wins keeps the row"
+                    case "delete-wins": "deleted the row while this replica changed it; delete-wins removes it"
+                    default: "changed the row too, and its change won (\(report.policy))"
+                    }
+                return outcome(.overridden, "\(other.opd) \(what)\(reason)")
+            }
+            return outcome(
+                .overridden,
+                "\(other.opd) changed it too, without seeing this change; \(policyText(report.policy)) kept \(valueText(other.value))\(reason)"
+            )
+        }
+        switch ConflictReport.Status(rawValue: report.status) {
+        case .superseded, nil:
+            return nil
+        case .resolved:
+            let resolution = report.resolution
+            let by = resolution.map { " by \($0.by)" + ($0.note.map { ": \($0)" } ?? "") } ?? ""
+            switch (resolution?.take, isLoser) {
+            case (.local, true):
+                return isRowRecord
+                    ? outcome(.rejected, "rejected at the Command Center\(by)")
+                    : outcome(.overridden, "the Command Center kept \(other.opd)'s \(valueText(other.value))\(by)")
+            case (.merged, true):
+                return outcome(
+                    .overridden,
+                    isRowRecord
+                        ? "merged into \(rowText(report.related)) at the Command Center\(by)"
+                        : "the Command Center wrote a merged value\(by)")
+            case (.remote, false) where !isRowRecord, (.merged, false) where !isRowRecord:
+                return outcome(
+                    .overridden,
+                    resolution?.take == .remote
+                        ? "the Command Center took \(other.opd)'s \(valueText(other.value)) instead\(by)"
+                        : "the Command Center wrote a merged value\(by)")
+            case (nil, true):
+                return outcome(.overridden, "resolved at the Command Center against this change")
+            default:
+                return nil
+            }
+        case _ where !isLoser:
+            return nil
+        case .held:
+            return outcome(
+                .held,
+                report.kind == .queued
+                    ? "waits behind an earlier change of \(rowText(report.related)) that is held\(reason)"
+                    : "waits for \(rowText(report.related)) to reach the master; merged when it does\(reason)")
+        case .open:
+            switch report.kind {
+            case .unique:
+                return outcome(
+                    .quarantined,
+                    "would duplicate a unique value of \(rowText(report.related)); kept aside for the Command Center\(reason)"
+                )
+            case .queued:
+                return outcome(
+                    .held, "waits behind an earlier change of \(rowText(report.related)) under review\(reason)")
+            case .foreignKey:
+                return outcome(
+                    .awaitingReview,
+                    "needs \(rowText(report.related)), which the master does not have; waits for the Command Center\(reason)"
+                )
+            case _ where report.policy == "manual":
+                return outcome(.awaitingReview, "waits for a decision at the Command Center (manual)\(reason)")
+            default:
+                // Decided by a policy, from a server that still marked such records `open`.
+                return overridden()
+            }
+        case .auto:
+            return overridden()
+        }
+    }
+
+    private static func valueText(_ value: SQLValue?) -> String { value?.description ?? "the deletion" }
+
+    private static func rowText(_ row: RowReference?) -> String {
+        guard let row else { return "another row" }
+        return "\(row.table) [\(row.primaryKey.map(\.description).joined(separator: ", "))]"
+    }
+
+    private static func policyText(_ policy: String) -> String {
+        switch policy {
+        case "lww": "the later edit wins (lww), which"
+        default: "the \(policy) policy"
+        }
+    }
 }
 
 extension Replica {
@@ -43,6 +209,7 @@ extension Replica {
             let conflicts = try String.fetchAll(db, sql: "SELECT report FROM _ks_conflicts ORDER BY id").compactMap {
                 try? decoder.decode(ConflictReport.self, from: Data($0.utf8))
             }
+            let outcomes = conflicts.compactMap { ChangeOutcome.of($0, for: self.id) }
             let lastError = try (Self.state(db, StateKey.lastError) as String?).flatMap {
                 try? JSONDecoder().decode(ErrorRecord.self, from: Data($0.utf8))
             }
@@ -52,13 +219,46 @@ extension Replica {
                 cursor: UInt64(bitPattern: try Self.state(db, StateKey.cursor) ?? 0),
                 lastPushAt: try Self.state(db, StateKey.lastPushAt),
                 lastPullAt: try Self.state(db, StateKey.lastPullAt),
-                lastSyncAt: try Self.state(db, StateKey.lastSyncAt), lastError: lastError, conflicts: conflicts)
+                lastSyncAt: try Self.state(db, StateKey.lastSyncAt), lastError: lastError, conflicts: conflicts,
+                outcomes: outcomes, outcomeCounts: ChangeOutcome.Counts(outcomes))
         }
     }
 
-    /// The id after which to ask the server for more conflicts.
-    func conflictsAfter() throws -> Int64 {
-        try dbQueue.read { db in try Self.state(db, StateKey.conflictsAfter) ?? 0 }
+    /// The conflict records this replica knows, in id order, as the server last reported them.
+    public func conflicts() throws -> [ConflictReport] {
+        try dbQueue.read { db in
+            let decoder = ProtocolJSON.decoder()
+            return try String.fetchAll(db, sql: "SELECT report FROM _ks_conflicts ORDER BY id").compactMap {
+                try? decoder.decode(ConflictReport.self, from: Data($0.utf8))
+            }
+        }
+    }
+
+    /// How long after its decision an automatic record is still fetched again on every pull, for
+    /// a reviewer's reversal to reach `status`.
+    static let autoRecordRefresh: TimeInterval = 7 * 86_400
+
+    /// The id after which to ask the server for conflicts: after the newest record known, or
+    /// earlier, so that records that may still change are fetched again and stored as they stand.
+    ///
+    /// Records waiting for a person or a parent row (`open`, `held`) are fetched again until they
+    /// settle, and `auto` records for ``autoRecordRefresh`` after their decision; the server lists
+    /// them by id only, so everything after the oldest such record comes again. An `auto` record
+    /// reversed later than that keeps its old status here (the row's value still arrives by
+    /// pull), and so does a record re-pointed away from this replica when it was the winner (the
+    /// server no longer lists it for this replica).
+    func conflictsAfter(now: Date = Date()) throws -> Int64 {
+        try dbQueue.read { db in
+            let newest: Int64 = try Self.state(db, StateKey.conflictsAfter) ?? 0
+            let unsettled = try Int64.fetchOne(
+                db,
+                sql: """
+                    SELECT min(id) FROM _ks_conflicts
+                    WHERE json_extract(report, '$.status') IN ('open', 'held')
+                       OR (json_extract(report, '$.status') = 'auto' AND json_extract(report, '$.decided_at') >= ?)
+                    """, arguments: [now.addingTimeInterval(-Self.autoRecordRefresh).iso8601])
+            return min(newest, (unsettled ?? newest + 1) - 1)
+        }
     }
 
     /// Keeps conflicts fetched from the server.

@@ -9,19 +9,22 @@ import NIOCore
 struct SyncAPI {
     let store: any MasterStore
     let config: ServerConfig
+    var authenticator: Authenticator { Authenticator(store: store) }
 
     func register(on router: Router<BasicRequestContext>) {
         router.get("/v1/health") { _, _ in
             try json(["status": "ok", "server": config.name])
         }
         router.get("/v1/schema") { request, _ in
-            let device = try await authenticate(request)
+            // Staff tokens open the review API only; refusing them here keeps `kotasync init`
+            // from making a replica that could never sync.
+            let device = try await authenticator.device(request, to: "make a replica")
             return try json(
                 SchemaDocument(
                     server: config.name, opd: device.opd, tables: config.tables, limits: config.limits.published))
         }
         router.post("/v1/push") { request, _ in
-            let device = try await authenticate(request)
+            let device = try await authenticator.device(request, to: "push changes")
             if let length = request.headers[.contentLength].flatMap(Int.init), length > config.limits.maxBodyBytes {
                 throw SyncError(
                     .bodyTooLarge,
@@ -37,7 +40,7 @@ struct SyncAPI {
                 status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(data: outcome.reply)))
         }
         router.get("/v1/pull") { request, _ in
-            _ = try await authenticate(request)
+            _ = try await authenticator.device(request, to: "pull rows")
             let after: UInt64 = try integer(request, "after", default: 0, minimum: 0)
             let limit: Int = try integer(request, "limit", default: config.limits.maxPullPage, minimum: 1)
             let page = try await store.pull(after: after, limit: limit)
@@ -51,7 +54,8 @@ struct SyncAPI {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: page.body)))
         }
         router.get("/v1/conflicts") { request, _ in
-            let device = try await authenticate(request)
+            let device = try await authenticator.device(
+                request, to: "list a replica's conflicts (staff use GET /v1/review/conflicts)")
             guard let text = request.uri.queryParameters.get("replica"), let replica = UUID(uuidString: text) else {
                 throw SyncError(.badRequest, "Pass the replica id as `replica=<uuid>`.")
             }
@@ -60,34 +64,19 @@ struct SyncAPI {
             return try json(try await store.conflicts(involving: replica, of: device, after: after, limit: limit))
         }
     }
-
-    /// An integer query parameter, or `fallback` when it is absent; anything else is a bad request.
-    private func integer<T: FixedWidthInteger>(_ request: Request, _ name: String, default fallback: T, minimum: T)
-        throws
-        -> T
-    {
-        guard let text = request.uri.queryParameters.get(name) else { return fallback }
-        guard let value = T(text), value >= minimum else {
-            throw SyncError(.badRequest, "`\(name)` must be an integer of at least \(minimum).")
-        }
-        return value
-    }
-
-    private func authenticate(_ request: Request) async throws -> Device {
-        // The scheme name is case-insensitive (RFC 9110 §11.1).
-        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
-            throw SyncError(.unauthorized, "Send the device token as `Authorization: Bearer <token>`.")
-        }
-        let token = String(header.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
-        guard let device = try await store.authenticate(token: token) else {
-            throw SyncError(
-                .unauthorized, "The device token is unknown, revoked or expired. Ask the Command Center for a new one.")
-        }
-        return device
-    }
 }
 
-private func json(_ value: some Encodable) throws -> Response {
+/// An integer query parameter, or `fallback` when it is absent; anything else is a bad request.
+func integer<T: FixedWidthInteger>(_ request: Request, _ name: String, default fallback: T, minimum: T) throws -> T {
+    guard let text = request.uri.queryParameters.get(name) else { return fallback }
+    guard let value = T(text), value >= minimum else {
+        throw SyncError(.badRequest, "`\(name)` must be an integer of at least \(minimum).")
+    }
+    return value
+}
+
+/// A `200` response with `value` as the protocol's JSON.
+func json(_ value: some Encodable) throws -> Response {
     let data = try ProtocolJSON.encoder().encode(value)
     return Response(
         status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(data: data))

@@ -52,13 +52,17 @@ public struct ReviewFilter: Sendable, Equatable {
     }
 }
 
-/// A newly created device token. The secret is shown once; only its hash is stored.
+/// A newly created token. The secret is shown once; only its hash is stored.
 public struct IssuedToken: Sendable, Equatable {
     public var id: String
+    /// The OPD of a device token; empty for staff.
     public var opd: String
-    /// The bearer token to give to the device.
+    /// The bearer token to give to the device or the staff member.
     public var token: String
     public var expiresAt: Date?
+    public var role: Device.Role = .device
+    /// The staff member's name; nil for a device token.
+    public var name: String?
 }
 
 /// One page of merged changes for a pull.
@@ -96,6 +100,11 @@ public protocol MasterStore: Sendable {
     func authenticate(token: String) async throws -> Device?
     /// Creates a device token for an OPD.
     func createToken(opd: String, expiresAt: Date?) async throws -> IssuedToken
+    /// Creates a token for a member of the Command Center's staff: `role` is `viewer`,
+    /// `reviewer` or `admin` (`bad_request` for `device`), `name` is recorded with every decision
+    /// made with it. A staff token belongs to no OPD: it opens the review API and never pushes
+    /// or pulls.
+    func createStaffToken(name: String, role: Device.Role, expiresAt: Date?) async throws -> IssuedToken
     /// The review queue: conflict records in id order, filtered.
     func reviewConflicts(_ filter: ReviewFilter) async throws -> ConflictList
     /// One record; `not_found` if there is none with this id.

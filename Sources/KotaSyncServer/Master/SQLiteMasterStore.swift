@@ -217,16 +217,46 @@ public final class SQLiteMasterStore: MasterStore {
                 .badRequest,
                 "OPD \(opd) is not in the config. Known OPDs: \(config.opds.map(\.id).joined(separator: ", ")).")
         }
+        return try await insertToken(opd: opd, role: .device, name: nil, expiresAt: expiresAt)
+    }
+
+    public func createStaffToken(name: String, role: Device.Role, expiresAt: Date?) async throws -> IssuedToken {
+        guard role != .device else {
+            throw SyncError(
+                .badRequest, "A staff token is a viewer, reviewer or admin; device tokens belong to an OPD.")
+        }
+        let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty, name.count <= 100,
+            !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        else {
+            throw SyncError(
+                .badRequest,
+                "Give the staff member's name (1 to 100 characters, no control characters); it is recorded with every decision they make."
+            )
+        }
+        // Staff belong to the Command Center, not to an OPD: the empty OPD matches no replica.
+        return try await insertToken(opd: "", role: role, name: name, expiresAt: expiresAt)
+    }
+
+    private func insertToken(opd: String, role: Device.Role, name: String?, expiresAt: Date?) async throws
+        -> IssuedToken
+    {
         var rng = SystemRandomNumberGenerator()
         let id = (0..<8).map { _ in String(UInt8.random(in: 0...15, using: &rng), radix: 16) }.joined()
         let secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }
         let token = "kst_\(id)_\(Data(secret).base64URLEncoded)"
         try await pool.write { db in
             try db.execute(
-                sql: "INSERT INTO _ks_tokens(id, opd, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                arguments: [id, opd, Self.hash(token), Timestamp.string(Date()), expiresAt.map(Timestamp.string)])
+                sql: """
+                    INSERT INTO _ks_tokens(id, opd, hash, created_at, expires_at, role, name)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    id, opd, Self.hash(token), Timestamp.string(Date()), expiresAt.map(Timestamp.string), role.rawValue,
+                    name,
+                ])
         }
-        return IssuedToken(id: id, opd: opd, token: token, expiresAt: expiresAt)
+        return IssuedToken(id: id, opd: opd, token: token, expiresAt: expiresAt, role: role, name: name)
     }
 
     public func authenticate(token: String) async throws -> Device? {
@@ -234,11 +264,14 @@ public final class SQLiteMasterStore: MasterStore {
         return try await read { db in
             guard
                 let row = try Row.fetchOne(
-                    db, sql: "SELECT id, opd, expires_at, revoked_at FROM _ks_tokens WHERE hash = ?", arguments: [hash]),
-                row["revoked_at"] as String? == nil
+                    db, sql: "SELECT id, opd, expires_at, revoked_at, role, name FROM _ks_tokens WHERE hash = ?",
+                    arguments: [hash]),
+                row["revoked_at"] as String? == nil,
+                // A role this build does not know grants nothing.
+                let role = Device.Role(rawValue: row["role"])
             else { return nil }
             if let expires = (row["expires_at"] as String?).flatMap(Timestamp.date), expires <= Date() { return nil }
-            return Device(tokenID: row["id"], opd: row["opd"])
+            return Device(tokenID: row["id"], opd: row["opd"], role: role, name: row["name"])
         }
     }
 

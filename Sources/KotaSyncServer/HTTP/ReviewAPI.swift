@@ -1,0 +1,87 @@
+import Foundation
+import Hummingbird
+import KotaSyncCore
+import Logging
+import NIOCore
+
+/// The Command Center's review queue over HTTP (`Protocol/http-api.md`, "Review API"): staff
+/// list and read conflict records (viewer and above) and resolve them (reviewer and above).
+struct ReviewAPI {
+    let store: any MasterStore
+    let logger: Logger
+
+    /// The most bytes a resolve request may have: a decision with a few corrected values.
+    static let maxResolveBodyBytes = 1 << 20
+
+    var authenticator: Authenticator { Authenticator(store: store) }
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/v1/review/conflicts") { request, _ in
+            _ = try await authenticator.staff(request, atLeast: .viewer, to: "read the review queue")
+            let query = request.uri.queryParameters
+            let filter = ReviewFilter(
+                status: try nonEmpty(query.get("status"), "status"), table: try nonEmpty(query.get("table"), "table"),
+                opd: try nonEmpty(query.get("opd"), "opd"),
+                after: try integer(request, "after", default: 0, minimum: 0),
+                limit: try integer(request, "limit", default: 100, minimum: 1))
+            return try json(try await store.reviewConflicts(filter))
+        }
+        router.get("/v1/review/conflicts/:id") { request, context in
+            _ = try await authenticator.staff(request, atLeast: .viewer, to: "read the review queue")
+            return try json(try await store.reviewConflict(id: try recordID(context)))
+        }
+        router.post("/v1/review/conflicts/:id/resolve") { request, context in
+            let reviewer = try await authenticator.staff(request, atLeast: .reviewer, to: "resolve conflicts")
+            let id = try recordID(context)
+            let body = try await request.body.collect(upTo: Self.maxResolveBodyBytes)
+            let decision: ResolveRequest
+            do {
+                decision = try ProtocolJSON.decoder().decode(ResolveRequest.self, from: Data(body.readableBytesView))
+            } catch {
+                throw SyncError(
+                    .badRequest,
+                    "The body must be a JSON ResolveRequest: {\"take\": \"local\"|\"remote\"|\"merged\", \"set\": {column: value}, \"note\": text} (\(describe(error)))."
+                )
+            }
+            // An unknown id is `not_found` whatever the body says, before anything is decided.
+            _ = try await store.reviewConflict(id: id)
+            let resolved = try await store.resolveConflict(id: id, decision, by: reviewer.name ?? reviewer.tokenID)
+            // Who decided what, for the audit trail; values stay out of the log (patient data).
+            logger.info(
+                "conflict resolved",
+                metadata: [
+                    "conflict_id": "\(id)", "take": "\(decision.take.rawValue)", "token_id": "\(reviewer.tokenID)",
+                    "master_version": "\(resolved.resolution?.masterVersion.map(String.init) ?? "-")",
+                ])
+            return try json(resolved)
+        }
+    }
+
+    /// The `{id}` path segment: a record id is an integer of at least 1.
+    private func recordID(_ context: BasicRequestContext) throws -> Int64 {
+        let text = context.parameters.get("id") ?? ""
+        guard let id = Int64(text), id >= 1 else {
+            throw SyncError(.badRequest, "`\(text)` is not a conflict record id (an integer of at least 1).")
+        }
+        return id
+    }
+
+    /// A text query parameter; present but empty is a mistake, not "all".
+    private func nonEmpty(_ value: String?, _ name: String) throws -> String? {
+        guard let value else { return nil }
+        guard !value.isEmpty else { throw SyncError(.badRequest, "`\(name)` is empty; leave it out to list all.") }
+        return value
+    }
+
+    /// What was wrong with a JSON body, in a form a person can act on.
+    private func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, _): "missing `\(key.stringValue)`"
+        case DecodingError.dataCorrupted(let context), DecodingError.typeMismatch(_, let context),
+            DecodingError.valueNotFound(_, let context):
+            ([context.codingPath.map(\.stringValue).joined(separator: ".")].filter { !$0.isEmpty }
+                + [context.debugDescription]).joined(separator: ": ")
+        default: "not valid JSON"
+        }
+    }
+}
