@@ -145,7 +145,24 @@ package enum ChangeLog {
         )
         """,
         "CREATE TABLE IF NOT EXISTS _ks_conflicts (id INTEGER PRIMARY KEY, report TEXT NOT NULL)",
+        displacedStatement,
+        rejectedStatement,
     ]
+
+    /// Rows the server refused for this device (out of scope, read-only table).
+    static let rejectedStatement = """
+        CREATE TABLE IF NOT EXISTS _ks_rejected (
+            tbl TEXT NOT NULL, pk BLOB NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL, action TEXT NOT NULL,
+            rejected_at TEXT NOT NULL, PRIMARY KEY (tbl, pk)
+        ) WITHOUT ROWID
+        """
+
+    /// Local rows removed because a pulled row took their place on a UNIQUE column (kept as JSON).
+    static let displacedStatement = """
+        CREATE TABLE IF NOT EXISTS _ks_displaced (
+            tbl TEXT NOT NULL, pk BLOB NOT NULL, row TEXT NOT NULL, displaced_at TEXT NOT NULL, PRIMARY KEY (tbl, pk)
+        ) WITHOUT ROWID
+        """
 
     /// The capture triggers of one table.
     static func triggerStatements(for table: TableSchema) -> [String] {

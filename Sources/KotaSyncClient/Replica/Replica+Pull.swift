@@ -64,12 +64,12 @@ extension Replica {
                         ).execute(arguments: [table.name, pk, table.columns[c].name, base ?? 0])
                         values[c] = nil
                     }
-                    try self.write(db, table: table, key: row.primaryKey, values: values)
+                    try self.writePulled(db, table: table, key: row.primaryKey, values: values, pending: pending)
                 } else if row.operation == .delete {
                     try statements[table.name]!.delete(db, key: row.primaryKey)
                     result.applied += 1
                 } else {
-                    try self.write(db, table: table, key: row.primaryKey, values: values)
+                    try self.writePulled(db, table: table, key: row.primaryKey, values: values, pending: pending)
                     result.applied += 1
                 }
                 try db.cachedStatement(sql: "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version) VALUES (?, ?, ?)")
@@ -96,11 +96,5 @@ extension Replica {
             if let local = table.columns.firstIndex(where: { $0.name == name }) { map[i] = local }
         }
         return (table, map)
-    }
-
-    /// Writes the key and the given columns.
-    private func write(_ db: Database, table: TableSchema, key: [SQLValue], values: [Int: SQLValue]) throws {
-        let columns = values.keys.sorted()
-        try statements[table.name]!.upsert(db, key: key, columns: columns, values: columns.map { values[$0]! })
     }
 }

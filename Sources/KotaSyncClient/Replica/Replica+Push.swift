@@ -189,8 +189,31 @@ extension Replica {
                 ])
             }
             try self.store(reply.conflicts, db)
+            try self.apply(rejected: reply.rejected ?? [], db, now: now)
             try Self.setState(db, StateKey.lastPushAt, now.iso8601)
         }
+    }
+
+    /// Rows the server refused (outside this OPD's scope, or a read-only table) are kept in
+    /// `_ks_rejected` for `status`. A row the server holds none of that this device may see
+    /// (`discard`) is removed here, without capture; the others come back with the next pull.
+    func apply(rejected: [RejectedRow], _ db: Database, now: Date) throws {
+        guard !rejected.isEmpty else { return }
+        try db.execute(sql: ChangeLog.rejectedStatement)
+        try db.execute(sql: "INSERT INTO _ks_applying(x) VALUES (1)")
+        for row in rejected {
+            let pk = Data(PrimaryKeyCoding.encode(row.primaryKey))
+            try db.execute(
+                sql: """
+                    INSERT OR REPLACE INTO _ks_rejected(tbl, pk, code, message, action, rejected_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """, arguments: [row.table, pk, row.code, row.message, row.action, now.iso8601])
+            if row.action == "discard", let sql = statements[row.table] {
+                try sql.delete(db, key: row.primaryKey)
+                try db.execute(sql: "DELETE FROM _ks_rows WHERE tbl = ? AND pk = ?", arguments: [row.table, pk])
+            }
+        }
+        try db.execute(sql: "DELETE FROM _ks_applying")
     }
 
     /// The server refused `outbound` for good: drop it so the next push is rebuilt from the log,

@@ -101,7 +101,8 @@ public struct SyncRules: Sendable, Equatable {
             return RowRefusal(
                 code: .outOfScope,
                 message:
-                    "The row would belong to another OPD: \(table).\(column) must be \(opd) or an OPD under it; a row cannot be moved out of, or into, another OPD.")
+                    "The row would belong to another OPD: \(table).\(column) must be \(opd) or an OPD under it; a row cannot be moved out of, or into, another OPD."
+            )
         }
         return nil
     }

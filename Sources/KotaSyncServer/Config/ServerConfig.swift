@@ -183,7 +183,9 @@ public struct ServerConfig: Sendable {
         guard let sync = entry.sync else { return TableRules() }
         var rules = TableRules()
         if let scope = sync.scope, scope != "all" {
-            guard table.primaryKey.contains(where: { $0.name == scope }) || table.columns.contains(where: { $0.name == scope })
+            guard
+                table.primaryKey.contains(where: { $0.name == scope })
+                    || table.columns.contains(where: { $0.name == scope })
             else {
                 throw ConfigError(
                     .invalid, "Table \(entry.name): sync.scope names \(scope), which is not a column of the table.")

@@ -40,10 +40,10 @@ struct SyncAPI {
                 status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(data: outcome.reply)))
         }
         router.get("/v1/pull") { request, _ in
-            _ = try await authenticator.device(request, to: "pull rows")
+            let device = try await authenticator.device(request, to: "pull rows")
             let after: UInt64 = try integer(request, "after", default: 0, minimum: 0)
             let limit: Int = try integer(request, "limit", default: config.limits.maxPullPage, minimum: 1)
-            let page = try await store.pull(after: after, limit: limit)
+            let page = try await store.pull(after: after, limit: limit, opd: device.opd)
             return Response(
                 status: .ok,
                 headers: [

@@ -91,8 +91,9 @@ public struct PushOutcome: Sendable {
 public protocol MasterStore: Sendable {
     /// Merges a validated push changeset from a device of `device.opd` in one transaction.
     func push(_ changeset: Changeset, from device: Device) async throws -> PushOutcome
-    /// The merged rows whose version is above `cursor`, at most `limit` of them.
-    func pull(after cursor: UInt64, limit: Int) async throws -> PullPage
+    /// The merged rows whose version is above `cursor` that a device of `opd` may see (all of
+    /// them when nil), at most `limit` of them; rows it no longer sees come as deletes.
+    func pull(after cursor: UInt64, limit: Int, opd: String?) async throws -> PullPage
     /// Conflicts in which `replica` took part, after conflict id `after`. The replica must belong
     /// to `device`'s OPD.
     func conflicts(involving replica: UUID, of device: Device, after: Int64, limit: Int) async throws -> ConflictList

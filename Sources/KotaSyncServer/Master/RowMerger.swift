@@ -219,14 +219,17 @@ struct RowMerger {
         let pk = Data(PrimaryKeyCoding.encode(change.key))
         let meta = try Row.fetchOne(
             db.cachedStatement(
-                sql: "SELECT version, deleted, open_conflicts, clocks, scope, gone_for FROM _ks_rows WHERE tbl = ? AND pk = ?"),
+                sql:
+                    "SELECT version, deleted, open_conflicts, clocks, scope, gone_for FROM _ks_rows WHERE tbl = ? AND pk = ?"
+            ),
             arguments: [table.name, pk])
         let storedScope = meta.map { SQLValue($0["scope"] as DatabaseValue) }
         if let opd = change.opd,
             let refusal = config.rules.refusal(
                 opd: opd, table: table.name, old: storedScope, new: newScope(of: change, stored: storedScope))
         {
-            let visible = meta != nil && config.rules.visibility(table: table.name, scope: storedScope).contains(opd)
+            let visible =
+                meta != nil && config.rules.visibility(table: table.name, scope: storedScope).contains(opd)
                 && config.rules.rules(for: table.name).direction != .up
             try refuse(change, refusal, visible: visible, pk: pk)
             return .ignored

@@ -102,7 +102,8 @@ public final class SQLiteMasterStore: MasterStore {
         encoder.outputFormatting = .sortedKeys
         let stored = try String.fetchOne(db, sql: "SELECT value FROM _ks_server WHERE key = 'sync_rules'")
             .flatMap { try? JSONDecoder().decode([String: TableRules].self, from: Data($0.utf8)) }
-        let current = Dictionary(uniqueKeysWithValues: config.tables.map { ($0.name, config.rules.rules(for: $0.name)) })
+        let current = Dictionary(
+            uniqueKeysWithValues: config.tables.map { ($0.name, config.rules.rules(for: $0.name)) })
         let previous = SyncRules(tables: stored ?? [:], opds: config.opds)
         var version = try UInt64.fetchOne(db, sql: "SELECT max(version) FROM _ks_rows") ?? 0
         for table in config.tables where stored?[table.name] != current[table.name] {
@@ -135,7 +136,8 @@ public final class SQLiteMasterStore: MasterStore {
                 }
                 if bump { version += 1 }
                 try db.execute(
-                    sql: "UPDATE _ks_rows SET scope = ?, gone_for = ?\(bump ? ", version = \(version)" : "") WHERE tbl = ? AND pk = ?",
+                    sql:
+                        "UPDATE _ks_rows SET scope = ?, gone_for = ?\(bump ? ", version = \(version)" : "") WHERE tbl = ? AND pk = ?",
                     arguments: [scope.databaseValue, gone, table.name, pk])
             }
         }
