@@ -150,11 +150,30 @@ struct TestFailure: Error, CustomStringConvertible {
 
 /// Copies the Binjai sample configuration (and its seed) into `directory`, optionally adding
 /// tables, and returns the config's path.
-func sampleConfig(in directory: URL, extraTables: String = "") throws -> URL {
+///
+/// With `scoped` false the tables' `sync` entries are left out, so every device sees every row:
+/// the conflict stories need clinics that edit the same rows. The sample's rules as shipped are
+/// tested with `scoped: true` (`ScopedSyncTests`).
+func sampleConfig(in directory: URL, extraTables: String = "", scoped: Bool = false) throws -> URL {
     let sample = packageRoot.appendingPathComponent("samples/binjai")
     try FileManager.default.copyItem(
         at: sample.appendingPathComponent("seed.sql"), to: directory.appendingPathComponent("seed.sql"))
-    let text = try String(contentsOf: sample.appendingPathComponent("kotasync.yaml"), encoding: .utf8) + extraTables
+    var text = try String(contentsOf: sample.appendingPathComponent("kotasync.yaml"), encoding: .utf8)
+    if !scoped {
+        var lines: [Substring] = []
+        var skipping = false
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line == "    sync:" {
+                skipping = true
+                continue
+            }
+            if skipping, line.hasPrefix("      ") { continue }
+            skipping = false
+            lines.append(line)
+        }
+        text = lines.joined(separator: "\n")
+    }
+    text += extraTables
     let url = directory.appendingPathComponent("kotasync.yaml")
     try text.write(to: url, atomically: true, encoding: .utf8)
     return url

@@ -30,5 +30,5 @@ INSERT INTO patients (id, nik, name, birth_date, sex, village_code, phone, clini
 INSERT INTO visits (id, patient_id, clinic_id, visit_date, complaint, weight_kg, systolic, diastolic, notes) VALUES
   ('7d1e9c40-1f2b-4a55-8c66-0e3f5b2a9c01', '0b6f2a8e-4c1d-4e0a-9d3b-2f6c1a7e5b01', 'pkm-binjai-kota', '2026-11-02', 'Demam dan batuk', 58.5, 120, 80, 'Kontrol 3 hari lagi');
 
-INSERT INTO diagnoses (visit_id, line, icd10, description) VALUES
-  ('7d1e9c40-1f2b-4a55-8c66-0e3f5b2a9c01', 1, 'J06.9', 'Infeksi saluran pernapasan atas akut');
+INSERT INTO diagnoses (visit_id, line, clinic_id, icd10, description) VALUES
+  ('7d1e9c40-1f2b-4a55-8c66-0e3f5b2a9c01', 1, 'pkm-binjai-kota', 'J06.9', 'Infeksi saluran pernapasan atas akut');
