@@ -74,9 +74,14 @@ public struct SyncRules: Sendable, Equatable {
 
     /// Who sees a row of `table` whose scope value is `scope` (nil for a row the master does not hold).
     public func visibility(table: String, scope: SQLValue?) -> Visibility {
-        let rules = rules(for: table)
-        if rules.direction == .up { return .opds([]) }
-        guard rules.scope != nil else { return .everyone }
+        if rules(for: table).direction == .up { return .opds([]) }
+        return owners(table: table, scope: scope)
+    }
+
+    /// Who a row of `table` with scope value `scope` belongs to, whatever the direction: its
+    /// OPD and every OPD above it; everyone for a table without a scope.
+    public func owners(table: String, scope: SQLValue?) -> Visibility {
+        guard rules(for: table).scope != nil else { return .everyone }
         guard case .text(let owner) = scope, opds.contains(owner) else { return .opds([]) }
         return .opds(Set(ancestors(of: owner)))
     }
@@ -92,12 +97,12 @@ public struct SyncRules: Sendable, Equatable {
                 code: .readOnlyTable, message: "Table \(table) is reference data: replicas may read it, not change it.")
         }
         guard let column = rules.scope else { return nil }
-        if let old, !visibility(table: table, scope: old).contains(opd) {
+        if let old, !owners(table: table, scope: old).contains(opd) {
             return RowRefusal(
                 code: .outOfScope,
                 message: "This row of \(table) belongs to another OPD (\(column) is not \(opd) or an OPD under it).")
         }
-        if let new, !visibility(table: table, scope: new).contains(opd) {
+        if let new, !owners(table: table, scope: new).contains(opd) {
             return RowRefusal(
                 code: .outOfScope,
                 message:
