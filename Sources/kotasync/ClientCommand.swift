@@ -97,6 +97,16 @@ struct Status: AsyncParsableCommand {
                     if let outcome = outcomes[c.id] { lines.append("      \(outcome.kind.rawValue): \(outcome.why)") }
                 }
             }
+            if !status.refused.isEmpty {
+                lines.append("Rows the server refused: \(status.refused.count)")
+                for row in status.refused {
+                    let key = row.primaryKey.map(\.description).joined(separator: ", ")
+                    let fate =
+                        row.action == "discard"
+                        ? "removed here" : "the server's version comes back with the next pull"
+                    lines.append("  \(row.table) [\(key)]: \(row.message) [\(row.code)]; \(fate)")
+                }
+            }
             return (status, lines.joined(separator: "\n"))
         }
     }

@@ -33,6 +33,8 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
     public var outcomes: [ChangeOutcome]
     /// How many of ``outcomes`` are of each kind.
     public var outcomeCounts: ChangeOutcome.Counts
+    /// Rows the server refused for this device (outside its OPD's scope, or a read-only table).
+    public var refused: [RejectedRow]
 }
 
 /// What became of one of this replica's changes that the server recorded in a conflict, and why.
@@ -210,6 +212,17 @@ extension Replica {
                 try? decoder.decode(ConflictReport.self, from: Data($0.utf8))
             }
             let outcomes = conflicts.compactMap { ChangeOutcome.of($0, for: self.id) }
+            var refused: [RejectedRow] = []
+            if try db.tableExists("_ks_rejected") {
+                for row in try Row.fetchAll(
+                    db, sql: "SELECT tbl, pk, code, message, action FROM _ks_rejected ORDER BY rejected_at")
+                {
+                    refused.append(
+                        RejectedRow(
+                            table: row["tbl"], primaryKey: try PrimaryKeyCoding.decode([UInt8](row["pk"] as Data)),
+                            code: row["code"], message: row["message"], action: row["action"]))
+                }
+            }
             let lastError = try (Self.state(db, StateKey.lastError) as String?).flatMap {
                 try? JSONDecoder().decode(ErrorRecord.self, from: Data($0.utf8))
             }
@@ -220,7 +233,7 @@ extension Replica {
                 lastPushAt: try Self.state(db, StateKey.lastPushAt),
                 lastPullAt: try Self.state(db, StateKey.lastPullAt),
                 lastSyncAt: try Self.state(db, StateKey.lastSyncAt), lastError: lastError, conflicts: conflicts,
-                outcomes: outcomes, outcomeCounts: ChangeOutcome.Counts(outcomes))
+                outcomes: outcomes, outcomeCounts: ChangeOutcome.Counts(outcomes), refused: refused)
         }
     }
 
