@@ -13,7 +13,7 @@ struct ServerCommand: AsyncParsableCommand {
             Exit status: 0 success; 2 a usage or configuration error; 4 the master refused the request \
             (not found, or not allowed for this record); 1 anything else.
             """,
-        subcommands: [Serve.self, TokenCommand.self, ConflictsCommand.self],
+        subcommands: [Serve.self, TokenCommand.self, UserCommand.self, ConflictsCommand.self, AuditCommand.self],
         defaultSubcommand: Serve.self
     )
 
@@ -80,82 +80,8 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data("kotasync-server listening on http://\(host):\(port)\n".utf8))
         }
         try await app.runService()
-    }
-}
-
-struct TokenCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "token", abstract: "Manage device and staff tokens.", subcommands: [Create.self])
-
-    /// The roles a staff token may have.
-    enum StaffRole: String, ExpressibleByArgument, CaseIterable {
-        case viewer, reviewer, admin
-
-        var role: Device.Role {
-            switch self {
-            case .viewer: .viewer
-            case .reviewer: .reviewer
-            case .admin: .admin
-            }
-        }
-    }
-
-    struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Create a token and print it once: a device token for an OPD, or a staff token.",
-            discussion: """
-                A device token (--opd) pushes and pulls for its OPD. A staff token (--staff NAME --role R) \
-                opens the review API: a viewer reads the review queue, a reviewer also resolves conflicts, \
-                an admin may do everything; NAME is recorded with every decision. Neither opens the other's routes.
-                """)
-
-        @OptionGroup var master: MasterOptions
-
-        @Option(help: "The OPD the device belongs to (an id from the config's opds list).")
-        var opd: String?
-
-        @Option(help: "The staff member's name, for a staff token.")
-        var staff: String?
-
-        @Option(help: "The staff token's role: viewer, reviewer or admin.")
-        var role: StaffRole?
-
-        @Option(help: "Days until the token expires; never if not given.")
-        var expires: Int?
-
-        func validate() throws {
-            switch (opd, staff) {
-            case (nil, nil): throw ValidationError("Give --opd ID for a device token, or --staff NAME --role R.")
-            case (.some, .some): throw ValidationError("Give either --opd or --staff, not both.")
-            case (.some, nil) where role != nil: throw ValidationError("--role is for staff tokens (--staff NAME).")
-            case (nil, .some) where role == nil:
-                throw ValidationError("A staff token needs --role viewer, reviewer or admin.")
-            default: break
-            }
-        }
-
-        func run() async throws {
-            let (_, store) = try exitOnConfigError { try master.open(logger: Logger(label: "kotasync.token")) }
-            let expiry = expires.map { Date().addingTimeInterval(TimeInterval($0) * 86_400) }
-            do {
-                let issued: IssuedToken
-                let holder: String
-                if let staff, let role {
-                    issued = try await store.createStaffToken(name: staff, role: role.role, expiresAt: expiry)
-                    holder = "\(issued.role.rawValue) \(issued.name ?? staff)"
-                } else {
-                    issued = try await store.createToken(opd: opd ?? "", expiresAt: expiry)
-                    holder = "OPD \(issued.opd)"
-                }
-                print(issued.token)
-                FileHandle.standardError.write(
-                    Data(
-                        "Token \(issued.id) for \(holder) created. It is shown only this once; the server keeps only its hash.\n"
-                            .utf8))
-            } catch let error as SyncError {
-                throw ValidationError(error.message)
-            }
-        }
+        // Entries of the last second are still queued; a graceful stop (SIGTERM, SIGINT) keeps them.
+        try await store.flushAudit()
     }
 }
 
