@@ -11,11 +11,16 @@ import Testing
 /// talking to it over loopback HTTP.
 struct InProcessServerTests {
     /// Runs `body` against a server on a free port, then shuts the server down gracefully.
+    /// `configure` may edit the sample configuration's text first.
     static func withServer(
-        _ name: String = #function, _ body: (URL, SQLiteMasterStore, URL) async throws -> Void
+        _ name: String = #function, configure: (String) -> String = { $0 },
+        _ body: (URL, SQLiteMasterStore, URL) async throws -> Void
     ) async throws {
         let dir = try makeTemporaryDirectory(name)
-        let config = try ServerConfig.load(from: try sampleConfig(in: dir))
+        let configURL = try sampleConfig(in: dir)
+        try configure(try String(contentsOf: configURL, encoding: .utf8)).write(
+            to: configURL, atomically: true, encoding: .utf8)
+        let config = try ServerConfig.load(from: configURL)
         let store = try SQLiteMasterStore(path: dir.appendingPathComponent("master.sqlite").path, config: config)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         var logger = Logger(label: "test")
