@@ -12,9 +12,14 @@ import Testing
 /// Tokens, staff accounts and logins on a real server (an `Application` on port 0) over
 /// loopback HTTP: revocation, expiry, roles on the admin routes, sessions, and the limits.
 struct CredentialTests {
-    /// The sample configuration with `line` added to its `limits:`.
+    /// The sample configuration with the limit `line` (`key: value`) in place of the sample's.
     static func limit(_ line: String) -> (String) -> String {
-        { $0.replacingOccurrences(of: "  max_pull_page: 5000", with: "  max_pull_page: 5000\n  \(line)") }
+        let key = line.split(separator: ":")[0]
+        return { text in
+            text.split(separator: "\n", omittingEmptySubsequences: false).map {
+                $0.hasPrefix("  \(key):") ? "  \(line)" : String($0)
+            }.joined(separator: "\n")
+        }
     }
 
     static func pull(_ url: URL, token: String?) async throws -> (status: Int, headers: [String: String], body: Data) {
