@@ -223,3 +223,33 @@ struct CredentialTests {
         }
     }
 }
+
+/// The request time limit, with a client that stops sending its body halfway.
+struct RequestTimeoutTests {
+    @Test func aRequestOverTheTimeLimitIsAnswered503RequestTimeoutAndOthersAreServed() async throws {
+        try await InProcessServerTests.withServer(configure: CredentialTests.limit("request_timeout_seconds: 1")) {
+            url, store, dir in
+            let token = try await store.createToken(opd: "dinkes", expiresAt: nil).token
+            // Announces 1000 bytes, sends 10, then waits for the answer (at most 60 s).
+            let script = """
+                import socket, sys
+                s = socket.create_connection(("127.0.0.1", \(url.port!)))
+                s.settimeout(60)
+                s.sendall(b"POST /v1/push HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer " + sys.argv[1].encode()
+                          + b"\\r\\nContent-Type: application/vnd.kotasync.changeset\\r\\nContent-Length: 1000\\r\\n\\r\\n0123456789")
+                data = b""
+                while b"\\r\\n\\r\\n" not in data or not data.rstrip().endswith(b"}"):
+                    chunk = s.recv(4096)
+                    if not chunk: break
+                    data += chunk
+                print(data.decode(errors="replace"))
+                """
+            let file = dir.appendingPathComponent("slow.py")
+            try script.write(to: file, atomically: true, encoding: .utf8)
+            let result = try run("/usr/bin/env", ["python3", file.path, token])
+            #expect(result.stdout.hasPrefix("HTTP/1.1 503"), "\(result.stdout) \(result.stderr)")
+            #expect(result.stdout.contains("\"request_timeout\""))
+            #expect(try await CredentialTests.pull(url, token: token).status == 200, "the server goes on serving")
+        }
+    }
+}
