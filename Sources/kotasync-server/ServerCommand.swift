@@ -10,8 +10,9 @@ struct ServerCommand: AsyncParsableCommand {
         commandName: "kotasync-server",
         abstract: "The KotaSync central sync server and its administration commands.",
         discussion: """
-            Exit status: 0 success; 2 a usage or configuration error; 4 the master refused the request \
-            (not found, or not allowed for this record); 1 anything else.
+            Exit status: 0 success; 2 a usage or configuration error; 3 `audit verify` found the audit log \
+            edited, inserted into or cut; 4 the master refused the request (not found, or not allowed for \
+            this record); 1 anything else.
             """,
         subcommands: [Serve.self, TokenCommand.self, UserCommand.self, ConflictsCommand.self, AuditCommand.self],
         defaultSubcommand: Serve.self
@@ -79,8 +80,13 @@ struct Serve: AsyncParsableCommand {
             // Tests and scripts read this line to learn the port when started with --port 0.
             FileHandle.standardOutput.write(Data("kotasync-server listening on http://\(host):\(port)\n".utf8))
         }
-        try await app.runService()
         // Entries of the last second are still queued; a graceful stop (SIGTERM, SIGINT) keeps them.
+        do {
+            try await app.runService()
+        } catch {
+            try? await store.flushAudit()
+            throw error
+        }
         try await store.flushAudit()
     }
 }

@@ -228,6 +228,11 @@ func http(
     return (http.statusCode, headers, data)
 }
 
+/// The secret part of a bearer token (`kst_<8 hex id>_<secret>`; the secret may hold `_` itself).
+func secretPart(_ token: String) -> String {
+    String(token.dropFirst("kst_00000000_".count))
+}
+
 /// The error code of an error response body, or nil if the body is not one.
 func errorCode(_ body: Data) -> String? {
     (try? ProtocolJSON.decoder().decode(ErrorBody.self, from: body))?.error.code

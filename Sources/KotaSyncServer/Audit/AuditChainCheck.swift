@@ -6,8 +6,12 @@
 public struct AuditChainCheck: Sendable {
     /// The first problem found, naming the entry: its id and what is wrong.
     public struct Problem: Sendable, Equatable, CustomStringConvertible {
+        /// The id of the first entry that does not check out (for a deletion at the end, the
+        /// first missing id).
         public var id: Int64
+        /// What is wrong with it: edited, entries deleted before it, or not following its predecessor.
         public var message: String
+        /// `entry N: message`.
         public var description: String { "entry \(id): \(message)" }
     }
 

@@ -25,9 +25,11 @@ struct SessionAPI {
             let name = String(login.name.prefix(100))
             let address = ClientAddress.of(
                 peer: context.peer, forwardedFor: request.headers[.xForwardedFor], trusted: config.trustedProxies)
-            // Who tried, for the audit log: the name as typed (never the password).
+            // Who tried, for the audit log: the account's name, or `?` for a name no account has
+            // (people type their password into the name field; that must not reach the log).
+            let known = try await store.users().contains { $0.name == login.name }
             RequestAudit.current?.state.withLock { state in
-                state.actor = name
+                state.actor = known ? name : "?"
                 state.actorKind = "user"
             }
             try limits.checkLogin(name: name, address: address)
