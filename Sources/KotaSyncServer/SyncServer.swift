@@ -9,22 +9,24 @@ public enum SyncServer {
     /// Builds the application. `onListening` receives the bound port once the server accepts
     /// connections (useful with port 0).
     ///
-    /// Every request is audited (``AuditMiddleware``), answered with the protocol's error body
-    /// on failure, and cut off after `limits.request_timeout_seconds`.
+    /// Every request is audited, answered with the protocol's error body on failure, and cut
+    /// off after `limits.request_timeout_seconds`. `logins` checks staff logins; pass the one
+    /// the dashboard's login form uses, so failures count together (a new one when nil).
     public static func application(
         config: ServerConfig, store: any MasterStore, host: String = "127.0.0.1", port: Int = 8080,
-        logger: Logger = Logger(label: "kotasync.server"),
+        logger: Logger = Logger(label: "kotasync.server"), logins: StaffLogins? = nil,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router(context: ServerRequestContext.self)
         let limits = RequestLimits(config.limits)
+        let logins = logins ?? StaffLogins(store: store, limits: config.limits)
         let authenticator = Authenticator(store: store, limits: limits)
         router.add(middleware: AuditMiddleware(store: store, trustedProxies: config.trustedProxies))
         router.add(middleware: ErrorMiddleware(logger: logger))
         router.add(middleware: TimeoutMiddleware(seconds: config.limits.requestTimeoutSeconds))
         SyncAPI(store: store, config: config, authenticator: authenticator).register(on: router)
         ReviewAPI(store: store, logger: logger, authenticator: authenticator).register(on: router)
-        SessionAPI(store: store, config: config, authenticator: authenticator, limits: limits).register(on: router)
+        SessionAPI(store: store, config: config, authenticator: authenticator, logins: logins).register(on: router)
         AdminAPI(store: store, authenticator: authenticator).register(on: router)
         return Application(
             router: router,

@@ -32,7 +32,7 @@ struct AuditMiddleware: RouterMiddleware {
     private func record(_ audit: RequestAudit, _ request: Request, _ context: Context, status: Int, code: String?) {
         let state = audit.state.withLock { $0 }
         let path = request.uri.path
-        if path == "/v1/health" { return }
+        if path == "/v1/health" || state.skipped { return }
         let denied = [401, 403, 429].contains(status)
         guard state.actor != nil || state.action != nil || denied else { return }
         let address = ClientAddress.of(

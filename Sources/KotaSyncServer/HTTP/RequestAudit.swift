@@ -15,6 +15,8 @@ final class RequestAudit: Sendable {
         var replica: String?
         var action: String?
         var detail: [String: String] = [:]
+        /// The request's entry is written by someone else (``StaffLogins``).
+        var skipped = false
     }
 
     let state = Mutex(State())
@@ -26,6 +28,11 @@ final class RequestAudit: Sendable {
             state.actorKind = device.kind
             state.opd = device.opd.isEmpty ? nil : device.opd
         }
+    }
+
+    /// Leaves the request out of the middleware's entries: its handler records its own.
+    static func skip() {
+        current?.state.withLock { $0.skipped = true }
     }
 
     /// Names the action (`push`, `review.resolve`, …) and adds counts or ids to the entry: never a

@@ -2,50 +2,42 @@ import Foundation
 import Hummingbird
 import KotaSyncCore
 
-/// Staff logins (`POST /v1/login`, `POST /v1/logout`): a staff account's name and password give a
-/// short-lived session token with the account's role, which opens the review and admin routes as
-/// a staff token does. Failed logins are limited per name and per client address.
+/// Staff logins over the API (`POST /v1/login`, `POST /v1/logout`): a staff account's name and
+/// password give a short-lived session token with the account's role, which opens the review and
+/// admin routes as a staff token does. ``StaffLogins`` checks, limits and audits the attempts.
 struct SessionAPI {
     let store: any MasterStore
     let config: ServerConfig
     let authenticator: Authenticator
-    let limits: RequestLimits
+    let logins: StaffLogins
 
     /// A login body is a name and a password.
     static let maxBodyBytes = 16 << 10
 
     func register(on router: Router<ServerRequestContext>) {
         router.post("/v1/login") { request, context in
-            RequestAudit.note(action: "login")
+            // StaffLogins writes the attempt's audit entry itself (the dashboard's form too).
+            RequestAudit.skip()
             let body = try await request.body.collect(upTo: Self.maxBodyBytes)
             guard let login = try? ProtocolJSON.decoder().decode(LoginRequest.self, from: Data(body.readableBytesView))
             else {
                 throw SyncError(.badRequest, "The body must be JSON {\"name\": …, \"password\": …}.")
             }
-            let name = String(login.name.prefix(100))
             let address = ClientAddress.of(
                 peer: context.peer, forwardedFor: request.headers[.xForwardedFor], trusted: config.trustedProxies)
-            // Who tried, for the audit log: the account's name, or `?` for a name no account has
-            // (people type their password into the name field; that must not reach the log).
-            let known = try await store.users().contains { $0.name == login.name }
-            RequestAudit.current?.state.withLock { state in
-                state.actor = known ? name : "?"
-                state.actorKind = "user"
-            }
-            try limits.checkLogin(name: name, address: address)
-            guard
-                let session = try await store.login(
-                    name: login.name, password: login.password, minutes: config.limits.sessionMinutes)
-            else {
-                limits.loginFailed(name: name, address: address)
+            switch try await logins.login(name: login.name, password: login.password, address: address) {
+            case .session(let session):
+                return try json(
+                    IssuedTokenDocument(
+                        token: session.token, id: session.id, kind: "session", role: session.role.rawValue, opd: nil,
+                        name: session.name, expiresAt: session.expiresAt.map(Timestamp.string)))
+            case .wrongCredentials:
                 throw SyncError(.unauthorized, "The name or the password is wrong.")
+            case .limited(let wait):
+                throw SyncError(
+                    .rateLimited, "Too many failed logins for this name or from this address. Try again in \(wait) s.",
+                    retryAfterSeconds: wait)
             }
-            limits.loginSucceeded(name: name)
-            RequestAudit.note(["session": session.id, "role": session.role.rawValue])
-            return try json(
-                IssuedTokenDocument(
-                    token: session.token, id: session.id, kind: "session", role: session.role.rawValue, opd: nil,
-                    name: session.name, expiresAt: session.expiresAt.map(Timestamp.string)))
         }
         router.post("/v1/logout") { request, _ in
             RequestAudit.note(action: "logout")
