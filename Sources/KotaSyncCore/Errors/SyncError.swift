@@ -47,6 +47,12 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let alreadyResolved = Code(rawValue: "already_resolved")
         /// The server failed; the request may be retried.
         public static let internalError = Code(rawValue: "internal_error")
+        /// Too many requests for this token in the current minute, or too many failed logins for
+        /// a name or an address; try again after the response's `Retry-After` seconds.
+        public static let rateLimited = Code(rawValue: "rate_limited")
+        /// The request ran longer than the server's `limits.request_timeout_seconds`. Retryable:
+        /// a push that was merged meanwhile is answered from its stored reply on the resend.
+        public static let requestTimeout = Code(rawValue: "request_timeout")
 
         /// The HTTP status the server answers with for this code.
         public var httpStatus: Int {
@@ -57,16 +63,18 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
             case .sequenceConflict, .alreadyResolved: 409
             case .bodyTooLarge, .changesetTooLarge: 413
             case .unknownTable, .unknownColumn, .typeMismatch, .invalidPrimaryKey, .constraintViolation: 422
+            case .rateLimited: 429
             case .internalError: 500
+            case .requestTimeout: 503
             default: 400
             }
         }
 
         /// Whether a client should send the same request again later: server failures, and
-        /// changesets damaged on the way (the replica's stored bytes are intact). Every other 4xx
-        /// is permanent for those bytes.
+        /// changesets damaged on the way (the replica's stored bytes are intact), and rate limits
+        /// (after `Retry-After`). Every other 4xx is permanent for those bytes.
         public var isRetryable: Bool {
-            httpStatus >= 500 || self == .changesetTruncated || self == .changesetCorrupt
+            httpStatus >= 500 || self == .changesetTruncated || self == .changesetCorrupt || self == .rateLimited
         }
     }
 
@@ -74,10 +82,14 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
     public var code: Code
     /// A human-readable explanation that says what to do.
     public var message: String
+    /// For ``Code/rateLimited``: the seconds to wait before trying again (the `Retry-After`
+    /// header of the HTTP response).
+    public var retryAfterSeconds: Int?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, retryAfterSeconds: Int? = nil) {
         self.code = code
         self.message = message
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     public var description: String { "\(code.rawValue): \(message)" }
