@@ -360,7 +360,8 @@ public struct Dashboard: Sendable {
                 "id": r.id, "kind": r.kind.rawValue, "table": r.table, "column": r.column ?? "", "status": r.status,
                 "policy": r.policy, "decided": wib(r.decidedAt),
                 "key": r.primaryKey.map(\.description).joined(separator: ", "),
-                "historyLink": "/dashboard/data/\(r.table)/row/\(Self.hex(r.primaryKey))", "reason": r.reason ?? "",
+                "historyLink": "/dashboard/data/\(r.table)/row/\(Self.hex(r.primaryKey))",
+                "reason": r.reason ?? explanation(request, policy: r.policy) ?? false,
                 "loserOPD": r.loser.opd, "winnerOPD": r.winner.opd, "fields": fields,
                 "related": r.related.map { "\($0.table) \($0.primaryKey.map(\.description).joined(separator: ", "))" }
                     ?? "",
@@ -375,6 +376,13 @@ public struct Dashboard: Sendable {
                 "settable": r.column != nil || r.held != nil,
                 "identical": identical > 1 ? identical : false, "flash": flash ?? false,
             ])
+    }
+
+    /// Why a policy decided as it did, in the page's language.
+    func explanation(_ request: Request, policy: String) -> String? {
+        let key = policy.hasPrefix("authority:") ? "policy.authority" : "policy.\(policy)"
+        guard Strings.table[key] != nil else { return nil }
+        return text(request, key).replacingOccurrences(of: "%@", with: String(policy.dropFirst("authority:".count)))
     }
 
     private func tables(_ request: Request, _ staff: Staff) async throws -> Response {
