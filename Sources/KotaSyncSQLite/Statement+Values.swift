@@ -10,11 +10,19 @@ extension Statement {
     /// one of the largest costs after SQLite itself. Our connections install no transaction
     /// observers, so nothing GRDB tracks around execution is skipped by stepping directly.
     package func run(_ values: [SQLValue]) throws {
+        try run { parameters in for value in values { parameters.bind(value) } }
+    }
+
+    /// Runs this (non-query) statement with the parameters `bind` binds, in order, straight
+    /// through the C API — without first gathering them into an array, for the statements that
+    /// run once per row of a page.
+    package func run(binding bind: (inout Parameters) throws -> Void) throws {
         let statement = sqliteStatement
         sqlite3_reset(statement)
         sqlite3_clear_bindings(statement)
         defer { sqlite3_reset(statement) }
-        for (i, value) in values.enumerated() { Self.bind(value, at: Int32(i + 1), to: statement) }
+        var parameters = Parameters(statement: statement)
+        try bind(&parameters)
         let status = sqlite3_step(statement)
         guard status == SQLITE_DONE || status == SQLITE_ROW else {
             throw DatabaseError(
@@ -42,7 +50,7 @@ extension Statement {
         }
     }
 
-    private static func bind(_ value: SQLValue, at index: Int32, to statement: OpaquePointer) {
+    fileprivate static func bind(_ value: SQLValue, at index: Int32, to statement: OpaquePointer) {
         // SQLITE_TRANSIENT: SQLite copies text and blobs before the call returns.
         let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
         switch value {
@@ -81,5 +89,30 @@ extension Statement {
         default:
             return .null
         }
+    }
+}
+
+/// The parameters of a statement being bound, in order: each `bind` takes the next one.
+package struct Parameters {
+    fileprivate let statement: OpaquePointer
+    private var index: Int32 = 1
+
+    fileprivate init(statement: OpaquePointer) { self.statement = statement }
+
+    /// Binds `value`, storage class unchanged.
+    package mutating func bind(_ value: SQLValue) {
+        Statement.bind(value, at: index, to: statement)
+        index += 1
+    }
+
+    package mutating func bind(_ value: Int64) {
+        sqlite3_bind_int64(statement, index, value)
+        index += 1
+    }
+
+    /// Binds `bytes` as a blob (an empty one as a blob of no bytes, not NULL).
+    package mutating func bind(blob bytes: [UInt8]) {
+        Statement.bind(.blob(bytes), at: index, to: statement)
+        index += 1
     }
 }
