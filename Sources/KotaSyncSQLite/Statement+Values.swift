@@ -74,7 +74,7 @@ extension Statement {
         }
     }
 
-    private static func column(_ i: Int32, of statement: OpaquePointer) -> SQLValue {
+    fileprivate static func column(_ i: Int32, of statement: OpaquePointer) -> SQLValue {
         switch sqlite3_column_type(statement, i) {
         case SQLITE_INTEGER: return .integer(sqlite3_column_int64(statement, i))
         case SQLITE_FLOAT: return .real(sqlite3_column_double(statement, i))
@@ -114,5 +114,57 @@ package struct Parameters {
     package mutating func bind(blob bytes: [UInt8]) {
         Statement.bind(.blob(bytes), at: index, to: statement)
         index += 1
+    }
+}
+
+extension Statement {
+    /// Steps through the rows of this query with `values` bound, handing each row to `body` as
+    /// SQLite holds it (nothing is copied into GRDB rows); stops early when `body` returns false.
+    ///
+    /// For the queries that read a whole page of rows: GRDB's `Row` copies every value into a
+    /// `DatabaseValue` and looks columns up by name (lowercasing it), both visible in `perf`.
+    package func forEachRow(_ values: [SQLValue], _ body: (ColumnReader) throws -> Bool) throws {
+        let statement = sqliteStatement
+        sqlite3_reset(statement)
+        sqlite3_clear_bindings(statement)
+        defer { sqlite3_reset(statement) }
+        for (i, value) in values.enumerated() { Self.bind(value, at: Int32(i + 1), to: statement) }
+        while true {
+            switch sqlite3_step(statement) {
+            case SQLITE_ROW:
+                guard try body(ColumnReader(statement: statement)) else { return }
+            case SQLITE_DONE:
+                return
+            case let status:
+                throw DatabaseError(
+                    resultCode: ResultCode(rawValue: status),
+                    message: String(cString: sqlite3_errmsg(sqlite3_db_handle(statement))), sql: sql)
+            }
+        }
+    }
+}
+
+/// The columns of the row a query stands on; valid only inside the `forEachRow` call that made it.
+package struct ColumnReader {
+    fileprivate let statement: OpaquePointer
+
+    /// Column `i` as an exact value.
+    package func value(_ i: Int32) -> SQLValue { Statement.column(i, of: statement) }
+
+    package func int64(_ i: Int32) -> Int64 { sqlite3_column_int64(statement, i) }
+
+    /// Column `i` as text (empty for NULL).
+    package func text(_ i: Int32) -> String {
+        guard let text = sqlite3_column_text(statement, i) else { return "" }
+        return String(
+            decoding: UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(statement, i))), as: UTF8.self)
+    }
+
+    /// Column `i` as bytes (empty for NULL or an empty blob).
+    package func bytes(_ i: Int32) -> [UInt8] {
+        let bytes = sqlite3_column_blob(statement, i)
+        let count = Int(sqlite3_column_bytes(statement, i))
+        guard count > 0, let bytes else { return [] }
+        return Array(UnsafeRawBufferPointer(start: bytes, count: count))
     }
 }
