@@ -44,8 +44,13 @@ extension Replica {
             // Everything per table is looked up once per page: the statements (GRDB's cache
             // hashes the SQL text on every lookup) and the column map.
             let plans = try page.tables.map { t in try self.plan(for: t, db) }
+            // An upsert rather than INSERT OR REPLACE: an existing entry is updated in place
+            // instead of deleted and inserted again.
             let knownVersion = try db.cachedStatement(
-                sql: "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version) VALUES (?, ?, ?)")
+                sql: """
+                    INSERT INTO _ks_rows(tbl, pk, version) VALUES (?, ?, ?)
+                    ON CONFLICT (tbl, pk) DO UPDATE SET version = excluded.version
+                    """)
             for row in page.rows {
                 clock.receive(row.stamp)
                 let plan = plans[row.table]
@@ -107,7 +112,9 @@ extension Replica {
     }
 
     /// How the rows of one page table are written locally.
-    private struct TablePlan {
+    /// (A class: the row loop takes a table's plan once per row, and copying a struct of arrays
+    /// and statements retained each of them.)
+    private final class TablePlan {
         let table: TableSchema
         /// Page column index → local column index (nil: a column this replica does not have).
         let columnMap: [Int?]
@@ -116,6 +123,14 @@ extension Replica {
         /// Upserts a whole row; deletes by key.
         let upsert: Statement
         let delete: Statement
+
+        init(table: TableSchema, columnMap: [Int?], sameColumns: Bool, upsert: Statement, delete: Statement) {
+            self.table = table
+            self.columnMap = columnMap
+            self.sameColumns = sameColumns
+            self.upsert = upsert
+            self.delete = delete
+        }
 
         /// The row sets every local column in order, so the whole-row upsert writes it.
         func carriesWholeRow(_ row: Changeset.Row) -> Bool {
