@@ -16,12 +16,12 @@ extension Statement {
     /// Runs this (non-query) statement with the parameters `bind` binds, in order, straight
     /// through the C API — without first gathering them into an array, for the statements that
     /// run once per row of a page.
-    package func run(binding bind: (inout Parameters) throws -> Void) throws {
+    package func run(binding bind: (inout StatementParameters) throws -> Void) throws {
         let statement = sqliteStatement
         sqlite3_reset(statement)
         sqlite3_clear_bindings(statement)
         defer { sqlite3_reset(statement) }
-        var parameters = Parameters(statement: statement)
+        var parameters = StatementParameters(statement: statement)
         try bind(&parameters)
         let status = sqlite3_step(statement)
         guard status == SQLITE_DONE || status == SQLITE_ROW else {
@@ -93,7 +93,7 @@ extension Statement {
 }
 
 /// The parameters of a statement being bound, in order: each `bind` takes the next one.
-package struct Parameters {
+package struct StatementParameters {
     fileprivate let statement: OpaquePointer
     private var index: Int32 = 1
 
