@@ -93,13 +93,28 @@ public struct Synchronizer: Sendable {
 
     /// Applies every merged change after the replica's cursor, page by page; each page is applied
     /// atomically with its cursor, so an interrupted pull resumes where it stopped.
+    ///
+    /// The next page is requested before the current one is applied, so the server reads,
+    /// encodes and sends it while this replica writes (a page's cursor is known as soon as it is
+    /// decoded). Pages are still applied one after another, in order; a page that fails to apply
+    /// stops the pull and the request ahead of it is cancelled.
     public func pull(pageSize: Int? = nil, progress: @Sendable (PullSummary) -> Void = { _ in }) async throws
         -> PullSummary
     {
         var summary = PullSummary()
         summary.cursor = try replica.cursor()
-        while true {
-            let (page, hasMore) = try await client.pull(after: summary.cursor, limit: pageSize)
+        let client = self.client
+        func request(after cursor: UInt64) -> Task<(page: Changeset, hasMore: Bool), any Error> {
+            Task { try await client.pull(after: cursor, limit: pageSize) }
+        }
+        var ahead: Task<(page: Changeset, hasMore: Bool), any Error>? = request(after: summary.cursor)
+        defer { ahead?.cancel() }
+        while let current = ahead {
+            let (page, hasMore) = try await current.value
+            // A page may be empty yet not the last (rows of tables no longer replicated are
+            // passed over); stop only when the server says so, or when the cursor stands still.
+            let last = !hasMore || (page.rows.isEmpty && page.lastSequence == page.firstSequence)
+            ahead = last ? nil : request(after: page.lastSequence)
             let applied = try replica.apply(page: page)
             summary.pages += 1
             summary.rows += page.rows.count
@@ -107,9 +122,6 @@ public struct Synchronizer: Sendable {
             summary.keptLocal += applied.keptLocal
             summary.cursor = page.lastSequence
             progress(summary)
-            // A page may be empty yet not the last (rows of tables no longer replicated are
-            // passed over); stop only when the server says so, or when the cursor stands still.
-            if !hasMore || (page.rows.isEmpty && page.lastSequence == page.firstSequence) { break }
         }
         var after = try replica.conflictsAfter()
         while true {

@@ -256,10 +256,21 @@ public enum ChangesetCodec {
             }
             var columns: [Changeset.ColumnValue] = []
             columns.reserveCapacity(columnCount)
-            var seen = Set<Int>()
+            // Which columns the row has set so far: a bit per column (a `Set` cost an allocation
+            // and a hash per value), with an array only for tables wider than 64 columns.
+            var seenBits: UInt64 = 0
+            var seenWide = table.columns.count > 64 ? [Bool](repeating: false, count: table.columns.count) : []
             for _ in 0..<columnCount {
                 let c = try r.readCount("row \(index) column index", limit: max(table.columns.count - 1, 0))
-                guard c < table.columns.count, seen.insert(c).inserted else {
+                let repeated: Bool
+                if seenWide.isEmpty {
+                    repeated = c < 64 && seenBits & (1 << UInt64(c)) != 0
+                    if c < 64 { seenBits |= 1 << UInt64(c) }
+                } else {
+                    repeated = c < seenWide.count && seenWide[c]
+                    if c < seenWide.count { seenWide[c] = true }
+                }
+                guard c < table.columns.count, !repeated else {
                     throw SyncError(
                         .changesetMalformed,
                         "Row \(index) sets column index \(c) of \(table.name) twice or out of range.")
