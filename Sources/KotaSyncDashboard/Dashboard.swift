@@ -252,7 +252,7 @@ public struct Dashboard: Sendable {
             let lastContact = [d.lastPushAt, d.lastPullAt].compactMap { $0.flatMap(Timestamp.date) }.max()
             let age = lastContact.map { now.timeIntervalSince($0) } ?? .infinity
             let (cls, label): (String, String) =
-                d.lastError != nil || age > 7 * 86_400
+                d.lastError != nil || age > 7 * 86_400 || d.refused > 0
                 ? ("bad", "down")
                 : (age > 86_400 || d.waiting > 0 || (d.pending ?? 0) > 0 ? ("warn", "attention") : ("ok", "healthy"))
             return [

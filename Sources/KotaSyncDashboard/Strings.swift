@@ -28,6 +28,7 @@ enum Strings {
         "lastPull": ("Ambil terakhir", "Last pull"),
         "pending": ("Tertunda", "Pending"),
         "waiting": ("Menunggu", "Waiting"),
+        "refused": ("Ditolak", "Refused"),
         "lag": ("Tertinggal", "Lag"),
         "version": ("Versi aplikasi", "App version"),
         "lastError": ("Galat terakhir", "Last error"),

@@ -97,8 +97,8 @@ enum Templates {
         </div>
         <h2>{{t.devices}}</h2>
         <table id="devices">
-        <tr><th>{{t.health}}</th><th>{{t.opd}}</th><th>{{t.device}}</th><th>{{t.lastPush}}</th><th>{{t.lastPull}}</th><th>{{t.pending}}</th><th>{{t.waiting}}</th><th>{{t.lag}}</th><th>{{t.version}}</th><th>{{t.lastError}}</th></tr>
-        {{#devices}}<tr class="{{healthClass}}"><td>{{healthLabel}}</td><td>{{opd}}</td><td><code>{{replica}}</code></td><td>{{lastPush}}</td><td>{{lastPull}}</td><td>{{pending}}</td><td>{{waiting}}</td><td>{{lag}}</td><td>{{client}}</td><td>{{lastError}}</td></tr>{{/devices}}
+        <tr><th>{{t.health}}</th><th>{{t.opd}}</th><th>{{t.device}}</th><th>{{t.lastPush}}</th><th>{{t.lastPull}}</th><th>{{t.pending}}</th><th>{{t.refused}}</th><th>{{t.waiting}}</th><th>{{t.lag}}</th><th>{{t.version}}</th><th>{{t.lastError}}</th></tr>
+        {{#devices}}<tr class="{{healthClass}}"><td>{{healthLabel}}</td><td>{{opd}}</td><td><code>{{replica}}</code></td><td>{{lastPush}}</td><td>{{lastPull}}</td><td>{{pending}}</td><td>{{refused}}</td><td>{{waiting}}</td><td>{{lag}}</td><td>{{client}}</td><td>{{lastError}}</td></tr>{{/devices}}
         </table>
         <h2>{{t.changesPerDay}}</h2>
         {{{changesChart}}}

@@ -190,6 +190,14 @@ struct DashboardRouteTests {
             _ = try await ConflictScenario.make(url: url, store: store, dir: dir)
             let browser = Browser(url)
             try await Self.login(browser, "budi")
+            // The replicas told the server who they are on each request: the overview shows it.
+            var overview = ""
+            for _ in 0..<50 where !overview.contains(kotaSyncClientVersion) {
+                overview = try await browser.get("/dashboard").html
+                if !overview.contains(kotaSyncClientVersion) { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(overview.contains(kotaSyncClientVersion), "each device's client version")
+            #expect(overview.contains("pkm-kebun-lada"))
             let tables = try await browser.get("/dashboard/data")
             #expect(tables.html.contains("/dashboard/data/patients"))
             let page = try await browser.get("/dashboard/data/patients")

@@ -35,6 +35,8 @@ public struct Synchronizer: Sendable {
 
     public init(replica: Replica, client: SyncClient) {
         self.replica = replica
+        var client = client
+        if client.deviceHeaders.isEmpty { client.deviceHeaders = (try? replica.deviceHeaders()) ?? [:] }
         self.client = client
     }
 

@@ -10,6 +10,9 @@ public struct SyncClient: Sendable {
     public let baseURL: URL
     let token: String
     let session: URLSession
+    /// What the device tells the server about itself on every request (`KotaSync-*` headers,
+    /// shown on the Command Center's overview): never values, only ids, counts and codes.
+    public var deviceHeaders: [String: String] = [:]
 
     public init(baseURL: URL, token: String, timeout: TimeInterval = 60) {
         self.baseURL = baseURL
@@ -67,6 +70,7 @@ public struct SyncClient: Sendable {
         if !query.isEmpty { components.queryItems = query }
         var req = URLRequest(url: components.url!)
         req.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        for (name, value) in deviceHeaders { req.setValue(value, forHTTPHeaderField: name) }
         return req
     }
 

@@ -37,6 +37,8 @@ struct SyncAPI {
                 Array(buffer.readableBytesView), limits: config.limits.decodeLimits)
             RequestAudit.note(replica: changeset.replicaID.uuidString, Self.auditDetail(changeset))
             let outcome = try await store.push(changeset, from: device)
+            // After the push: a replica's first push is what registers it.
+            noteReport(request, cursor: nil)
             var headers: HTTPFields = [.contentType: "application/json"]
             if outcome.replayed {
                 headers[.replay] = "true"
@@ -50,6 +52,7 @@ struct SyncAPI {
             let device = try await authenticator.device(request, to: "pull rows")
             let after: UInt64 = try integer(request, "after", default: 0, minimum: 0)
             let limit: Int = try integer(request, "limit", default: config.limits.maxPullPage, minimum: 1)
+            noteReport(request, cursor: after)
             let page = try await store.pull(after: after, limit: limit, opd: device.opd)
             RequestAudit.note(["after": String(after), "next": String(page.nextCursor), "rows": String(page.rows)])
             return Response(
@@ -73,6 +76,20 @@ struct SyncAPI {
             let limit: Int = try integer(request, "limit", default: 500, minimum: 1)
             return try json(try await store.conflicts(involving: replica, of: device, after: after, limit: limit))
         }
+    }
+
+    /// Keeps what the device says about itself (`KotaSync-*` headers) for the overview, without
+    /// holding up the request; a failure to keep it is not the request's.
+    private func noteReport(_ request: Request, cursor: UInt64?) {
+        guard let text = request.headers[.init(DeviceHeaders.replica)!], let replica = UUID(uuidString: text) else {
+            return
+        }
+        let header = { (name: String) in request.headers[.init(name)!].map { String($0.prefix(100)) } }
+        let report = DeviceReport(
+            replicaId: replica, clientVersion: header(DeviceHeaders.client),
+            pending: header(DeviceHeaders.pending).flatMap(Int.init), lastError: header(DeviceHeaders.lastError),
+            cursor: cursor)
+        Task { [store] in try? await store.record(report, pulled: cursor != nil) }
     }
 }
 

@@ -63,7 +63,7 @@ enum MasterSchema {
         """
         CREATE TABLE IF NOT EXISTS _ks_devices (
             replica INTEGER PRIMARY KEY, client TEXT, pending INTEGER, last_error TEXT, cursor INTEGER,
-            last_pull_at TEXT, last_seen_at TEXT NOT NULL
+            last_pull_at TEXT, last_seen_at TEXT NOT NULL, refused INTEGER NOT NULL DEFAULT 0
         )
         """,
         """

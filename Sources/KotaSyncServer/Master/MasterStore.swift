@@ -112,6 +112,8 @@ public protocol MasterStore: Sendable {
     /// made with it. A staff token belongs to no OPD: it opens the review API and never pushes
     /// or pulls.
     func createStaffToken(name: String, role: Device.Role, expiresAt: Date?) async throws -> IssuedToken
+    /// Keeps what a device said about itself on a request, for the overview.
+    func record(_ report: DeviceReport, pulled: Bool) async throws
     /// The review queue: conflict records in id order, filtered.
     func reviewConflicts(_ filter: ReviewFilter) async throws -> ConflictList
     /// One record; `not_found` if there is none with this id.
