@@ -8,19 +8,40 @@ import NIOCore
 public enum SyncServer {
     /// Builds the application. `onListening` receives the bound port once the server accepts
     /// connections (useful with port 0).
+    ///
+    /// Chunked uploads are kept in `uploads`; without one, in ``defaultUploads(for:config:)``.
+    /// When that directory cannot be made, the upload routes are left out (and logged): pushes
+    /// still work through `POST /v1/push`.
     public static func application(
         config: ServerConfig, store: any MasterStore, host: String = "127.0.0.1", port: Int = 8080,
-        logger: Logger = Logger(label: "kotasync.server"),
+        logger: Logger = Logger(label: "kotasync.server"), uploads: UploadStore? = nil,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router()
         router.add(middleware: ErrorMiddleware(logger: logger))
         SyncAPI(store: store, config: config).register(on: router)
+        do {
+            let uploads = try uploads ?? defaultUploads(for: store, config: config)
+            UploadAPI(store: store, uploads: uploads, config: config).register(on: router)
+        } catch {
+            logger.error("chunked uploads are off: cannot open their directory", metadata: ["error": "\(error)"])
+        }
         ReviewAPI(store: store, logger: logger).register(on: router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "KotaSync"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) },
             logger: logger)
+    }
+
+    /// The upload store beside a SQLite master (`MASTER.sqlite.uploads/`), or in the temporary
+    /// directory for another store, with the config's chunk size and expiry.
+    public static func defaultUploads(for store: any MasterStore, config: ServerConfig) throws -> UploadStore {
+        let directory =
+            (store as? SQLiteMasterStore).map { URL(fileURLWithPath: $0.pool.path + ".uploads") }
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("kotasync-uploads")
+        return try UploadStore(
+            directory: directory, maxChunkBytes: config.limits.maxChunkBytes,
+            expirySeconds: config.limits.uploadExpirySeconds)
     }
 }

@@ -57,6 +57,12 @@ public struct ServerConfig: Sendable {
         public var maxRows: Int = 200_000
         /// The most rows in one pull page.
         public var maxPullPage: Int = 10_000
+        /// The largest chunk of a chunked upload (`PATCH /v1/uploads/{id}`); the most a chunk
+        /// request holds in the server's memory.
+        public var maxChunkBytes: Int = 1 << 20
+        /// How long a chunked upload is kept after its last chunk, in seconds, before it counts
+        /// as abandoned and is discarded.
+        public var uploadExpirySeconds: Int = 86_400
 
         public init() {}
 
@@ -162,6 +168,22 @@ public struct ServerConfig: Sendable {
             if let v = l.maxCompressionRatio { limits.maxCompressionRatio = v }
             if let v = l.maxRows { limits.maxRows = v }
             if let v = l.maxPullPage { limits.maxPullPage = v }
+            if let v = l.maxChunkBytes {
+                guard v >= 1024 else {
+                    throw ConfigError(
+                        .invalid, "limits.max_chunk_bytes is \(v); give at least 1024 (1048576 is the default).")
+                }
+                limits.maxChunkBytes = v
+            }
+            if let v = l.uploadExpirySeconds {
+                guard v >= 1 else {
+                    throw ConfigError(
+                        .invalid,
+                        "limits.upload_expiry_seconds is \(v); give a number of seconds of at least 1 (86400 is the default)."
+                    )
+                }
+                limits.uploadExpirySeconds = v
+            }
         }
         let maxAhead = file.clock?.maxAheadSeconds ?? 300
         guard (0...86_400).contains(maxAhead) else {
@@ -379,6 +401,8 @@ private struct ConfigFile: Decodable {
         var maxCompressionRatio: Int?
         var maxRows: Int?
         var maxPullPage: Int?
+        var maxChunkBytes: Int?
+        var uploadExpirySeconds: Int?
 
         enum CodingKeys: String, CodingKey {
             case maxBodyBytes = "max_body_bytes"
@@ -386,6 +410,8 @@ private struct ConfigFile: Decodable {
             case maxCompressionRatio = "max_compression_ratio"
             case maxRows = "max_rows"
             case maxPullPage = "max_pull_page"
+            case maxChunkBytes = "max_chunk_bytes"
+            case uploadExpirySeconds = "upload_expiry_seconds"
         }
     }
 

@@ -31,13 +31,9 @@ struct SyncAPI {
                     "The body is \(length) bytes; this server accepts at most \(config.limits.maxBodyBytes).")
             }
             let buffer = try await request.body.collect(upTo: config.limits.maxBodyBytes)
-            let changeset = try ChangesetCodec.decode(
-                Array(buffer.readableBytesView), limits: config.limits.decodeLimits)
-            let outcome = try await store.push(changeset, from: device)
-            var headers: HTTPFields = [.contentType: "application/json"]
-            if outcome.replayed { headers[.replay] = "true" }
-            return Response(
-                status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(data: outcome.reply)))
+            let outcome = try await pushChangeset(
+                Array(buffer.readableBytesView), from: device, store: store, config: config)
+            return UploadAPI.pushResponse(outcome)
         }
         router.get("/v1/pull") { request, _ in
             let device = try await authenticator.device(request, to: "pull rows")
