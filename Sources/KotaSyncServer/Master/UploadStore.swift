@@ -287,6 +287,9 @@ public final class UploadStore: Sendable {
     static func hex(_ digest: SHA256.Digest) -> String {
         digest.map { String(format: "%02x", $0) }.joined()
     }
+
+    /// SHA-256 of `bytes` in lower-case hex, as the upload routes carry it.
+    static func sha256Hex(_ bytes: some DataProtocol) -> String { hex(SHA256.hash(data: bytes)) }
 }
 
 /// A chunk or a commit that does not fit where the upload stands: the server's `offset` says
