@@ -22,6 +22,7 @@ public struct UploadProgress: Sendable, Equatable {
     /// Bytes the server acknowledged.
     public var offset: Int
 
+    /// The progress of upload `id`: `offset` bytes acknowledged.
     public init(id: String, offset: Int) {
         self.id = id
         self.offset = offset

@@ -15,6 +15,7 @@ public struct PullPaging: Sendable, Equatable {
     /// Pages are not halved below this many rows (nor below what was asked for).
     public static let smallest = 16
 
+    /// Paging that starts with `requested` rows per page (nil: the server's default).
     public init(requested: Int?) {
         self.requested = requested
         self.limit = requested

@@ -22,6 +22,7 @@ public struct RetryPolicy: Sendable, Equatable {
     /// The longest `Retry-After` honoured; a server that asks for more is reported instead.
     public var maxRetryAfter: Duration
 
+    /// A policy; see the properties for what each value means.
     public init(maxAttempts: Int, baseDelay: Duration, maxDelay: Duration, maxRetryAfter: Duration = .seconds(300)) {
         self.maxAttempts = maxAttempts
         self.baseDelay = baseDelay

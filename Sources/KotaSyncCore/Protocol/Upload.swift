@@ -12,6 +12,7 @@ public struct UploadRequest: Codable, Sendable, Equatable {
     /// SHA-256 of the whole changeset, 64 lower-case hex digits.
     public var sha256: String
 
+    /// The announcement of a changeset of `length` bytes whose SHA-256 is `sha256` (hex).
     public init(changesetId: UUID, length: Int, sha256: String) {
         self.changesetId = changesetId
         self.length = length
@@ -37,6 +38,7 @@ public struct UploadStatus: Codable, Sendable, Equatable {
     /// True once the assembled changeset was pushed; committing again returns the stored reply.
     public var committed: Bool
 
+    /// An upload's state, as the server reports it.
     public init(
         id: String, changesetId: UUID, length: Int, sha256: String, offset: Int, maxChunkBytes: Int,
         expiresAt: String, committed: Bool
