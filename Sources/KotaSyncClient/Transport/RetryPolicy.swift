@@ -30,8 +30,9 @@ public struct RetryPolicy: Sendable, Equatable {
         self.maxRetryAfter = maxRetryAfter
     }
 
-    /// Six tries over about half a minute at most: long enough to ride out a dropped link,
-    /// short enough for a command someone waits on.
+    /// Six tries, waiting 8 to 16 seconds in all between them: long enough to ride out a
+    /// dropped link, short enough for a command someone waits on. A long-running sync (watch
+    /// mode) keeps its own schedule on top.
     public static let standard = RetryPolicy(maxAttempts: 6, baseDelay: .milliseconds(500), maxDelay: .seconds(16))
 
     /// One try: every failure is reported at once.
