@@ -7,6 +7,12 @@ import KotaSyncCore
 #endif
 
 /// The HTTP side of the protocol (`Protocol/http-api.md`), over URLSession.
+///
+/// Every failure is thrown as a ``ReplicaError``; ``Synchronizer`` decides with ``RetryPolicy``
+/// whether to try again. One failure cannot be caught: FoundationNetworking on Linux (Swift 6.3)
+/// traps when a connection ends in the middle of a response's header block
+/// (swift-corelibs-foundation#5285). Nothing is lost then, since the outbox, the upload's
+/// offset and every applied page are on disk before the next request, and the next run resumes.
 public struct SyncClient: Sendable {
     public let baseURL: URL
     let token: String
