@@ -37,9 +37,8 @@ struct BadLinkTests {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let app = SyncServer.application(config: config, store: store, port: 0, logger: logger) {
-            continuation.yield($0)
-        }
+        let app = SyncServer.application(
+            config: config, store: store, port: 0, logger: logger, onListening: { continuation.yield($0) })
         let group = ServiceGroup(services: [app], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
