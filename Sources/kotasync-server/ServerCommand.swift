@@ -74,11 +74,14 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "kotasync.server")
         let (config, store) = try exitOnConfigError { try master.open(logger: logger) }
-        let app = SyncServer.application(config: config, store: store, host: host, port: port, logger: logger) {
-            [host] port in
-            // Tests and scripts read this line to learn the port when started with --port 0.
-            FileHandle.standardOutput.write(Data("kotasync-server listening on http://\(host):\(port)\n".utf8))
-        }
+        // `onListening:` by name: a trailing closure would bind to `routes:`, the first closure
+        // parameter, and print the router instead of the port.
+        let app = SyncServer.application(
+            config: config, store: store, host: host, port: port, logger: logger,
+            onListening: { [host] port in
+                // Tests and scripts read this line to learn the port when started with --port 0.
+                FileHandle.standardOutput.write(Data("kotasync-server listening on http://\(host):\(port)\n".utf8))
+            })
         try await app.runService()
     }
 }
