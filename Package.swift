@@ -56,6 +56,8 @@ let package = Package(
                 "KotaSyncSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                // SHA-256 of upload chunks; the server already builds it.
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         // Command Center side: config, master store, merge engine, HTTP API.

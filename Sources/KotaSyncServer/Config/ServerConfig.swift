@@ -68,6 +68,12 @@ public struct ServerConfig: Sendable {
         public var loginWindowSeconds: Int = 900
         /// How long a session token from `POST /v1/login` stays valid.
         public var sessionMinutes: Int = 480
+        /// The largest chunk of a chunked upload (`PATCH /v1/uploads/{id}`); the most a chunk
+        /// request holds in the server's memory.
+        public var maxChunkBytes: Int = 1 << 20
+        /// How long a chunked upload is kept after its last chunk, in seconds, before it counts
+        /// as abandoned and is discarded.
+        public var uploadExpirySeconds: Int = 86_400
 
         public init() {}
 
@@ -176,6 +182,22 @@ public struct ServerConfig: Sendable {
             if let v = l.maxCompressionRatio { limits.maxCompressionRatio = v }
             if let v = l.maxRows { limits.maxRows = v }
             if let v = l.maxPullPage { limits.maxPullPage = v }
+            if let v = l.maxChunkBytes {
+                guard v >= 1024 else {
+                    throw ConfigError(
+                        .invalid, "limits.max_chunk_bytes is \(v); give at least 1024 (1048576 is the default).")
+                }
+                limits.maxChunkBytes = v
+            }
+            if let v = l.uploadExpirySeconds {
+                guard v >= 1 else {
+                    throw ConfigError(
+                        .invalid,
+                        "limits.upload_expiry_seconds is \(v); give a number of seconds of at least 1 (86400 is the default)."
+                    )
+                }
+                limits.uploadExpirySeconds = v
+            }
             if let v = l.requestsPerMinute { limits.requestsPerMinute = v }
             if let v = l.requestTimeoutSeconds { limits.requestTimeoutSeconds = v }
             if let v = l.loginFailures { limits.loginFailures = v }
@@ -413,6 +435,8 @@ private struct ConfigFile: Decodable {
         var loginFailures: Int?
         var loginWindowSeconds: Int?
         var sessionMinutes: Int?
+        var maxChunkBytes: Int?
+        var uploadExpirySeconds: Int?
 
         enum CodingKeys: String, CodingKey {
             case requestsPerMinute = "requests_per_minute"
@@ -425,6 +449,8 @@ private struct ConfigFile: Decodable {
             case maxCompressionRatio = "max_compression_ratio"
             case maxRows = "max_rows"
             case maxPullPage = "max_pull_page"
+            case maxChunkBytes = "max_chunk_bytes"
+            case uploadExpirySeconds = "upload_expiry_seconds"
         }
     }
 

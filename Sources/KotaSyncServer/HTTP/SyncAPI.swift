@@ -33,19 +33,11 @@ struct SyncAPI {
                     "The body is \(length) bytes; this server accepts at most \(config.limits.maxBodyBytes).")
             }
             let buffer = try await request.body.collect(upTo: config.limits.maxBodyBytes)
-            let changeset = try ChangesetCodec.decode(
-                Array(buffer.readableBytesView), limits: config.limits.decodeLimits)
-            RequestAudit.note(replica: changeset.replicaID.uuidString, Self.auditDetail(changeset))
-            let outcome = try await store.push(changeset, from: device)
+            let outcome = try await pushChangeset(
+                Array(buffer.readableBytesView), from: device, store: store, config: config)
             // After the push: a replica's first push is what registers it.
             noteReport(request, cursor: nil)
-            var headers: HTTPFields = [.contentType: "application/json"]
-            if outcome.replayed {
-                headers[.replay] = "true"
-                RequestAudit.note(["replayed": "true"])
-            }
-            return Response(
-                status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(data: outcome.reply)))
+            return UploadAPI.pushResponse(outcome)
         }
         router.get("/v1/pull") { request, _ in
             RequestAudit.note(action: "pull")
