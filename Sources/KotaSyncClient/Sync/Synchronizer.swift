@@ -229,6 +229,9 @@ public struct Synchronizer: Sendable {
             summary.keptLocal += applied.keptLocal
             summary.cursor = page.lastSequence
             progress(summary)
+            // A page may be empty yet not the last (rows of tables no longer replicated are
+            // passed over); stop only when the server says so, or when the cursor stands still.
+            if !hasMore || (page.rows.isEmpty && page.lastSequence == page.firstSequence) { break }
         }
         var after = try replica.conflictsAfter()
         while true {
