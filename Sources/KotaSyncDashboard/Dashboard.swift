@@ -260,7 +260,7 @@ public struct Dashboard: Sendable {
                 "replica": String(d.replicaId.uuidString.prefix(8)),
                 "lastPush": d.lastPushAt.map(wib) ?? text(request, "never"),
                 "lastPull": d.lastPullAt.map(wib) ?? text(request, "never"),
-                "pending": d.pending.map(String.init) ?? "–",
+                "pending": d.pending.map(String.init) ?? "–", "refused": d.refused,
                 "waiting": d.waiting, "lag": d.lag.map(String.init) ?? "–", "client": d.clientVersion ?? "–",
                 "lastError": d.lastError ?? "",
             ]

@@ -24,6 +24,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, ".build", "debug")
@@ -146,6 +147,7 @@ def main():
             shot("09-audit-log")
             browser.find_element(By.ID, "lang-id").click()
             browser.find_element(By.ID, "logout").click()
+            WebDriverWait(browser, 10).until(lambda b: "/dashboard/login" in b.current_url)
             check("/dashboard/login" in browser.current_url, "logged out")
 
             login("budi", "sandi-budi-2026")

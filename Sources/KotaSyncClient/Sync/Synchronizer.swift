@@ -207,6 +207,9 @@ public struct Synchronizer: Sendable {
         into summary: inout PullSummary, pageSize: Int?, progress: @Sendable (PullSummary) -> Void
     ) async throws {
         summary.cursor = try replica.cursor()
+        // What the replica tells the server about itself, as it is now (after a push).
+        var client = self.client
+        if let headers = try? replica.deviceHeaders() { client.deviceHeaders = headers }
         var paging = PullPaging(requested: pageSize)
         var failures = 0
         while true {
