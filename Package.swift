@@ -36,7 +36,7 @@ let package = Package(
         // Shared: values, changesets, the wire codec, clocks, protocol types, errors.
         .target(
             name: "KotaSyncCore",
-            dependencies: ["CZlib"]
+            dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")]
         ),
         // SQLite plumbing shared by replica and master: value bridging, schema introspection.
         .target(
@@ -55,6 +55,7 @@ let package = Package(
                 "KotaSyncSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         // Command Center side: config, master store, merge engine, HTTP API.
