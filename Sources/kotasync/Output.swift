@@ -83,3 +83,30 @@ func report<T: Encodable>(
         throw ExitCode(error.code.exitCode)
     }
 }
+
+/// The records of `status`, by state, at most 20 of each with a count of the rest.
+func recordLines(_ status: ReplicaStatus) -> [String] {
+    var lines: [String] = []
+    for state in RecordState.State.allCases {
+        let total = status.recordCounts[state.rawValue] ?? 0
+        guard total > 0 else { continue }
+        let heading: String =
+            switch state {
+            case .pending: "Pending (captured, not sent)"
+            case .sent: "Sent (in the outbox, awaiting acknowledgement)"
+            case .acknowledged: "Recently acknowledged"
+            case .conflicted: "Conflicted"
+            case .rejected: "Rejected by the server"
+            }
+        lines.append("\(heading): \(total)")
+        let shown = status.records.filter { $0.state == state }.prefix(20)
+        for record in shown {
+            let key = record.primaryKey.map(\.description).joined(separator: ", ")
+            lines.append("  \(record.table) [\(key)]: \(record.detail)" + (record.at.map { " (\($0))" } ?? ""))
+        }
+        if total > shown.count {
+            lines.append("  … and \(total - shown.count) more (`--json` lists up to \(ReplicaStatus.recordLimit))")
+        }
+    }
+    return lines
+}
