@@ -12,6 +12,8 @@ public struct PushSummary: Codable, Sendable, Equatable {
     /// Changesets the server had already applied (a retry after a lost reply).
     public var replayed = 0
     public var conflicts: [ConflictReport] = []
+    /// Encoded bytes of the changesets acknowledged.
+    public var bytes = 0
 }
 
 /// What a pull did.
@@ -67,12 +69,14 @@ public struct Synchronizer: Sendable {
     /// the next push; the server recognises its id and replies as before. A changeset the server
     /// refuses for good (bad data) is dropped from the outbox, its changes stay in the log, and
     /// the error is thrown for the operator.
-    public func push() async throws -> PushSummary {
+    public func push(progress: @Sendable (PushSummary) -> Void = { _ in }) async throws -> PushSummary {
         var summary = PushSummary()
         while let outbound = try replica.nextOutbound() {
             do {
                 let (reply, replayed) = try await client.push(outbound.body)
                 try replica.acknowledge(outbound, reply: reply)
+                summary.bytes += outbound.body.count
+                defer { progress(summary) }
                 summary.changesets += 1
                 summary.rows += reply.rows
                 summary.applied += reply.applied
@@ -119,10 +123,13 @@ public struct Synchronizer: Sendable {
         return summary
     }
 
-    /// Push, then pull.
-    public func sync() async throws -> (push: PushSummary, pull: PullSummary) {
-        let pushed = try await push()
-        let pulled = try await pull()
+    /// Push, then pull; the callbacks see each step's progress.
+    public func sync(
+        pushProgress: @Sendable (PushSummary) -> Void = { _ in },
+        pullProgress: @Sendable (PullSummary) -> Void = { _ in }
+    ) async throws -> (push: PushSummary, pull: PullSummary) {
+        let pushed = try await push(progress: pushProgress)
+        let pulled = try await pull(progress: pullProgress)
         return (pushed, pulled)
     }
 }
