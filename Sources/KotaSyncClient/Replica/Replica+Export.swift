@@ -16,6 +16,7 @@ public struct ExportSummary: Codable, Sendable, Equatable {
     /// The replica's pull cursor: the `--since` for `kotasync-server export`.
     public var cursor: UInt64
 
+    /// A summary of an export.
     public init(changesetId: UUID?, rows: Int, bytes: Int, remainingEntries: Int, cursor: UInt64) {
         self.changesetId = changesetId
         self.rows = rows

@@ -64,14 +64,18 @@ public struct RecordState: Codable, Sendable, Equatable {
         case rejected
     }
 
+    /// The record's table.
     public var table: String
+    /// The record's key values, in key column order.
     public var primaryKey: [SQLValue]
+    /// Where its change stands.
     public var state: State
     /// One line about it: the operation, the conflict's outcome, the refusal's reason.
     public var detail: String
     /// When it reached this state, where known.
     public var at: String?
 
+    /// A record's state as `status` lists it.
     public init(table: String, primaryKey: [SQLValue], state: State, detail: String, at: String? = nil) {
         self.table = table
         self.primaryKey = primaryKey

@@ -17,6 +17,7 @@ public struct TransferFile: Codable, Sendable, Equatable {
         /// Lowercase hex of HMAC-SHA256(key: SHA-256(token), message: the body's bytes).
         public var hmac: String
 
+        /// A code for the token with id `tokenId`.
         public init(tokenId: String, hmac: String) {
             self.tokenId = tokenId
             self.hmac = hmac
@@ -131,6 +132,7 @@ public struct TransferBody: Codable, Sendable, Equatable {
         case pull
     }
 
+    /// What the file carries.
     public var kind: Kind
     /// The OPD the file is for (pull) or from (push, push reply).
     public var opd: String
@@ -149,6 +151,7 @@ public struct TransferBody: Codable, Sendable, Equatable {
     /// Push reply: the server's reply to each changeset, in the file's order.
     public var replies: [PushReply]?
 
+    /// A body of `kind` for (or from) `opd`.
     public init(
         kind: Kind, opd: String, createdAt: String, replicaId: UUID? = nil, cursor: UInt64? = nil,
         nextCursor: UInt64? = nil, changesets: [Data]? = nil, replies: [PushReply]? = nil
