@@ -54,7 +54,7 @@ public struct Watcher: Sendable {
         while !Task.isCancelled {
             if schedule.isDue(at: now()) {
                 // Writes made from here on are new to the next round, even if this sync takes them.
-                seen = try replica.changeMark()
+                seen = (try? replica.changeMark()) ?? seen
                 do {
                     let (pushed, pulled) = try await sync()
                     schedule.succeeded(at: now())
@@ -77,10 +77,10 @@ public struct Watcher: Sendable {
             } catch {
                 return
             }
-            let current = try replica.dataVersion()
-            guard current != version else { continue }
+            // A busy or failing database only delays the next look; the sync reports real errors.
+            guard let current = try? replica.dataVersion(), current != version else { continue }
             version = current
-            let mark = try replica.changeMark()
+            guard let mark = try? replica.changeMark() else { continue }
             if mark > seen {
                 seen = mark
                 schedule.localChange(at: now())
