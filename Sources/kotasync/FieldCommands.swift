@@ -113,7 +113,7 @@ struct Export: AsyncParsableCommand {
     var out: String
 
     func run() async throws {
-        try await report(json: options.json, recordingOn: options.db) {
+        try await report(json: options.json, recordingOn: options.db, offline: true) {
             let lock = try ProcessLock(replicaAt: options.db)
             defer { withExtendedLifetime(lock) {} }
             let replica = try Replica(path: options.db)
@@ -161,7 +161,7 @@ struct Import: AsyncParsableCommand {
     var files: [String]
 
     func run() async throws {
-        try await report(json: options.json, recordingOn: options.db) {
+        try await report(json: options.json, recordingOn: options.db, offline: true) {
             let lock = try ProcessLock(replicaAt: options.db)
             defer { withExtendedLifetime(lock) {} }
             let replica = try Replica(path: options.db)

@@ -58,12 +58,15 @@ func detail(_ c: ConflictReport, replica: UUID, outcome: ChangeOutcome?) -> Stri
 
 /// Runs a command body, prints its result as JSON or text, records the outcome on the replica
 /// for `status`, and turns errors into a message on stderr and the documented exit status.
+///
+/// A success clears the recorded error and counts as a sync unless `offline` (export, import):
+/// those say nothing about the link, so an earlier network error stays in `status`.
 func report<T: Encodable>(
-    json: Bool, recordingOn db: String? = nil, _ body: () async throws -> (T, String)
+    json: Bool, recordingOn db: String? = nil, offline: Bool = false, _ body: () async throws -> (T, String)
 ) async throws {
     do {
         let (value, text) = try await body()
-        if let db { try? Replica(path: db).recordError(nil) }
+        if let db, !offline { try? Replica(path: db).recordError(nil) }
         if json {
             let encoder = ProtocolJSON.encoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
