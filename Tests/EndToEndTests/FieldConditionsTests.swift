@@ -129,6 +129,31 @@ struct FieldConditionsTests {
         #expect(late.stdout.contains("acknowledged before"))
     }
 
+    @Test func theRunningServerKnowsAReplicaThatAnImportRegistered() throws {
+        let dir = try makeTemporaryDirectory()
+        let server = try ServerProcess(config: try sampleConfig(in: dir), directory: dir)
+        defer { server.stop() }
+        let (offline, online) = try Self.twoClinics(dir, server)
+        // Concurrent edits of one phone: the offline clinic's arrives by file, registering its
+        // replica from another process; the online clinic's then merges in the running server.
+        try run("/usr/bin/sqlite3", [offline, "UPDATE patients SET phone = '0811-1010' WHERE id = '\(Self.siti)'"])
+        try run("/usr/bin/sqlite3", [online, "UPDATE patients SET phone = '0822-2020' WHERE id = '\(Self.siti)'"])
+        let stick = dir.appendingPathComponent("push.json").path
+        try #require(try run("kotasync", ["export", "--db", offline, "--out", stick]).status == 0)
+        try #require(try server.admin(["import", stick]).status == 0)
+        #expect(try run("kotasync", ["sync", "--db", online]).status == 0)
+
+        let ids = try [offline, online].map { db in
+            let status = try run("kotasync", ["status", "--db", db, "--json"])
+            return try ProtocolJSON.decoder().decode(IdView.self, from: Data(status.stdout.utf8)).replicaId
+        }
+        let status = try run("kotasync", ["status", "--db", online, "--json"])
+        let view = try ProtocolJSON.decoder().decode(StatusView.self, from: Data(status.stdout.utf8))
+        let conflict = try #require(view.conflicts.first { $0.column == "phone" })
+        // The tie-break and the record name the imported replica, not an unknown (zero) id.
+        #expect(Set([conflict.winner.replicaId, conflict.loser.replicaId]) == Set(ids))
+    }
+
     @Test func aFileChangedOnTheWayOrMadeForAnotherClinicIsRefused() throws {
         let dir = try makeTemporaryDirectory()
         let server = try ServerProcess(config: try sampleConfig(in: dir), directory: dir)
@@ -225,6 +250,11 @@ struct FieldConditionsTests {
         watch.kill()
         #expect(try run("kotasync", ["pull", "--db", replica]).status == 0)
     }
+}
+
+/// The replica id of `kotasync status --json`.
+struct IdView: Decodable {
+    var replicaId: UUID
 }
 
 /// The parts of `kotasync status --json` these tests read.
