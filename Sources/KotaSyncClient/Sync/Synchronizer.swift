@@ -14,6 +14,9 @@ public struct PushSummary: Codable, Sendable, Equatable {
     public var conflicts: [ConflictReport] = []
     /// Encoded bytes of the changesets acknowledged.
     public var bytes = 0
+
+    /// Nothing pushed yet.
+    public init() {}
 }
 
 /// What a pull did.
@@ -26,6 +29,9 @@ public struct PullSummary: Codable, Sendable, Equatable {
     public var cursor: UInt64 = 0
     /// Conflicts about this replica's changes learned while pulling.
     public var conflicts: [ConflictReport] = []
+
+    /// Nothing pulled yet.
+    public init() {}
 }
 
 /// Runs the sync protocol between a replica and its server.
