@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         // C layer: module maps and shims only.
@@ -74,6 +75,19 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // The Command Center's web pages (server-rendered HTML) over the master store.
+        .target(
+            name: "KotaSyncDashboard",
+            dependencies: [
+                "KotaSyncServer",
+                "KotaSyncCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Mustache", package: "swift-mustache"),
+            ]
+        ),
         .executableTarget(
             name: "kotasync",
             dependencies: [
@@ -86,6 +100,7 @@ let package = Package(
             name: "kotasync-server",
             dependencies: [
                 "KotaSyncServer",
+                "KotaSyncDashboard",
                 "KotaSyncCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -112,8 +127,9 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "KotaSyncClient", "KotaSyncServer", "KotaSyncSQLite",
+                "KotaSyncClient", "KotaSyncServer", "KotaSyncSQLite", "KotaSyncDashboard",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]

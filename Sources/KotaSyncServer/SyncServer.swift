@@ -11,10 +11,12 @@ public enum SyncServer {
     public static func application(
         config: ServerConfig, store: any MasterStore, host: String = "127.0.0.1", port: Int = 8080,
         logger: Logger = Logger(label: "kotasync.server"),
+        routes: (Router<BasicRequestContext>) -> Void = { _ in },
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router()
         router.add(middleware: ErrorMiddleware(logger: logger))
+        routes(router)
         SyncAPI(store: store, config: config).register(on: router)
         ReviewAPI(store: store, logger: logger).register(on: router)
         return Application(

@@ -196,20 +196,20 @@ struct ConflictsCommand: AsyncParsableCommand {
     }
 }
 
-private let quietLogger: Logger = {
+let quietLogger: Logger = {
     var logger = Logger(label: "kotasync.conflicts")
     logger.logLevel = .warning
     return logger
 }()
 
 /// Prints `value` exactly as the review API sends it.
-private func printJSON(_ value: some Encodable) throws {
+func printJSON(_ value: some Encodable) throws {
     print(String(decoding: try ProtocolJSON.encoder().encode(value), as: UTF8.self))
 }
 
 /// Runs a store call; a refusal (not found, not allowed for this record, bad values) prints its
 /// code and message and exits with 4, a failure of the server itself with 1.
-private func refusingWithExitCode<T>(_ body: () async throws -> T) async throws -> T {
+func refusingWithExitCode<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
     } catch let error as SyncError {

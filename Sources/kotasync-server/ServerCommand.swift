@@ -13,7 +13,10 @@ struct ServerCommand: AsyncParsableCommand {
             Exit status: 0 success; 2 a usage or configuration error; 4 the master refused the request \
             (not found, or not allowed for this record); 1 anything else.
             """,
-        subcommands: [Serve.self, TokenCommand.self, ConflictsCommand.self, ImportCommand.self, ExportCommand.self],
+        subcommands: [
+            Serve.self, TokenCommand.self, ConflictsCommand.self, HistoryCommand.self, ImportCommand.self,
+            ExportCommand.self,
+        ],
         defaultSubcommand: Serve.self
     )
 

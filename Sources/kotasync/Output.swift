@@ -7,6 +7,7 @@ func pushLine(_ s: PushSummary) -> String {
     guard s.changesets > 0 else { return "Nothing to push." }
     var line = "Pushed \(s.rows) row(s) in \(s.changesets) changeset(s): \(s.applied) applied"
     if !s.conflicts.isEmpty { line += ", \(s.conflicts.count) conflict(s) recorded (see `kotasync status`)" }
+    if s.refused > 0 { line += ", \(s.refused) refused (see `kotasync status`)" }
     if s.replayed > 0 { line += ", \(s.replayed) already applied earlier" }
     return line + "."
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Hummingbird
 import KotaSyncClient
 import KotaSyncCore
 import KotaSyncServer
@@ -12,7 +13,9 @@ import Testing
 struct InProcessServerTests {
     /// Runs `body` against a server on a free port, then shuts the server down gracefully.
     static func withServer(
-        _ name: String = #function, _ body: (URL, SQLiteMasterStore, URL) async throws -> Void
+        _ name: String = #function,
+        routes: (SQLiteMasterStore) throws -> (Router<BasicRequestContext>) -> Void = { _ in { _ in } },
+        _ body: (URL, SQLiteMasterStore, URL) async throws -> Void
     ) async throws {
         let dir = try makeTemporaryDirectory(name)
         let config = try ServerConfig.load(from: try sampleConfig(in: dir))
@@ -20,7 +23,9 @@ struct InProcessServerTests {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         var logger = Logger(label: "test")
         logger.logLevel = .warning
-        let app = SyncServer.application(config: config, store: store, port: 0, logger: logger) {
+        let app = SyncServer.application(
+            config: config, store: store, port: 0, logger: logger, routes: try routes(store)
+        ) {
             continuation.yield($0)
         }
         let group = ServiceGroup(services: [app], logger: logger)

@@ -217,6 +217,18 @@ struct DuplicateRegistrationTests {
             server.database.path, "SELECT count(*) FROM _ks_history WHERE tbl = 'patients' AND pk = ?",
             [Data(PrimaryKeyCoding.encode([.text("p-lada")]))])
         #expect(history.first?.first.map { $0 != .integer(0) } == true)
+        // ... and `kotasync-server history` shows them: the survivor's values before the merge,
+        // and the second registration's values, replaced by its removal.
+        let survivor = try server.admin(["history", "patients", "p-kota", "--json"])
+        #expect(survivor.status == 0, "\(survivor.stderr)")
+        let versions = try ProtocolJSON.decoder().decode([RowVersion].self, from: Data(survivor.stdout.utf8))
+        #expect(versions.first?.opd == "master")
+        #expect(versions.first?.values?["phone"] == .text("0812-5555"))
+        #expect(versions.last?.opd == "pkm-binjai-kota")
+        #expect(versions.last?.values?["phone"] == .null, "the first original")
+        let removed = try server.admin(["history", "patients", "p-lada"])
+        #expect(removed.stdout.contains("delete by master"), "\(removed.stdout)")
+        #expect(removed.stdout.contains("clinic_id = 'pkm-kebun-lada'"), "the second original: \(removed.stdout)")
     }
 
     func rows(_ path: String, _ sql: String, _ arguments: [any DatabaseValueConvertible] = []) throws -> [[SQLValue]] {

@@ -12,6 +12,8 @@ public struct PushSummary: Codable, Sendable, Equatable {
     /// Changesets the server had already applied (a retry after a lost reply).
     public var replayed = 0
     public var conflicts: [ConflictReport] = []
+    /// Rows the server refused (outside this OPD's scope, or a read-only table).
+    public var refused = 0
     /// Encoded bytes of the changesets acknowledged.
     public var bytes = 0
 
@@ -88,6 +90,7 @@ public struct Synchronizer: Sendable {
                 summary.applied += reply.applied
                 summary.replayed += replayed ? 1 : 0
                 summary.conflicts += reply.conflicts
+                summary.refused += reply.rejected?.count ?? 0
             } catch let error as ReplicaError where error.code == .rejected {
                 if let code = error.server?.code, !code.isRetryable, code != .sequenceConflict {
                     try replica.discard(outbound)

@@ -59,6 +59,13 @@ enum MasterSchema {
             value, PRIMARY KEY (tbl, pk, col, writer)
         ) WITHOUT ROWID
         """,
+        // What each device said about itself at its last request (headers `KotaSync-*`).
+        """
+        CREATE TABLE IF NOT EXISTS _ks_devices (
+            replica INTEGER PRIMARY KEY, client TEXT, pending INTEGER, last_error TEXT, cursor INTEGER,
+            last_pull_at TEXT, last_seen_at TEXT NOT NULL
+        )
+        """,
         """
         CREATE TABLE IF NOT EXISTS _ks_tokens (
             id TEXT PRIMARY KEY, opd TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL,

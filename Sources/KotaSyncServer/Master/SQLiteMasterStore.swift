@@ -13,7 +13,8 @@ import Synchronization
 /// commit is on disk before its reply is sent.
 public final class SQLiteMasterStore: MasterStore {
     let pool: DatabasePool
-    let config: ServerConfig
+    /// The configuration the store was opened with.
+    public let config: ServerConfig
     let logger: Logger
     /// Replica numbers to their ids, for tie-breaks in merge decisions; grows as replicas appear.
     let writers = Mutex<[Int64: Writer]>([0: .master])

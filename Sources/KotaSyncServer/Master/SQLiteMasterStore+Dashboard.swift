@@ -1,0 +1,239 @@
+import Foundation
+import GRDB
+import KotaSyncCore
+import KotaSyncSQLite
+
+/// What the Command Center's overview shows of one device (replica).
+public struct DeviceHealth: Sendable, Equatable {
+    public var replicaId: UUID
+    public var opd: String
+    public var firstSeenAt: String
+    public var lastPushAt: String?
+    public var lastPullAt: String?
+    /// Changesets and rows the device pushed.
+    public var changesets: Int
+    public var rows: Int
+    /// Rows it reported as not yet pushed, at its last request.
+    public var pending: Int?
+    /// Records in which its change waits (`open` or `held`).
+    public var waiting: Int
+    /// How many master versions its last pull was behind the master.
+    public var lag: UInt64?
+    public var clientVersion: String?
+    public var lastError: String?
+}
+
+/// The overview's figures.
+public struct Overview: Sendable, Equatable {
+    public var devices: [DeviceHealth]
+    public var masterVersion: UInt64
+    /// Live rows per table.
+    public var rows: [String: Int]
+    /// Records by status.
+    public var records: [String: Int]
+    /// Changes merged per day (`YYYY-MM-DD` in the given time zone) and OPD, the last days.
+    public var changesPerDay: [String: [String: Int]]
+    /// Conflict records made per day.
+    public var conflictsPerDay: [String: Int]
+}
+
+/// One page of a replicated table, for the data browser.
+public struct TablePage: Sendable, Equatable {
+    public struct Row: Sendable, Equatable {
+        public var key: [SQLValue]
+        public var values: [SQLValue]
+        /// The OPD whose change was merged last into the row (`master` for the Command Center).
+        public var lastChangedBy: String?
+        public var version: UInt64?
+    }
+
+    public var table: String
+    /// Key columns, then the other columns.
+    public var columns: [String]
+    public var rows: [Row]
+    /// Rows matching the search.
+    public var total: Int
+}
+
+/// What a device says about itself on each request (headers `KotaSync-*`), kept for the overview.
+public struct DeviceReport: Sendable, Equatable {
+    public var replicaId: UUID
+    public var clientVersion: String?
+    public var pending: Int?
+    public var lastError: String?
+    /// The cursor it pulled from, for its lag.
+    public var cursor: UInt64?
+
+    public init(replicaId: UUID, clientVersion: String?, pending: Int?, lastError: String?, cursor: UInt64?) {
+        self.replicaId = replicaId
+        self.clientVersion = clientVersion
+        self.pending = pending
+        self.lastError = lastError
+        self.cursor = cursor
+    }
+}
+
+extension SQLiteMasterStore {
+    /// The Command Center's overview: every device, the city's totals, changes and conflicts per
+    /// day for the last `days` days in `timeZone`.
+    public func overview(days: Int = 14, timeZone: TimeZone, now: Date = Date()) async throws -> Overview {
+        let tables = config.tables.map(\.name)
+        return try await read { db in
+            let masterVersion = UInt64(try Int64.fetchOne(db, sql: "SELECT max(version) FROM _ks_rows") ?? 0)
+            var devices: [DeviceHealth] = []
+            let telemetry = try Dictionary(
+                Row.fetchAll(db, sql: "SELECT * FROM _ks_devices").map { ($0["replica"] as Int64, $0) },
+                uniquingKeysWith: { $1 })
+            for r in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT r.number, r.uuid, r.opd, r.first_seen_at, r.last_push_at,
+                        (SELECT count(*) FROM _ks_changesets c WHERE c.replica = r.number) AS changesets,
+                        (SELECT coalesce(sum(rows), 0) FROM _ks_changesets c WHERE c.replica = r.number) AS rows,
+                        (SELECT count(*) FROM _ks_conflicts k WHERE k.loser_writer = r.number
+                            AND k.status IN ('open', 'held')) AS waiting
+                    FROM _ks_replicas r ORDER BY r.opd, r.first_seen_at
+                    """)
+            {
+                let t = telemetry[r["number"]]
+                let cursor = (t?["cursor"] as Int64?).map(UInt64.init)
+                devices.append(
+                    DeviceHealth(
+                        replicaId: UUID(bytes: [UInt8](r["uuid"] as Data)), opd: r["opd"],
+                        firstSeenAt: r["first_seen_at"],
+                        lastPushAt: r["last_push_at"], lastPullAt: t?["last_pull_at"], changesets: r["changesets"],
+                        rows: r["rows"], pending: t?["pending"], waiting: r["waiting"],
+                        lag: cursor.map { masterVersion > $0 ? masterVersion - $0 : 0 }, clientVersion: t?["client"],
+                        lastError: t?["last_error"]))
+            }
+            var rows: [String: Int] = [:]
+            for table in tables {
+                rows[table] = try Int.fetchOne(db, sql: "SELECT count(*) FROM \(SQL.quote(table))") ?? 0
+            }
+            var records: [String: Int] = [:]
+            for r in try Row.fetchAll(db, sql: "SELECT status, count(*) AS n FROM _ks_conflicts GROUP BY status") {
+                records[r["status"]] = r["n"]
+            }
+            // Days in the city's time zone: the offset of `now` is used for the whole window.
+            let offset = Int64(timeZone.secondsFromGMT(for: now)) * 1000
+            let since =
+                (Int64(now.timeIntervalSince1970 * 1000) + offset) / 86_400_000 * 86_400_000 - offset
+                - Int64(days - 1) * 86_400_000
+            var changes: [String: [String: Int]] = [:]
+            for r in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT date(((h.stamp >> 16) + ?) / 1000, 'unixepoch') AS day,
+                        coalesce(r.opd, 'master') AS opd, count(*) AS n
+                    FROM _ks_history h LEFT JOIN _ks_replicas r ON r.number = h.writer
+                    WHERE (h.stamp >> 16) >= ? GROUP BY day, opd
+                    """, arguments: [offset, since])
+            {
+                changes[r["day"], default: [:]][r["opd"]] = r["n"]
+            }
+            var conflicts: [String: Int] = [:]
+            let sinceText = Timestamp.string(Date(timeIntervalSince1970: Double(since) / 1000))
+            for r in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT date(julianday(decided_at) + ? / 86400000.0) AS day, count(*) AS n
+                    FROM _ks_conflicts WHERE decided_at >= ? GROUP BY day
+                    """, arguments: [offset, sinceText])
+            {
+                conflicts[r["day"]] = r["n"]
+            }
+            return Overview(
+                devices: devices, masterVersion: masterVersion, rows: rows, records: records, changesPerDay: changes,
+                conflictsPerDay: conflicts)
+        }
+    }
+
+    /// Remembers what a device said about itself on a request (cheap: one small upsert).
+    public func record(_ report: DeviceReport, pulled: Bool, now: Date = Date()) async throws {
+        try await pool.write { db in
+            guard
+                let number = try Int64.fetchOne(
+                    db, sql: "SELECT number FROM _ks_replicas WHERE uuid = ?", arguments: [Data(report.replicaId.bytes)]
+                )
+            else { return }
+            try db.execute(
+                sql: """
+                    INSERT INTO _ks_devices(replica, client, pending, last_error, cursor, last_pull_at, last_seen_at)
+                    VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?6 THEN ?7 END, ?7)
+                    ON CONFLICT(replica) DO UPDATE SET client = coalesce(?2, client), pending = coalesce(?3, pending),
+                        last_error = ?4, cursor = coalesce(?5, cursor),
+                        last_pull_at = CASE WHEN ?6 THEN ?7 ELSE last_pull_at END, last_seen_at = ?7
+                    """,
+                arguments: [
+                    number, report.clientVersion, report.pending, report.lastError, report.cursor.map { Int64($0) },
+                    pulled, Timestamp.string(now),
+                ])
+        }
+    }
+
+    /// One page of `table` for the data browser: rows whose text matches `search` in any column,
+    /// ordered by `sort` (a column name; the key when nil or unknown).
+    public func browse(
+        table name: String, search: String?, sort: String?, descending: Bool, page: Int, pageSize: Int = 50
+    ) async throws -> TablePage {
+        guard let table = config.table(named: name) else {
+            throw SyncError(.unknownTable, "Table \(name) is not replicated by this server.")
+        }
+        let columns = table.primaryKey.map(\.name) + table.columns.map(\.name)
+        let keyCount = table.primaryKey.count
+        let order =
+            sort.flatMap { s in columns.contains(s) ? SQL.quote(s) : nil }
+            ?? table.primaryKey.map { SQL.quote($0.name) }.joined(separator: ", ")
+        var predicate = "1"
+        var patterns: [String] = []
+        if let search, !search.isEmpty {
+            predicate =
+                "(" + columns.map { "CAST(\(SQL.quote($0)) AS TEXT) LIKE ? ESCAPE '\\'" }.joined(separator: " OR ")
+                + ")"
+            let escaped = search.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+                .replacingOccurrences(of: "_", with: "\\_")
+            patterns = columns.map { _ in "%\(escaped)%" }
+        }
+        let filter = predicate
+        let likes = patterns
+        let size = max(1, min(pageSize, 500))
+        let offset = max(0, page) * size
+        let selected = columns.map(SQL.quote).joined(separator: ", ")
+        let t = SQL.quote(name)
+        return try await read { db in
+            let total =
+                try Int.fetchOne(
+                    db, sql: "SELECT count(*) FROM \(t) WHERE \(filter)", arguments: StatementArguments(likes)) ?? 0
+            let rows = try Row.fetchAll(
+                db,
+                sql:
+                    "SELECT \(selected) FROM \(t) WHERE \(filter) ORDER BY \(order) \(descending ? "DESC" : "ASC") LIMIT ? OFFSET ?",
+                arguments: StatementArguments(likes) + [size, offset])
+            var out: [TablePage.Row] = []
+            for row in rows {
+                let values = (0..<columns.count).map { SQLValue(row[$0] as DatabaseValue) }
+                let key = Array(values.prefix(keyCount))
+                let last = try Row.fetchOne(
+                    db,
+                    sql: """
+                        SELECT h.version, h.writer FROM _ks_history h WHERE h.tbl = ? AND h.pk = ?
+                        ORDER BY h.version DESC LIMIT 1
+                        """, arguments: [name, Data(PrimaryKeyCoding.encode(key))])
+                out.append(
+                    TablePage.Row(
+                        key: key, values: Array(values.dropFirst(keyCount)),
+                        lastChangedBy: last.map { self.opd(ofWriter: $0["writer"], db: db) },
+                        version: last.map { UInt64($0["version"] as Int64) }))
+            }
+            return TablePage(table: name, columns: columns, rows: out, total: total)
+        }
+    }
+
+    /// A row's key and values (in the order of ``TablePage/columns``), nil if the master does not hold it.
+    public func browseRow(table name: String, key: [SQLValue]) async throws -> [SQLValue]? {
+        guard config.table(named: name) != nil else {
+            throw SyncError(.unknownTable, "Table \(name) is not replicated by this server.")
+        }
+        return try await read { db in try self.statements[name]!.values(db, key: key).map { key + $0 } }
+    }
+}
