@@ -47,11 +47,15 @@ public struct ReplicaError: Error, Sendable, Equatable, CustomStringConvertible 
     public var message: String
     /// The server's error, when the server refused a request.
     public var server: SyncError?
+    /// Seconds the server (or a proxy) asked the client to wait before trying again
+    /// (`Retry-After` on a `429` or `503`).
+    public var retryAfter: Double?
 
-    public init(_ code: Code, _ message: String, server: SyncError? = nil) {
+    public init(_ code: Code, _ message: String, server: SyncError? = nil, retryAfter: Double? = nil) {
         self.code = code
         self.message = message
         self.server = server
+        self.retryAfter = retryAfter
     }
 
     public var description: String {

@@ -31,6 +31,22 @@ public struct StaffSessions: Sendable {
     }
 }
 
+extension StaffSessions {
+    /// Sessions through the server's login service, shared with `POST /v1/login` so that failed
+    /// attempts count together whichever door they come through.
+    public init(_ logins: StaffLogins) {
+        self.init(
+            login: { name, password, address in
+                switch try await logins.login(name: name, password: password, address: address) {
+                case .session(let issued): .session(issued.token)
+                case .wrongCredentials: .wrongCredentials
+                case .limited(let seconds): .limited(seconds)
+                }
+            },
+            logout: { token in _ = try await logins.logout(token: token) })
+    }
+}
+
 /// The Command Center's web pages: server-rendered HTML under `/dashboard`, in Bahasa Indonesia
 /// by default with an English switch, dates in the city's time zone (WIB).
 ///
@@ -76,17 +92,19 @@ public struct Dashboard: Sendable {
         }
     }
 
-    public func register(on router: Router<BasicRequestContext>) {
+    public func register(on router: Router<ServerRequestContext>) {
         router.get("/") { _, _ in Self.redirect("/dashboard") }
         router.get("/dashboard/login") { request, _ in
             try await loginPage(request, error: nil)
         }
-        router.post("/dashboard/login") { request, _ in
+        router.post("/dashboard/login") { request, context in
             let form = try await Self.form(request)
             guard let cookie = request.cookies[Self.csrfCookie]?.value, form["csrf"] == cookie else {
                 return try await loginPage(request, error: text(request, "forbidden"), status: .forbidden)
             }
-            let address = request.headers[.init("X-Forwarded-For")!]
+            let address = ClientAddress.of(
+                peer: context.peer, forwardedFor: request.headers[.init("X-Forwarded-For")!],
+                trusted: store.config.trustedProxies)
             switch try await sessions.login(form["name"] ?? "", form["password"] ?? "", address) {
             case .session(let token):
                 var response = Self.redirect("/dashboard")
@@ -164,6 +182,58 @@ public struct Dashboard: Sendable {
                 return try await table(request, staff, name: context.parameters.get("table") ?? "", form: form)
             }
         }
+        router.get("/dashboard/audit") { request, _ in
+            try await page(request) { staff in try await audit(request, staff) }
+        }
+        router.get("/dashboard/tokens") { request, _ in
+            try await page(request) { staff in try await tokens(request, staff, issued: nil) }
+        }
+        router.post("/dashboard/tokens") { request, _ in
+            let form = try await Self.form(request)
+            return try await page(request) { staff in
+                let staff = try await authorised(request, .admin, form: form)
+                let opd = form["opd"] ?? ""
+                let issued = try await store.createToken(opd: opd, expiresAt: nil)
+                audit(staff, "dashboard.token.create", ["token_id": issued.id, "opd": opd])
+                return try await tokens(request, staff, issued: issued.token)
+            }
+        }
+        router.post("/dashboard/tokens/:id/revoke") { request, context in
+            let form = try await Self.form(request)
+            return try await page(request) { staff in
+                let staff = try await authorised(request, .admin, form: form)
+                let id = context.parameters.get("id") ?? ""
+                _ = try await store.revokeToken(id: id)
+                audit(staff, "dashboard.token.revoke", ["token_id": id])
+                return try await tokens(request, staff, issued: nil)
+            }
+        }
+        router.get("/dashboard/users") { request, _ in
+            try await page(request) { staff in try await users(request, staff) }
+        }
+        router.post("/dashboard/users") { request, _ in
+            let form = try await Self.form(request)
+            return try await page(request) { staff in
+                let staff = try await authorised(request, .admin, form: form)
+                guard let role = form["role"].flatMap(Device.Role.init(rawValue:)), role != .device else {
+                    throw SyncError(.badRequest, "Choose viewer, reviewer or admin.")
+                }
+                let user = try await store.addUser(
+                    name: form["name"] ?? "", role: role, password: form["password"] ?? "")
+                audit(staff, "dashboard.user.add", ["user": user.name, "role": role.rawValue])
+                return try await users(request, staff)
+            }
+        }
+        router.post("/dashboard/users/remove") { request, _ in
+            let form = try await Self.form(request)
+            return try await page(request) { staff in
+                let staff = try await authorised(request, .admin, form: form)
+                let name = form["name"] ?? ""
+                try await store.removeUser(name: name)
+                audit(staff, "dashboard.user.remove", ["user": name])
+                return try await users(request, staff)
+            }
+        }
         router.get("/dashboard/data/:table/row/:key") { request, context in
             try await page(request) { staff in
                 try await history(
@@ -182,7 +252,7 @@ public struct Dashboard: Sendable {
             let lastContact = [d.lastPushAt, d.lastPullAt].compactMap { $0.flatMap(Timestamp.date) }.max()
             let age = lastContact.map { now.timeIntervalSince($0) } ?? .infinity
             let (cls, label): (String, String) =
-                d.lastError != nil || age > 7 * 86_400
+                d.lastError != nil || age > 7 * 86_400 || d.refused > 0
                 ? ("bad", "down")
                 : (age > 86_400 || d.waiting > 0 || (d.pending ?? 0) > 0 ? ("warn", "attention") : ("ok", "healthy"))
             return [
@@ -290,7 +360,8 @@ public struct Dashboard: Sendable {
                 "id": r.id, "kind": r.kind.rawValue, "table": r.table, "column": r.column ?? "", "status": r.status,
                 "policy": r.policy, "decided": wib(r.decidedAt),
                 "key": r.primaryKey.map(\.description).joined(separator: ", "),
-                "historyLink": "/dashboard/data/\(r.table)/row/\(Self.hex(r.primaryKey))", "reason": r.reason ?? "",
+                "historyLink": "/dashboard/data/\(r.table)/row/\(Self.hex(r.primaryKey))",
+                "reason": r.reason ?? explanation(request, policy: r.policy) ?? false,
                 "loserOPD": r.loser.opd, "winnerOPD": r.winner.opd, "fields": fields,
                 "related": r.related.map { "\($0.table) \($0.primaryKey.map(\.description).joined(separator: ", "))" }
                     ?? "",
@@ -305,6 +376,13 @@ public struct Dashboard: Sendable {
                 "settable": r.column != nil || r.held != nil,
                 "identical": identical > 1 ? identical : false, "flash": flash ?? false,
             ])
+    }
+
+    /// Why a policy decided as it did, in the page's language.
+    func explanation(_ request: Request, policy: String) -> String? {
+        let key = policy.hasPrefix("authority:") ? "policy.authority" : "policy.\(policy)"
+        guard Strings.table[key] != nil else { return nil }
+        return text(request, key).replacingOccurrences(of: "%@", with: String(policy.dropFirst("authority:".count)))
     }
 
     private func tables(_ request: Request, _ staff: Staff) async throws -> Response {
@@ -367,7 +445,68 @@ public struct Dashboard: Sendable {
             ])
     }
 
+    private func audit(_ request: Request, _ staff: Staff) async throws -> Response {
+        let query = request.uri.queryParameters
+        let opd = query.get("opd").flatMap { $0.isEmpty ? nil : $0 }
+        let age = query.get("age") ?? "week"
+        let since: Date? =
+            switch age {
+            case "day": Date().addingTimeInterval(-86_400)
+            case "week": Date().addingTimeInterval(-7 * 86_400)
+            default: nil
+            }
+        let entries = try await store.auditEntries(since: since, opd: opd, after: 0, limit: 500)
+        return try render(
+            "audit", request, staff, nav: "audit", title: text(request, "audit"),
+            [
+                "opds": [["value": "", "label": text(request, "anyOPD"), "selected": opd == nil]]
+                    + store.config.opds.map { ["value": $0.id, "label": $0.id, "selected": $0.id == opd] },
+                "ages": [
+                    ["value": "day", "label": text(request, "lastDay"), "selected": age == "day"],
+                    ["value": "week", "label": text(request, "lastWeek"), "selected": age == "week"],
+                    ["value": "all", "label": text(request, "anyAge"), "selected": age == "all"],
+                ],
+                "entries": entries.reversed().map { e -> [String: Any] in
+                    [
+                        "id": e.id, "when": wib(e.at), "who": "\(e.actor) (\(e.actorKind))", "opd": e.opd ?? "",
+                        "action": e.action, "outcome": "\(e.status)\(e.code.map { " \($0)" } ?? "")",
+                    ]
+                },
+            ])
+    }
+
+    private func tokens(_ request: Request, _ staff: Staff, issued: String?) async throws -> Response {
+        guard staff.may(.admin) else { throw SyncError(.forbidden, text(request, "forbidden")) }
+        let list = try await store.tokens()
+        return try render(
+            "tokens", request, staff, nav: "tokens", title: text(request, "tokens"),
+            [
+                "issued": issued ?? false,
+                "tokens": list.map { t -> [String: Any] in
+                    [
+                        "id": t.id, "role": t.role, "owner": t.opd ?? t.name ?? "", "created": wib(t.createdAt),
+                        "expires": t.expiresAt.map(wib) ?? "–", "revoked": t.revokedAt.map(wib) ?? false,
+                    ]
+                },
+                "opds": store.config.opds.map { ["value": $0.id, "label": "\($0.id) — \($0.name)"] },
+            ])
+    }
+
+    private func users(_ request: Request, _ staff: Staff) async throws -> Response {
+        guard staff.may(.admin) else { throw SyncError(.forbidden, text(request, "forbidden")) }
+        let list = try await store.users()
+        return try render(
+            "users", request, staff, nav: "users", title: text(request, "users"),
+            ["users": list.map { ["name": $0.name, "role": $0.role, "created": wib($0.createdAt)] }])
+    }
+
     // MARK: - Actions
+
+    /// Records a staff member's action in the audit log (never values, only ids).
+    private func audit(_ staff: Staff, _ action: String, _ detail: [String: String]) {
+        store.recordAudit(
+            AuditEntry(actor: staff.name, actorKind: "dashboard", action: action, status: 200, detail: detail))
+    }
 
     private func resolve(_ id: Int64, form: Form, staff: Staff) async throws {
         guard let take = form["take"].flatMap(ResolutionChoice.init(rawValue:)) else {
@@ -416,6 +555,7 @@ public struct Dashboard: Sendable {
         for record in try await identicalCases(try await store.reviewConflict(id: id)) {
             _ = try await store.resolveConflict(
                 id: record.id, ResolveRequest(take: take, note: "bulk: identical to #\(id)"), by: staff.name)
+            audit(staff, "dashboard.conflict.resolve", ["conflict_id": String(record.id), "take": take.rawValue])
             count += 1
         }
         return count
@@ -526,7 +666,7 @@ public struct Dashboard: Sendable {
         return Form(String(buffer: buffer))
     }
 
-    static func id(_ context: BasicRequestContext) throws -> Int64 {
+    static func id(_ context: ServerRequestContext) throws -> Int64 {
         guard let id = context.parameters.get("id").flatMap(Int64.init) else {
             throw SyncError(.badRequest, "Not a record id.")
         }

@@ -28,6 +28,7 @@ enum Strings {
         "lastPull": ("Ambil terakhir", "Last pull"),
         "pending": ("Tertunda", "Pending"),
         "waiting": ("Menunggu", "Waiting"),
+        "refused": ("Ditolak", "Refused"),
         "lag": ("Tertinggal", "Lag"),
         "version": ("Versi aplikasi", "App version"),
         "lastError": ("Galat terakhir", "Last error"),
@@ -105,6 +106,29 @@ enum Strings {
         "since": ("Sejak", "Since"),
         "remove": ("Hapus", "Remove"),
         "add": ("Tambah", "Add"),
+        "policy.lww": (
+            "Perubahan yang lebih akhir (menurut jam hibrida) menang; nilai yang kalah disimpan di sini.",
+            "The later edit (by hybrid clock) wins; the losing value is kept here."
+        ),
+        "policy.server-wins": (
+            "Keputusan Pusat Komando menang atas perubahan OPD.", "The Command Center's decision wins over OPD edits."
+        ),
+        "policy.authority": ("Perubahan dari %@ menang untuk kolom ini.", "Edits by %@ win for this column."),
+        "policy.manual": (
+            "Master mempertahankan nilainya; nilai OPD menunggu keputusan petugas.",
+            "The master keeps its value; the OPD's value waits for a reviewer."
+        ),
+        "policy.additive": (
+            "Jumlah: kedua perubahan dihitung (asal + Δa + Δb).", "A quantity: both changes count (base + Δa + Δb)."
+        ),
+        "policy.update-wins": (
+            "Baris tetap ada: penghapusan kalah dari perubahan yang tidak dilihatnya.",
+            "The row stays: a delete loses to an edit it had not seen."
+        ),
+        "policy.delete-wins": (
+            "Baris dihapus: perubahan yang kalah tersimpan di riwayat.",
+            "The row is deleted: the losing edit is kept in the history."
+        ),
     ]
 
     /// The strings of `language`, by key.

@@ -4,8 +4,13 @@ enum Templates {
     static let all: [String: String] = [
         "layout": layout, "login": login, "overview": overview, "conflicts": conflicts, "conflict": conflict,
         "tables": tables, "table": table, "history": history, "audit": audit, "tokens": tokens, "users": users,
-        "message": message,
+        "message": message, "tableState": tableState,
     ]
+
+    /// The data browser's state, carried by each of its forms (searches are POSTed, never in URLs).
+    static let tableState = """
+        <input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="q" value="{{q}}">
+        """
 
     static let layout = """
         <!doctype html>
@@ -92,8 +97,8 @@ enum Templates {
         </div>
         <h2>{{t.devices}}</h2>
         <table id="devices">
-        <tr><th>{{t.health}}</th><th>{{t.opd}}</th><th>{{t.device}}</th><th>{{t.lastPush}}</th><th>{{t.lastPull}}</th><th>{{t.pending}}</th><th>{{t.waiting}}</th><th>{{t.lag}}</th><th>{{t.version}}</th><th>{{t.lastError}}</th></tr>
-        {{#devices}}<tr class="{{healthClass}}"><td>{{healthLabel}}</td><td>{{opd}}</td><td><code>{{replica}}</code></td><td>{{lastPush}}</td><td>{{lastPull}}</td><td>{{pending}}</td><td>{{waiting}}</td><td>{{lag}}</td><td>{{client}}</td><td>{{lastError}}</td></tr>{{/devices}}
+        <tr><th>{{t.health}}</th><th>{{t.opd}}</th><th>{{t.device}}</th><th>{{t.lastPush}}</th><th>{{t.lastPull}}</th><th>{{t.pending}}</th><th>{{t.refused}}</th><th>{{t.waiting}}</th><th>{{t.lag}}</th><th>{{t.version}}</th><th>{{t.lastError}}</th></tr>
+        {{#devices}}<tr class="{{healthClass}}"><td>{{healthLabel}}</td><td>{{opd}}</td><td><code>{{replica}}</code></td><td>{{lastPush}}</td><td>{{lastPull}}</td><td>{{pending}}</td><td>{{refused}}</td><td>{{waiting}}</td><td>{{lag}}</td><td>{{client}}</td><td>{{lastError}}</td></tr>{{/devices}}
         </table>
         <h2>{{t.changesPerDay}}</h2>
         {{{changesChart}}}
@@ -179,12 +184,12 @@ enum Templates {
         </form>
         <p>{{total}} · {{t.page}} {{pageNumber}} {{t.of}} {{pages}}</p>
         <table id="rows">
-        <tr>{{#columns}}<th><form method="post" action="/dashboard/data/{{table}}" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="q" value="{{q}}"><input type="hidden" name="sort" value="{{name}}"><input type="hidden" name="desc" value="{{nextDesc}}"><button class="sort">{{name}}</button></form></th>{{/columns}}<th>{{t.lastChangedBy}}</th><th>{{t.history}}</th></tr>
+        <tr>{{#columns}}<th><form method="post" action="/dashboard/data/{{table}}" class="inline">{{>tableState}}<input type="hidden" name="sort" value="{{name}}"><input type="hidden" name="desc" value="{{nextDesc}}"><button class="sort">{{name}}</button></form></th>{{/columns}}<th>{{t.lastChangedBy}}</th><th>{{t.history}}</th></tr>
         {{#rows}}<tr>{{#cells}}<td>{{.}}</td>{{/cells}}<td>{{lastChangedBy}}</td><td><a href="{{historyLink}}" class="history-link">{{t.history}}</a></td></tr>{{/rows}}
         </table>
         <p>
-        {{#previousPage}}<form method="post" action="/dashboard/data/{{table}}" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="q" value="{{q}}"><input type="hidden" name="sort" value="{{sort}}"><input type="hidden" name="desc" value="{{desc}}"><input type="hidden" name="page" value="{{previousPage}}"><button id="previous">{{t.previous}}</button></form>{{/previousPage}}
-        {{#nextPage}}<form method="post" action="/dashboard/data/{{table}}" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="q" value="{{q}}"><input type="hidden" name="sort" value="{{sort}}"><input type="hidden" name="desc" value="{{desc}}"><input type="hidden" name="page" value="{{nextPage}}"><button id="next">{{t.next}}</button></form>{{/nextPage}}
+        {{#previousPage}}<form method="post" action="/dashboard/data/{{table}}" class="inline">{{>tableState}}<input type="hidden" name="sort" value="{{sort}}"><input type="hidden" name="desc" value="{{desc}}"><input type="hidden" name="page" value="{{previousPage}}"><button id="previous">{{t.previous}}</button></form>{{/previousPage}}
+        {{#nextPage}}<form method="post" action="/dashboard/data/{{table}}" class="inline">{{>tableState}}<input type="hidden" name="sort" value="{{sort}}"><input type="hidden" name="desc" value="{{desc}}"><input type="hidden" name="page" value="{{nextPage}}"><button id="next">{{t.next}}</button></form>{{/nextPage}}
         </p>
         {{/content}}{{/layout}}
         """

@@ -10,11 +10,19 @@ extension Statement {
     /// one of the largest costs after SQLite itself. Our connections install no transaction
     /// observers, so nothing GRDB tracks around execution is skipped by stepping directly.
     package func run(_ values: [SQLValue]) throws {
+        try run { parameters in for value in values { parameters.bind(value) } }
+    }
+
+    /// Runs this (non-query) statement with the parameters `bind` binds, in order, straight
+    /// through the C API — without first gathering them into an array, for the statements that
+    /// run once per row of a page.
+    package func run(binding bind: (inout StatementParameters) throws -> Void) throws {
         let statement = sqliteStatement
         sqlite3_reset(statement)
         sqlite3_clear_bindings(statement)
         defer { sqlite3_reset(statement) }
-        for (i, value) in values.enumerated() { Self.bind(value, at: Int32(i + 1), to: statement) }
+        var parameters = StatementParameters(statement: statement)
+        try bind(&parameters)
         let status = sqlite3_step(statement)
         guard status == SQLITE_DONE || status == SQLITE_ROW else {
             throw DatabaseError(
@@ -42,7 +50,7 @@ extension Statement {
         }
     }
 
-    private static func bind(_ value: SQLValue, at index: Int32, to statement: OpaquePointer) {
+    fileprivate static func bind(_ value: SQLValue, at index: Int32, to statement: OpaquePointer) {
         // SQLITE_TRANSIENT: SQLite copies text and blobs before the call returns.
         let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
         switch value {
@@ -66,7 +74,7 @@ extension Statement {
         }
     }
 
-    private static func column(_ i: Int32, of statement: OpaquePointer) -> SQLValue {
+    fileprivate static func column(_ i: Int32, of statement: OpaquePointer) -> SQLValue {
         switch sqlite3_column_type(statement, i) {
         case SQLITE_INTEGER: return .integer(sqlite3_column_int64(statement, i))
         case SQLITE_FLOAT: return .real(sqlite3_column_double(statement, i))
@@ -81,5 +89,82 @@ extension Statement {
         default:
             return .null
         }
+    }
+}
+
+/// The parameters of a statement being bound, in order: each `bind` takes the next one.
+package struct StatementParameters {
+    fileprivate let statement: OpaquePointer
+    private var index: Int32 = 1
+
+    fileprivate init(statement: OpaquePointer) { self.statement = statement }
+
+    /// Binds `value`, storage class unchanged.
+    package mutating func bind(_ value: SQLValue) {
+        Statement.bind(value, at: index, to: statement)
+        index += 1
+    }
+
+    package mutating func bind(_ value: Int64) {
+        sqlite3_bind_int64(statement, index, value)
+        index += 1
+    }
+
+    /// Binds `bytes` as a blob (an empty one as a blob of no bytes, not NULL).
+    package mutating func bind(blob bytes: [UInt8]) {
+        Statement.bind(.blob(bytes), at: index, to: statement)
+        index += 1
+    }
+}
+
+extension Statement {
+    /// Steps through the rows of this query with `values` bound, handing each row to `body` as
+    /// SQLite holds it (nothing is copied into GRDB rows); stops early when `body` returns false.
+    ///
+    /// For the queries that read a whole page of rows: GRDB's `Row` copies every value into a
+    /// `DatabaseValue` and looks columns up by name (lowercasing it), both visible in `perf`.
+    package func forEachRow(_ values: [SQLValue], _ body: (ColumnReader) throws -> Bool) throws {
+        let statement = sqliteStatement
+        sqlite3_reset(statement)
+        sqlite3_clear_bindings(statement)
+        defer { sqlite3_reset(statement) }
+        for (i, value) in values.enumerated() { Self.bind(value, at: Int32(i + 1), to: statement) }
+        while true {
+            switch sqlite3_step(statement) {
+            case SQLITE_ROW:
+                guard try body(ColumnReader(statement: statement)) else { return }
+            case SQLITE_DONE:
+                return
+            case let status:
+                throw DatabaseError(
+                    resultCode: ResultCode(rawValue: status),
+                    message: String(cString: sqlite3_errmsg(sqlite3_db_handle(statement))), sql: sql)
+            }
+        }
+    }
+}
+
+/// The columns of the row a query stands on; valid only inside the `forEachRow` call that made it.
+package struct ColumnReader {
+    fileprivate let statement: OpaquePointer
+
+    /// Column `i` as an exact value.
+    package func value(_ i: Int32) -> SQLValue { Statement.column(i, of: statement) }
+
+    package func int64(_ i: Int32) -> Int64 { sqlite3_column_int64(statement, i) }
+
+    /// Column `i` as text (empty for NULL).
+    package func text(_ i: Int32) -> String {
+        guard let text = sqlite3_column_text(statement, i) else { return "" }
+        return String(
+            decoding: UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(statement, i))), as: UTF8.self)
+    }
+
+    /// Column `i` as bytes (empty for NULL or an empty blob).
+    package func bytes(_ i: Int32) -> [UInt8] {
+        let bytes = sqlite3_column_blob(statement, i)
+        let count = Int(sqlite3_column_bytes(statement, i))
+        guard count > 0, let bytes else { return [] }
+        return Array(UnsafeRawBufferPointer(start: bytes, count: count))
     }
 }

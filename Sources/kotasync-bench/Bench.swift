@@ -21,6 +21,20 @@ enum Bench {
         return (ContinuousClock.now - start).seconds
     }
 
+    /// Seconds taken by `body` and the CPU seconds the calling thread spent in it. On a shared
+    /// machine the CPU time is the steadier of the two for work that stays on one thread (a
+    /// replica's apply runs on the caller's thread: GRDB's `write` is a `DispatchQueue.sync`).
+    static func timeWithCPU(_ body: () throws -> Void) rethrows -> (wall: Double, cpu: Double) {
+        func threadCPU() -> Double {
+            var t = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+            return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+        }
+        let cpu = threadCPU()
+        let wall = try time(body)
+        return (wall, threadCPU() - cpu)
+    }
+
     static func timeAsync(_ body: () async throws -> Void) async rethrows -> Double {
         let start = ContinuousClock.now
         try await body()

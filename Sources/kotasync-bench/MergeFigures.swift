@@ -197,6 +197,7 @@ struct MergeFigures {
         for (r, o) in outbound.enumerated() { try Replica(path: replicas[r]).acknowledge(o, reply: replies[r]) }
         var appliedRows = 0
         var applySeconds = 0.0
+        var applyCPUSeconds = 0.0
         let masterContents = try Bench.contents(master)
         var converged = true
         for file in replicas {
@@ -205,7 +206,9 @@ struct MergeFigures {
             while true {
                 let page = try await store.pull(after: cursor, limit: 5000)
                 let decoded = try ChangesetCodec.decode(page.body)
-                applySeconds += try Bench.time { _ = try replica.apply(page: decoded) }
+                let (wall, cpu) = try Bench.timeWithCPU { _ = try replica.apply(page: decoded) }
+                applySeconds += wall
+                applyCPUSeconds += cpu
                 appliedRows += decoded.rows.count
                 cursor = page.nextCursor
                 if !page.hasMore { break }
@@ -218,7 +221,10 @@ struct MergeFigures {
             Figure(
                 id: "8", name: "Client apply of pulled changes", value: applyRate, unit: "rows/s",
                 target: "≥ 60,000 rows/s",
-                met: applyRate >= 60_000, note: "\(appliedRows) rows over \(replicas.count) replicas"))
+                met: applyRate >= 60_000,
+                note: String(
+                    format: "%d rows over %d replicas; %.0f rows per CPU-second of the applying thread", appliedRows,
+                    replicas.count, Double(appliedRows) / applyCPUSeconds)))
         report.checks["every replica equals the master after pulling"] = converged
         var sameCounts = true
         for t in ClinicData.tables where try master.count(t) != baselineA.count(t) { sameCounts = false }

@@ -160,6 +160,12 @@ struct ConflictsCommand: AsyncParsableCommand {
                     id: id, ResolveRequest(take: take.choice, set: values.isEmpty ? nil : values, note: note),
                     by: reviewer.isEmpty ? "kotasync-server" : reviewer)
             }
+            try await store.audit(
+                "review.resolve",
+                [
+                    "conflict_id": String(id), "take": take.choice.rawValue, "table": resolved.table,
+                    "master_version": resolved.resolution?.masterVersion.map(String.init) ?? "-",
+                ])
             if json {
                 try printJSON(resolved)
             } else {

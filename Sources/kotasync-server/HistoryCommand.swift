@@ -31,14 +31,9 @@ struct HistoryCommand: AsyncParsableCommand {
             guard let schema = config.table(named: table) else {
                 throw SyncError(.unknownTable, "Table \(table) is not replicated by this server.")
             }
-            guard key.count == schema.primaryKey.count else {
-                throw SyncError(
-                    .invalidPrimaryKey,
-                    "Table \(table) is keyed by (\(schema.primaryKey.map(\.name).joined(separator: ", "))); give \(schema.primaryKey.count) value(s)."
-                )
-            }
-            let values = try zip(schema.primaryKey, key).map { column, text throws(SyncError) in
-                try column.value(fromLiteral: text)
+            // The store checks the key's shape; extra values are passed through for it to refuse.
+            let values = try key.enumerated().map { i, text throws(SyncError) in
+                i < schema.primaryKey.count ? try schema.primaryKey[i].value(fromLiteral: text) : .text(text)
             }
             return try await store.history(table: table, key: values)
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KotaSyncCore
+import KotaSyncDashboard
 import KotaSyncServer
 import Logging
 
@@ -10,12 +11,13 @@ struct ServerCommand: AsyncParsableCommand {
         commandName: "kotasync-server",
         abstract: "The KotaSync central sync server and its administration commands.",
         discussion: """
-            Exit status: 0 success; 2 a usage or configuration error; 4 the master refused the request \
-            (not found, or not allowed for this record); 1 anything else.
+            Exit status: 0 success; 2 a usage or configuration error; 3 `audit verify` found the audit log \
+            edited, inserted into or cut; 4 the master refused the request (not found, or not allowed for \
+            this record); 1 anything else.
             """,
         subcommands: [
-            Serve.self, TokenCommand.self, ConflictsCommand.self, HistoryCommand.self, ImportCommand.self,
-            ExportCommand.self,
+            Serve.self, TokenCommand.self, UserCommand.self, ConflictsCommand.self, HistoryCommand.self,
+            AuditCommand.self, ImportCommand.self, ExportCommand.self,
         ],
         defaultSubcommand: Serve.self
     )
@@ -77,88 +79,24 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "kotasync.server")
         let (config, store) = try exitOnConfigError { try master.open(logger: logger) }
-        let app = SyncServer.application(config: config, store: store, host: host, port: port, logger: logger) {
-            [host] port in
-            // Tests and scripts read this line to learn the port when started with --port 0.
-            FileHandle.standardOutput.write(Data("kotasync-server listening on http://\(host):\(port)\n".utf8))
+        // One login service for the API and the dashboard's form: failures count together.
+        let logins = StaffLogins(store: store, limits: config.limits)
+        let dashboard = try Dashboard(store: store, sessions: .init(logins), logger: logger)
+        let app = SyncServer.application(
+            config: config, store: store, host: host, port: port, logger: logger, logins: logins,
+            routes: dashboard.register(on:),
+            onListening: { [host] port in
+                // Tests and scripts read this line to learn the port when started with --port 0.
+                FileHandle.standardOutput.write(Data("kotasync-server listening on http://\(host):\(port)\n".utf8))
+            })
+        // Entries of the last second are still queued; a graceful stop (SIGTERM, SIGINT) keeps them.
+        do {
+            try await app.runService()
+        } catch {
+            try? await store.flushAudit()
+            throw error
         }
-        try await app.runService()
-    }
-}
-
-struct TokenCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "token", abstract: "Manage device and staff tokens.", subcommands: [Create.self])
-
-    /// The roles a staff token may have.
-    enum StaffRole: String, ExpressibleByArgument, CaseIterable {
-        case viewer, reviewer, admin
-
-        var role: Device.Role {
-            switch self {
-            case .viewer: .viewer
-            case .reviewer: .reviewer
-            case .admin: .admin
-            }
-        }
-    }
-
-    struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Create a token and print it once: a device token for an OPD, or a staff token.",
-            discussion: """
-                A device token (--opd) pushes and pulls for its OPD. A staff token (--staff NAME --role R) \
-                opens the review API: a viewer reads the review queue, a reviewer also resolves conflicts, \
-                an admin may do everything; NAME is recorded with every decision. Neither opens the other's routes.
-                """)
-
-        @OptionGroup var master: MasterOptions
-
-        @Option(help: "The OPD the device belongs to (an id from the config's opds list).")
-        var opd: String?
-
-        @Option(help: "The staff member's name, for a staff token.")
-        var staff: String?
-
-        @Option(help: "The staff token's role: viewer, reviewer or admin.")
-        var role: StaffRole?
-
-        @Option(help: "Days until the token expires; never if not given.")
-        var expires: Int?
-
-        func validate() throws {
-            switch (opd, staff) {
-            case (nil, nil): throw ValidationError("Give --opd ID for a device token, or --staff NAME --role R.")
-            case (.some, .some): throw ValidationError("Give either --opd or --staff, not both.")
-            case (.some, nil) where role != nil: throw ValidationError("--role is for staff tokens (--staff NAME).")
-            case (nil, .some) where role == nil:
-                throw ValidationError("A staff token needs --role viewer, reviewer or admin.")
-            default: break
-            }
-        }
-
-        func run() async throws {
-            let (_, store) = try exitOnConfigError { try master.open(logger: Logger(label: "kotasync.token")) }
-            let expiry = expires.map { Date().addingTimeInterval(TimeInterval($0) * 86_400) }
-            do {
-                let issued: IssuedToken
-                let holder: String
-                if let staff, let role {
-                    issued = try await store.createStaffToken(name: staff, role: role.role, expiresAt: expiry)
-                    holder = "\(issued.role.rawValue) \(issued.name ?? staff)"
-                } else {
-                    issued = try await store.createToken(opd: opd ?? "", expiresAt: expiry)
-                    holder = "OPD \(issued.opd)"
-                }
-                print(issued.token)
-                FileHandle.standardError.write(
-                    Data(
-                        "Token \(issued.id) for \(holder) created. It is shown only this once; the server keeps only its hash.\n"
-                            .utf8))
-            } catch let error as SyncError {
-                throw ValidationError(error.message)
-            }
-        }
+        try await store.flushAudit()
     }
 }
 

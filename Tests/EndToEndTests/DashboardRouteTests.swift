@@ -79,22 +79,6 @@ final class Browser: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
     }
 }
 
-/// Staff accounts for tests: names and passwords in memory, sessions as staff tokens.
-func testSessions(_ store: SQLiteMasterStore, accounts: [String: (password: String, role: Device.Role)])
-    -> StaffSessions
-{
-    StaffSessions(
-        login: { name, password, _ in
-            guard let account = accounts[name], account.password == password else { return .wrongCredentials }
-            return .session(
-                try await store.createStaffToken(
-                    name: name, role: account.role, expiresAt: Date().addingTimeInterval(3600)
-                )
-                .token)
-        },
-        logout: { _ in })
-}
-
 /// The dashboard's routes on a real server: sign-in, roles, CSRF, escaping, language, and the
 /// pages over records made by real pushes.
 @Suite(.serialized)
@@ -109,9 +93,16 @@ struct DashboardRouteTests {
         try await InProcessServerTests.withServer(
             routes: { store in
                 let dashboard = try Dashboard(
-                    store: store, sessions: testSessions(store, accounts: Self.accounts), logger: logger)
+                    store: store, sessions: StaffSessions(StaffLogins(store: store, limits: store.config.limits)),
+                    logger: logger)
                 return { router in dashboard.register(on: router) }
-            }, body)
+            },
+            { url, store, dir in
+                for (name, account) in Self.accounts {
+                    _ = try await store.addUser(name: name, role: account.role, password: account.password)
+                }
+                try await body(url, store, dir)
+            })
     }
 
     static func login(_ browser: Browser, _ name: String) async throws {
@@ -199,6 +190,14 @@ struct DashboardRouteTests {
             _ = try await ConflictScenario.make(url: url, store: store, dir: dir)
             let browser = Browser(url)
             try await Self.login(browser, "budi")
+            // The replicas told the server who they are on each request: the overview shows it.
+            var overview = ""
+            for _ in 0..<50 where !overview.contains(kotaSyncClientVersion) {
+                overview = try await browser.get("/dashboard").html
+                if !overview.contains(kotaSyncClientVersion) { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(overview.contains(kotaSyncClientVersion), "each device's client version")
+            #expect(overview.contains("pkm-kebun-lada"))
             let tables = try await browser.get("/dashboard/data")
             #expect(tables.html.contains("/dashboard/data/patients"))
             let page = try await browser.get("/dashboard/data/patients")
@@ -220,6 +219,41 @@ struct DashboardRouteTests {
                     + PrimaryKeyCoding.encode([.text(ConflictScenario.siti)]).map { String(format: "%02x", $0) }
                     .joined())
             #expect(siti.html.contains("pkm-binjai-kota") && siti.html.contains("pkm-kebun-lada"))
+        }
+    }
+
+    @Test func adminsManageTokensAndUsersAndEveryoneReadsTheAuditLog() async throws {
+        try await Self.withDashboard { url, store, _ in
+            _ = try await store.addUser(name: "ani", role: .admin, password: "sandi-ani-1234")
+            let admin = Browser(url)
+            let login = try await admin.get("/dashboard/login")
+            _ = try await admin.post(
+                "/dashboard/login",
+                ["name": "ani", "password": "sandi-ani-1234", "csrf": try #require(Browser.csrf(login.html))])
+            let page = try await admin.get("/dashboard/tokens")
+            #expect(page.status == 200)
+            let created = try await admin.post(
+                "/dashboard/tokens", ["opd": "pkm-kebun-lada", "csrf": try #require(Browser.csrf(page.html))])
+            let token = try #require(
+                created.html.range(of: "id=\"issued-token\">").map { r in
+                    String(created.html[r.upperBound...].prefix { $0 != "<" })
+                })
+            #expect(try await store.authenticate(token: token)?.opd == "pkm-kebun-lada")
+            let id = try #require(try await store.tokens().first { $0.opd == "pkm-kebun-lada" }?.id)
+            _ = try await admin.post(
+                "/dashboard/tokens/\(id)/revoke", ["csrf": try #require(Browser.csrf(created.html))])
+            #expect(try await store.authenticate(token: token) == nil, "revoked from the dashboard")
+            let users = try await admin.get("/dashboard/users")
+            #expect(users.html.contains("rina") && users.html.contains("budi"))
+
+            let viewer = Browser(url)
+            try await Self.login(viewer, "budi")
+            #expect(try await viewer.get("/dashboard/tokens").status == 403, "tokens are for admins")
+            try await store.flushAudit()
+            let audit = try await viewer.get("/dashboard/audit")
+            #expect(audit.status == 200)
+            #expect(audit.html.contains("dashboard.token.revoke"), "the admin's actions are audited")
+            #expect(!audit.html.contains(token), "never a token in the audit log")
         }
     }
 

@@ -44,9 +44,11 @@ struct ProgramResult {
     var stderr: String
 }
 
-/// Runs `executable` with `arguments` and waits for it.
+/// Runs `executable` with `arguments` and waits for it; `input` is its standard input.
 @discardableResult
-func run(_ executable: String, _ arguments: [String], in directory: URL? = nil) throws -> ProgramResult {
+func run(_ executable: String, _ arguments: [String], in directory: URL? = nil, input: String? = nil) throws
+    -> ProgramResult
+{
     let process = Process()
     process.executableURL =
         executable.hasPrefix("/") ? URL(fileURLWithPath: executable) : binDirectory.appendingPathComponent(executable)
@@ -56,7 +58,11 @@ func run(_ executable: String, _ arguments: [String], in directory: URL? = nil) 
     let err = Pipe()
     process.standardOutput = out
     process.standardError = err
+    let stdin = Pipe()
+    process.standardInput = stdin
     try process.run()
+    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+    try stdin.fileHandleForWriting.close()
     // Drain stderr on another thread while reading stdout, so a chatty program cannot fill one
     // pipe and stall.
     let errBox = DataBox()
@@ -87,17 +93,23 @@ final class ServerProcess: @unchecked Sendable {
 
     /// Starts the server on `config` with a master database in `directory`, and waits until it
     /// prints the port it listens on.
-    init(config: URL, directory: URL) throws {
+    /// `errors` receives the server's standard error (its log) instead of the test's.
+    init(config: URL, directory: URL, logLevel: String = "warning", errors: URL? = nil) throws {
         self.directory = directory
         self.config = config
         self.database = directory.appendingPathComponent("master.sqlite")
         process.executableURL = binDirectory.appendingPathComponent("kotasync-server")
         process.arguments = [
-            "serve", "--config", config.path, "--db", database.path, "--port", "0", "--log-level", "warning",
+            "serve", "--config", config.path, "--db", database.path, "--port", "0", "--log-level", logLevel,
         ]
         let out = Pipe()
         process.standardOutput = out
-        process.standardError = FileHandle.standardError
+        if let errors {
+            FileManager.default.createFile(atPath: errors.path, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: errors)
+        } else {
+            process.standardError = FileHandle.standardError
+        }
         try process.run()
         var buffer = ""
         let handle = out.fileHandleForReading
@@ -129,10 +141,11 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// Runs `kotasync-server` with `arguments` on this server's config and master database.
-    func admin(_ arguments: [String]) throws -> ProgramResult {
-        try run("kotasync-server", arguments + ["--config", config.path, "--db", database.path])
+    func admin(_ arguments: [String], input: String? = nil) throws -> ProgramResult {
+        try run("kotasync-server", arguments + ["--config", config.path, "--db", database.path], input: input)
     }
 
+    /// Stops the server with SIGTERM: a graceful stop, which writes the queued audit entries.
     func stop() {
         if process.isRunning {
             process.terminate()
@@ -213,6 +226,11 @@ func http(
     var headers: [String: String] = [:]
     for (k, v) in http.allHeaderFields { headers["\(k)".lowercased()] = "\(v)" }
     return (http.statusCode, headers, data)
+}
+
+/// The secret part of a bearer token (`kst_<8 hex id>_<secret>`; the secret may hold `_` itself).
+func secretPart(_ token: String) -> String {
+    String(token.dropFirst("kst_00000000_".count))
 }
 
 /// The error code of an error response body, or nil if the body is not one.

@@ -437,6 +437,38 @@ struct ChangesetCodecTests {
         }
     }
 
+    /// Found while writing the fuzz target (seed Tests/Fuzz/corpus/crashes/wide-table-dictionary.bin):
+    /// the duplicate checks searched the names read so far, so a 13 KB body (100 tables of 2,000
+    /// columns) took 16 s to decode under ASan, and a payload at the 64 MiB limit, a few hundred
+    /// kilobytes compressed, minutes of server CPU.
+    @Test(.timeLimit(.minutes(1)))
+    func aWideTableDictionaryDecodesInLinearTime() throws {
+        let columns = (0..<2_000).map { "c\($0)" }
+        let tables = (0..<1_000).map { Changeset.Table(name: "t\($0)", primaryKey: ["id"], columns: columns) }
+        let wide = payload { w in
+            w.writeTables(tables)
+            w.writeVarint(0)
+        }
+        let decoded = try ChangesetCodec.decode(Envelope.wrap(payload: wide))
+        #expect(decoded.tables == tables)
+
+        // The same dictionary with the last column of the last table repeated, and with the last
+        // table's name repeated, is still refused.
+        var repeatedColumn = tables
+        repeatedColumn[999].columns[1_999] = "c0"
+        var repeatedTable = tables
+        repeatedTable[999].name = "t0"
+        for bad in [repeatedColumn, repeatedTable] {
+            let p = payload { w in
+                w.writeTables(bad)
+                w.writeVarint(0)
+            }
+            expectSyncError(.changesetMalformed) { () throws(SyncError) in
+                try ChangesetCodec.decode(Envelope.wrap(payload: p))
+            }
+        }
+    }
+
     @Test("Header flags other than 0 are malformed", arguments: [0x0001, 0x8000, 0xABCD] as [UInt16])
     func headerFlagsMustBeZero(_ flags: UInt16) {
         var b = Self.valid

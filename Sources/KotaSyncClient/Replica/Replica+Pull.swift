@@ -41,39 +41,67 @@ extension Replica {
             }
             var clock = HybridClock(last: HLC(rawValue: UInt64(bitPattern: try Self.state(db, StateKey.clock) ?? 0)))
             var result = AppliedPage(applied: 0, keptLocal: 0)
-            let maps = try page.tables.map { t in try self.columnMap(for: t) }
+            // Everything per table is looked up once per page: the statements (GRDB's cache
+            // hashes the SQL text on every lookup) and the column map.
+            let plans = try page.tables.map { t in try self.plan(for: t, db) }
+            // An upsert rather than INSERT OR REPLACE: an existing entry is updated in place
+            // instead of deleted and inserted again.
+            let knownVersion = try db.cachedStatement(
+                sql: """
+                    INSERT INTO _ks_rows(tbl, pk, version) VALUES (?, ?, ?)
+                    ON CONFLICT (tbl, pk) DO UPDATE SET version = excluded.version
+                    """)
             for row in page.rows {
                 clock.receive(row.stamp)
-                let (table, map) = maps[row.table]
-                let pk = Data(PrimaryKeyCoding.encode(row.primaryKey))
-                var values: [Int: SQLValue] = [:]
-                for c in row.columns { if let i = map[c.column] { values[i] = c.value } }
+                let plan = plans[row.table]
+                let table = plan.table
+                let pk = PrimaryKeyCoding.encode(row.primaryKey)
 
-                if let local = pending[RowKey(table: table.name, key: row.primaryKey)] {
+                // With an empty log (the usual case, and always while bootstrapping) no row can
+                // have a pending change, and the lookup is skipped.
+                if !pending.isEmpty, let local = pending[RowKey(table: table.name, key: row.primaryKey)] {
                     result.keptLocal += 1
                     // A row created or removed here stays as it is; its version stays too, so
                     // the push is judged against what this replica had seen.
                     guard !local.replacedWhole, row.operation != .delete else { continue }
+                    var values = plan.localValues(of: row)
                     let base = try Int64.fetchOne(
                         db.cachedStatement(sql: "SELECT version FROM _ks_rows WHERE tbl = ? AND pk = ?"),
-                        arguments: [table.name, pk])
+                        arguments: [table.name, Data(pk)])
                     let mine = Set(ChangeLog.columns(in: local.mask, count: table.columns.count))
                     for c in mine where values[c] != nil {
                         try db.cachedStatement(
                             sql: "INSERT OR IGNORE INTO _ks_colbase(tbl, pk, col, base) VALUES (?, ?, ?, ?)"
-                        ).execute(arguments: [table.name, pk, table.columns[c].name, base ?? 0])
+                        ).execute(arguments: [table.name, Data(pk), table.columns[c].name, base ?? 0])
                         values[c] = nil
                     }
                     try self.writePulled(db, table: table, key: row.primaryKey, values: values, pending: pending)
                 } else if row.operation == .delete {
-                    try statements[table.name]!.delete(db, key: row.primaryKey)
+                    try plan.delete.run { p in for v in row.primaryKey { p.bind(v) } }
+                    result.applied += 1
+                } else if plan.carriesWholeRow(row) {
+                    // The usual pull row: every column, in the local table's order.
+                    do {
+                        try plan.upsert.run { p in
+                            for v in row.primaryKey { p.bind(v) }
+                            for c in row.columns { p.bind(c.value) }
+                        }
+                    } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+                        // A local row blocks it on a UNIQUE column: `writePulled` makes room.
+                        try self.writePulled(
+                            db, table: table, key: row.primaryKey, values: plan.localValues(of: row), pending: pending)
+                    }
                     result.applied += 1
                 } else {
-                    try self.writePulled(db, table: table, key: row.primaryKey, values: values, pending: pending)
+                    try self.writePulled(
+                        db, table: table, key: row.primaryKey, values: plan.localValues(of: row), pending: pending)
                     result.applied += 1
                 }
-                try db.cachedStatement(sql: "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version) VALUES (?, ?, ?)")
-                    .run([.text(table.name), .blob([UInt8](pk)), .integer(Int64(row.version))])
+                try knownVersion.run { p in
+                    p.bind(.text(table.name))
+                    p.bind(blob: pk)
+                    p.bind(Int64(row.version))
+                }
             }
             try db.execute(sql: "DELETE FROM _ks_applying")
             try Self.setState(db, StateKey.cursor, Int64(bitPattern: page.lastSequence))
@@ -83,18 +111,55 @@ extension Replica {
         }
     }
 
-    /// The local table for a page's table, and page column index → local column index.
-    private func columnMap(for pageTable: Changeset.Table) throws -> (TableSchema, [Int: Int]) {
-        guard let table = tables[pageTable.name] else {
+    /// How the rows of one page table are written locally.
+    /// (A class: the row loop takes a table's plan once per row, and copying a struct of arrays
+    /// and statements retained each of them.)
+    private final class TablePlan {
+        let table: TableSchema
+        /// Page column index → local column index (nil: a column this replica does not have).
+        let columnMap: [Int?]
+        /// The page names the local columns, all of them, in the local order.
+        let sameColumns: Bool
+        /// Upserts a whole row; deletes by key.
+        let upsert: Statement
+        let delete: Statement
+
+        init(table: TableSchema, columnMap: [Int?], sameColumns: Bool, upsert: Statement, delete: Statement) {
+            self.table = table
+            self.columnMap = columnMap
+            self.sameColumns = sameColumns
+            self.upsert = upsert
+            self.delete = delete
+        }
+
+        /// The row sets every local column in order, so the whole-row upsert writes it.
+        func carriesWholeRow(_ row: Changeset.Row) -> Bool {
+            guard sameColumns, row.columns.count == table.columns.count else { return false }
+            for (i, c) in row.columns.enumerated() where c.column != i { return false }
+            return true
+        }
+
+        /// The row's values by local column index.
+        func localValues(of row: Changeset.Row) -> [Int: SQLValue] {
+            var values: [Int: SQLValue] = [:]
+            for c in row.columns {
+                if c.column < columnMap.count, let i = columnMap[c.column] { values[i] = c.value }
+            }
+            return values
+        }
+    }
+
+    /// The local table for a page's table, its column map and its statements.
+    private func plan(for pageTable: Changeset.Table, _ db: Database) throws -> TablePlan {
+        guard let table = tables[pageTable.name], let sql = statements[pageTable.name] else {
             throw ReplicaError(
                 .schemaMismatch,
                 "The server sent rows of table \(pageTable.name), which this replica does not have. The server's schema changed; re-initialise the replica."
             )
         }
-        var map: [Int: Int] = [:]
-        for (i, name) in pageTable.columns.enumerated() {
-            if let local = table.columns.firstIndex(where: { $0.name == name }) { map[i] = local }
-        }
-        return (table, map)
+        let map = pageTable.columns.map { name in table.columns.firstIndex(where: { $0.name == name }) }
+        return TablePlan(
+            table: table, columnMap: map, sameColumns: map == Array(table.columns.indices),
+            upsert: try db.cachedStatement(sql: sql.upsert), delete: try db.cachedStatement(sql: sql.delete))
     }
 }

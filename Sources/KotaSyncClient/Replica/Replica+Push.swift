@@ -11,6 +11,22 @@ public struct OutboundChangeset: Sendable, Equatable {
     public var rows: Int
     /// The encoded changeset, sent byte for byte the same on every retry.
     public var body: [UInt8]
+    /// The chunked upload carrying it, if one was started: resumed after a restart.
+    public var upload: UploadProgress?
+}
+
+/// How far a chunked upload of the outbox's changeset got, as the server last acknowledged it.
+public struct UploadProgress: Sendable, Equatable {
+    /// The server's upload id.
+    public var id: String
+    /// Bytes the server acknowledged.
+    public var offset: Int
+
+    /// The progress of upload `id`: `offset` bytes acknowledged.
+    public init(id: String, offset: Int) {
+        self.id = id
+        self.offset = offset
+    }
 }
 
 extension Replica {
@@ -28,6 +44,7 @@ extension Replica {
             defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }
             var result: OutboundChangeset?
             try db.inTransaction {
+                try db.execute(sql: Self.uploadTable)
                 result = try self.outbound(db, now: now)
                 return .commit
             }
@@ -43,11 +60,16 @@ extension Replica {
             // changes, so such a changeset is dropped and built again.
             let limits = DecodeLimits(maxUncompressedBytes: .max, maxCompressionRatio: .max)
             if (try? ChangesetCodec.decode(body, limits: limits)) != nil {
+                let upload = try Row.fetchOne(
+                    db, sql: "SELECT upload_id, offset FROM _ks_upload WHERE changeset_id = ?",
+                    arguments: [row["id"] as String]
+                ).map { UploadProgress(id: $0["upload_id"], offset: $0["offset"]) }
                 return OutboundChangeset(
                     id: UUID(uuidString: row["id"])!, firstSequence: UInt64(row["first_seq"] as Int64),
-                    lastSequence: UInt64(row["last_seq"] as Int64), rows: row["rows"], body: body)
+                    lastSequence: UInt64(row["last_seq"] as Int64), rows: row["rows"], body: body, upload: upload)
             }
             try db.execute(sql: "DELETE FROM _ks_outbox WHERE id = ?", arguments: [row["id"] as String])
+            try db.execute(sql: "DELETE FROM _ks_upload WHERE changeset_id = ?", arguments: [row["id"] as String])
         }
         return try build(db, now: now)
     }
@@ -176,6 +198,7 @@ extension Replica {
         try dbQueue.write { db in
             try ChangeLog.truncate(db, through: Int64(outbound.lastSequence))
             try db.execute(sql: "DELETE FROM _ks_outbox WHERE id = ?", arguments: [outbound.id.uuidString])
+            try Self.forgetUpload(of: outbound, db)
             for row in changeset.rows {
                 let table = changeset.tables[row.table].name
                 let pk = Data(PrimaryKeyCoding.encode(row.primaryKey))
@@ -222,7 +245,47 @@ extension Replica {
     public func discard(_ outbound: OutboundChangeset) throws {
         try dbQueue.write { db in
             try db.execute(sql: "DELETE FROM _ks_outbox WHERE id = ?", arguments: [outbound.id.uuidString])
+            try Self.forgetUpload(of: outbound, db)
         }
+    }
+
+    /// The chunked upload carrying `outbound`, as far as the server acknowledged it (nil when
+    /// none was started).
+    public func upload(of outbound: OutboundChangeset) throws -> UploadProgress? {
+        try dbQueue.read { db in
+            guard try db.tableExists("_ks_upload") else { return nil }
+            return try Row.fetchOne(
+                db, sql: "SELECT upload_id, offset FROM _ks_upload WHERE changeset_id = ?",
+                arguments: [outbound.id.uuidString]
+            ).map { UploadProgress(id: $0["upload_id"], offset: $0["offset"]) }
+        }
+    }
+
+    /// Remembers how far the chunked upload of `outbound` got, so a restarted client resumes it
+    /// rather than starting over. Losing this write costs nothing but a question to the server:
+    /// announcing the same changeset again returns the same upload.
+    public func recordUpload(_ progress: UploadProgress, of outbound: OutboundChangeset) throws {
+        try dbQueue.write { db in
+            try db.execute(sql: Self.uploadTable)
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO _ks_upload(changeset_id, upload_id, offset) VALUES (?, ?, ?)",
+                arguments: [outbound.id.uuidString, progress.id, progress.offset])
+        }
+    }
+
+    /// The outbox's upload state: which server upload carries which changeset and how far it got.
+    /// Made when first needed, so replicas made before chunked uploads get it too.
+    static let uploadTable = """
+        CREATE TABLE IF NOT EXISTS _ks_upload (
+          changeset_id TEXT PRIMARY KEY,
+          upload_id    TEXT NOT NULL,
+          offset       INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """
+
+    private static func forgetUpload(of outbound: OutboundChangeset, _ db: Database) throws {
+        guard try db.tableExists("_ks_upload") else { return }
+        try db.execute(sql: "DELETE FROM _ks_upload WHERE changeset_id = ?", arguments: [outbound.id.uuidString])
     }
 
     func store(_ conflicts: [ConflictReport], _ db: Database) throws {

@@ -294,6 +294,23 @@ extension Replica {
         }
     }
 
+    /// What this replica tells the server about itself (`DeviceHeaders`): its id, this client's
+    /// version, how many rows wait to be pushed, and the code of its last error.
+    public func deviceHeaders() throws -> [String: String] {
+        try dbQueue.read { db in
+            var headers = [
+                DeviceHeaders.replica: self.id.uuidString, DeviceHeaders.client: kotaSyncClientVersion,
+                DeviceHeaders.pending: String(ChangeLog.coalesce(try self.readLog(db)).count),
+            ]
+            if let error = try (Self.state(db, StateKey.lastError) as String?).flatMap({
+                try? JSONDecoder().decode(ErrorRecord.self, from: Data($0.utf8))
+            }) {
+                headers[DeviceHeaders.lastError] = error.code
+            }
+            return headers
+        }
+    }
+
     /// The conflict records this replica knows, in id order, as the server last reported them.
     public func conflicts() throws -> [ConflictReport] {
         try dbQueue.read { db in

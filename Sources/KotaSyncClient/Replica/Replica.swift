@@ -209,5 +209,10 @@ public struct ErrorRecord: Codable, Sendable, Equatable {
 }
 
 extension Date {
-    var iso8601: String { ISO8601DateFormatter().string(from: self) }
+    /// The date as `2026-11-29T08:15:00Z`. A format style, not a new `ISO8601DateFormatter` each
+    /// time: every applied page stores its time, and creating the formatter (an ICU date format)
+    /// was a tenth of the apply's time in `perf`. Same text as the formatter's default.
+    var iso8601: String { formatted(Self.iso8601Style) }
+
+    private static let iso8601Style = Date.ISO8601FormatStyle()
 }

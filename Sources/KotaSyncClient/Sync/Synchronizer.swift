@@ -36,13 +36,47 @@ public struct PullSummary: Codable, Sendable, Equatable {
     public init() {}
 }
 
-/// Runs the sync protocol between a replica and its server.
+/// What a sync did: both halves, each with the error that stopped it, if any.
+///
+/// An upload problem never stops downloads: the pull runs whatever became of the push.
+public struct SyncReport: Sendable {
+    /// What the push did before it finished or failed.
+    public var push = PushSummary()
+    /// What the pull did before it finished or failed.
+    public var pull = PullSummary()
+    /// Why the push stopped early; nil when everything pending was acknowledged.
+    public var pushError: ReplicaError?
+    /// Why the pull stopped early; nil when the replica caught up.
+    public var pullError: ReplicaError?
+}
+
+/// Runs the sync protocol between a replica and its server, over a link that may fail.
+///
+/// Transient failures are retried as ``retry`` says: the same request again (for a push, the
+/// same bytes; for a pull, the same cursor) after a growing, jittered wait. Pushes larger than
+/// ``chunkBytes`` go up as chunked uploads that resume from the last chunk the server
+/// acknowledged, also after a restart. Permanent failures are reported at once.
 public struct Synchronizer: Sendable {
     public let replica: Replica
     public let client: SyncClient
+    /// When and how long to wait before trying a failed request again.
+    public var retry: RetryPolicy = .standard
+    /// The size of an upload chunk; a push no larger goes in one `POST /v1/push`. At most this
+    /// many bytes are sent twice after a dropped connection. The server may ask for smaller.
+    public var chunkBytes: Int = Self.defaultChunkBytes
+    /// Waits between tries; a test can replace the clock.
+    public var sleep: @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+    /// A number drawn uniformly from [0, 1) for each wait's jitter; a test can make it repeatable.
+    public var jitter: @Sendable () -> Double = { Double.random(in: 0..<1) }
+
+    /// 64 KiB: eight seconds at 64 kbit/s, so a chunk gets through between drops on a poor
+    /// link, and small enough that resending one costs little.
+    public static let defaultChunkBytes = 64 * 1024
 
     public init(replica: Replica, client: SyncClient) {
         self.replica = replica
+        var client = client
+        if client.deviceHeaders.isEmpty { client.deviceHeaders = (try? replica.deviceHeaders()) ?? [:] }
         self.client = client
     }
 
@@ -57,7 +91,7 @@ public struct Synchronizer: Sendable {
         progress: @Sendable (PullSummary) -> Void = { _ in }
     ) async throws -> (replica: Replica, adopted: Int, pulled: PullSummary) {
         let client = SyncClient(baseURL: serverURL, token: token)
-        let schema = try await client.schema()
+        let schema = try await Self.retrying(RetryPolicy.standard) { try await client.schema() }
         guard schema.protocolVersion == kotaSyncProtocolVersion else {
             throw ReplicaError(
                 .invalidResponse,
@@ -73,15 +107,22 @@ public struct Synchronizer: Sendable {
 
     /// Sends every pending change, one changeset at a time, each acknowledged before the next.
     ///
-    /// A changeset whose reply is lost stays in the outbox and is sent again, byte for byte, by
-    /// the next push; the server recognises its id and replies as before. A changeset the server
-    /// refuses for good (bad data) is dropped from the outbox, its changes stay in the log, and
-    /// the error is thrown for the operator.
+    /// A changeset whose reply is lost stays in the outbox and is sent again, byte for byte;
+    /// the server recognises its id and replies as before. A changeset the server refuses for
+    /// good (bad data) is dropped from the outbox, its changes stay in the log, and the error is
+    /// thrown for the operator.
     public func push(progress: @Sendable (PushSummary) -> Void = { _ in }) async throws -> PushSummary {
         var summary = PushSummary()
+        try await push(into: &summary, progress: progress)
+        return summary
+    }
+
+    private func push(
+        into summary: inout PushSummary, progress: @Sendable (PushSummary) -> Void = { _ in }
+    ) async throws {
         while let outbound = try replica.nextOutbound() {
             do {
-                let (reply, replayed) = try await client.push(outbound.body)
+                let (reply, replayed) = try await deliver(outbound)
                 try replica.acknowledge(outbound, reply: reply)
                 summary.bytes += outbound.body.count
                 defer { progress(summary) }
@@ -93,23 +134,106 @@ public struct Synchronizer: Sendable {
                 summary.refused += reply.rejected?.count ?? 0
             } catch let error as ReplicaError where error.code == .rejected {
                 if let code = error.server?.code, !code.isRetryable, code != .sequenceConflict {
+                    let upload = try replica.upload(of: outbound)
                     try replica.discard(outbound)
+                    // The server would discard it after its expiry anyway; this only frees it sooner.
+                    if let upload { try? await client.cancelUpload(id: upload.id) }
                 }
                 throw error
             }
         }
-        return summary
+    }
+
+    /// Sends one changeset: in one request if it fits in a chunk, else as a chunked upload.
+    private func deliver(_ outbound: OutboundChangeset) async throws -> (reply: PushReply, replayed: Bool) {
+        guard outbound.body.count > chunkBytes || outbound.upload != nil else {
+            return try await retrying { try await client.push(outbound.body) }
+        }
+        return try await upload(outbound)
+    }
+
+    /// A chunked upload of `outbound`, resumed from where the server's copy ends.
+    ///
+    /// Every try starts by asking the server how much it holds (announcing the changeset, which
+    /// returns the same upload if there is one), so a chunk whose acknowledgement was lost is not
+    /// sent again. A chunk cut off by a drop is the most that is sent twice.
+    private func upload(_ outbound: OutboundChangeset) async throws -> (reply: PushReply, replayed: Bool) {
+        let body = outbound.body
+        let announcement = UploadRequest(changesetId: outbound.id, length: body.count, sha256: sha256Hex(body))
+        var progress = outbound.upload
+        var known: UploadStatus?
+        var failures = 0
+        while true {
+            do {
+                guard let current = progress, let status = known else {
+                    known =
+                        if let current = progress {
+                            try await client.uploadStatus(id: current.id)
+                        } else {
+                            try await client.startUpload(announcement)
+                        }
+                    progress = UploadProgress(id: known!.id, offset: known!.offset)
+                    try replica.recordUpload(progress!, of: outbound)
+                    continue
+                }
+                guard current.offset >= body.count else {
+                    let end = min(body.count, current.offset + max(1, min(chunkBytes, status.maxChunkBytes)))
+                    known = try await client.sendChunk(
+                        upload: current.id, offset: current.offset, body[current.offset..<end])
+                    progress = UploadProgress(id: current.id, offset: known!.offset)
+                    try replica.recordUpload(progress!, of: outbound)
+                    failures = 0
+                    continue
+                }
+                return try await client.commitUpload(id: current.id)
+            } catch let error as ReplicaError {
+                // Whatever failed, the next try first learns where the server's copy ends.
+                known = nil
+                failures += 1
+                switch error.server?.code {
+                case .uploadNotFound?, .uploadCorrupt?:
+                    // Gone (expired) or discarded as damaged: announce it again.
+                    progress = nil
+                    if failures < retry.maxAttempts { continue }
+                case .uploadOffsetMismatch?, .uploadIncomplete?:
+                    if failures < retry.maxAttempts { continue }
+                default: break
+                }
+                try await pause(after: error, failures: failures)
+            }
+        }
     }
 
     /// Applies every merged change after the replica's cursor, page by page; each page is applied
-    /// atomically with its cursor, so an interrupted pull resumes where it stopped.
+    /// atomically with its cursor, so an interrupted pull resumes where it stopped. A page that
+    /// does not arrive whole is asked for again, smaller (``PullPaging``).
     public func pull(pageSize: Int? = nil, progress: @Sendable (PullSummary) -> Void = { _ in }) async throws
         -> PullSummary
     {
         var summary = PullSummary()
+        try await pull(into: &summary, pageSize: pageSize, progress: progress)
+        return summary
+    }
+
+    private func pull(
+        into summary: inout PullSummary, pageSize: Int?, progress: @Sendable (PullSummary) -> Void
+    ) async throws {
         summary.cursor = try replica.cursor()
+        var paging = PullPaging(requested: pageSize)
+        var failures = 0
         while true {
-            let (page, hasMore) = try await client.pull(after: summary.cursor, limit: pageSize)
+            let page: Changeset
+            let hasMore: Bool
+            do {
+                (page, hasMore) = try await client.pull(after: summary.cursor, limit: paging.limit)
+                paging.succeeded()
+                failures = 0
+            } catch let error as ReplicaError {
+                failures += 1
+                paging.failed()
+                try await pause(after: error, failures: failures)
+                continue
+            }
             let applied = try replica.apply(page: page)
             summary.pages += 1
             summary.rows += page.rows.count
@@ -123,22 +247,66 @@ public struct Synchronizer: Sendable {
         }
         var after = try replica.conflictsAfter()
         while true {
-            let list = try await client.conflicts(replica: replica.id, after: after)
+            let list = try await retrying { [after] in try await client.conflicts(replica: replica.id, after: after) }
             try replica.record(conflicts: list.conflicts)
             summary.conflicts += list.conflicts
             guard let next = list.next else { break }
             after = next
         }
-        return summary
     }
 
-    /// Push, then pull; the callbacks see each step's progress.
+    /// Push, then pull, whatever became of the push; each half's error is in the report.
+    /// Only a failure of the local database is thrown.
+    public func syncReport(
+        pushProgress: @Sendable (PushSummary) -> Void = { _ in },
+        pullProgress: @Sendable (PullSummary) -> Void = { _ in }
+    ) async throws -> SyncReport {
+        var report = SyncReport()
+        do {
+            try await push(into: &report.push, progress: pushProgress)
+        } catch let error as ReplicaError {
+            report.pushError = error
+        }
+        do {
+            try await pull(into: &report.pull, pageSize: nil, progress: pullProgress)
+        } catch let error as ReplicaError {
+            report.pullError = error
+        }
+        return report
+    }
+
+    /// Push, then pull. The pull runs even when the push failed; then the push's error is
+    /// thrown, its message saying what the pull did. The callbacks see each half's progress.
     public func sync(
         pushProgress: @Sendable (PushSummary) -> Void = { _ in },
         pullProgress: @Sendable (PullSummary) -> Void = { _ in }
     ) async throws -> (push: PushSummary, pull: PullSummary) {
-        let pushed = try await push(progress: pushProgress)
-        let pulled = try await pull(progress: pullProgress)
-        return (pushed, pulled)
+        let report = try await syncReport(pushProgress: pushProgress, pullProgress: pullProgress)
+        if var error = report.pushError {
+            if let pullError = report.pullError {
+                error.message += " The pull failed too: \(pullError.message)"
+            } else {
+                error.message +=
+                    " Downloads went on: pulled \(report.pull.rows) row(s) in \(report.pull.pages) page(s), cursor \(report.pull.cursor)."
+            }
+            throw error
+        }
+        if let error = report.pullError { throw error }
+        return (report.push, report.pull)
+    }
+
+    /// Retries with this synchronizer's policy, clock and jitter.
+    private var retrier: Retrier { Retrier(policy: retry, sleep: sleep, jitter: jitter) }
+
+    private func retrying<T>(_ operation: () async throws -> T) async throws -> T {
+        try await retrier.run(operation)
+    }
+
+    private static func retrying<T>(_ policy: RetryPolicy, _ operation: () async throws -> T) async throws -> T {
+        try await Retrier(policy: policy).run(operation)
+    }
+
+    private func pause(after error: ReplicaError, failures: Int) async throws {
+        try await retrier.pause(after: error, failures: failures)
     }
 }

@@ -50,26 +50,57 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let invalidTransferFile = Code(rawValue: "invalid_transfer_file")
         /// The server failed; the request may be retried.
         public static let internalError = Code(rawValue: "internal_error")
+        /// Too many requests for this token in the current minute, or too many failed logins for
+        /// a name or an address; try again after the response's `Retry-After` seconds.
+        public static let rateLimited = Code(rawValue: "rate_limited")
+        /// The request ran longer than the server's `limits.request_timeout_seconds`. Retryable:
+        /// a push that was merged meanwhile is answered from its stored reply on the resend.
+        public static let requestTimeout = Code(rawValue: "request_timeout")
+
+        // Chunked uploads (`POST /v1/uploads` and the routes under it).
+
+        /// No such upload for this OPD: never created, discarded after expiring, or damaged.
+        /// Start a new one (`POST /v1/uploads`); the same changeset gets the same upload back.
+        public static let uploadNotFound = Code(rawValue: "upload_not_found")
+        /// A chunk does not start where the server's copy ends; the reply's `Upload-Offset` says
+        /// where it does. Continue from there.
+        public static let uploadOffsetMismatch = Code(rawValue: "upload_offset_mismatch")
+        /// Commit before every byte arrived; continue from `Upload-Offset`.
+        public static let uploadIncomplete = Code(rawValue: "upload_incomplete")
+        /// A chunk's bytes do not match its `KotaSync-Chunk-SHA256`: damaged on the way. Send
+        /// the same chunk again.
+        public static let chunkCorrupt = Code(rawValue: "chunk_corrupt")
+        /// The assembled changeset does not match the announced SHA-256. The server discarded
+        /// the upload; start it again from the outbox's intact copy.
+        public static let uploadCorrupt = Code(rawValue: "upload_corrupt")
 
         /// The HTTP status the server answers with for this code.
         public var httpStatus: Int {
             switch self {
             case .unauthorized: 401
             case .forbidden: 403
-            case .notFound: 404
-            case .sequenceConflict, .alreadyResolved: 409
+            case .notFound, .uploadNotFound: 404
+            case .sequenceConflict, .alreadyResolved, .uploadOffsetMismatch, .uploadIncomplete: 409
             case .bodyTooLarge, .changesetTooLarge: 413
             case .unknownTable, .unknownColumn, .typeMismatch, .invalidPrimaryKey, .constraintViolation: 422
+            case .rateLimited: 429
             case .internalError: 500
+            case .requestTimeout: 503
             default: 400
             }
         }
 
-        /// Whether a client should send the same request again later: server failures, and
-        /// changesets damaged on the way (the replica's stored bytes are intact). Every other 4xx
-        /// is permanent for those bytes.
+        /// Whether a client should keep its outbox and send the changeset again later: server
+        /// failures, `429` (after `Retry-After`), bytes damaged on the way (the replica's stored
+        /// copy is intact), and the upload codes, which say how to go on with a chunked upload
+        /// rather than that the changeset is wrong. Every other 4xx is permanent for those bytes.
         public var isRetryable: Bool {
-            httpStatus >= 500 || self == .changesetTruncated || self == .changesetCorrupt
+            switch self {
+            case .changesetTruncated, .changesetCorrupt, .rateLimited, .uploadNotFound, .uploadOffsetMismatch,
+                .uploadIncomplete, .chunkCorrupt, .uploadCorrupt:
+                true
+            default: httpStatus >= 500
+            }
         }
     }
 
@@ -77,10 +108,14 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
     public var code: Code
     /// A human-readable explanation that says what to do.
     public var message: String
+    /// For ``Code/rateLimited``: the seconds to wait before trying again (the `Retry-After`
+    /// header of the HTTP response).
+    public var retryAfterSeconds: Int?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, retryAfterSeconds: Int? = nil) {
         self.code = code
         self.message = message
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     public var description: String { "\(code.rawValue): \(message)" }

@@ -3,6 +3,9 @@ import Foundation
 /// The protocol version this build speaks; `GET /v1/schema` reports it.
 public let kotaSyncProtocolVersion = 1
 
+/// This build's client name and version, as sent in `KotaSync-Client`.
+public let kotaSyncClientVersion = "kotasync/0.6.0"
+
 /// JSON coding shared by server and client: snake_case keys, as `Protocol/http-api.md` shows them.
 public enum ProtocolJSON {
     public static func encoder() -> JSONEncoder {
@@ -59,6 +62,18 @@ public struct PushLimits: Codable, Sendable, Equatable {
 }
 
 /// The body of a successful `POST /v1/push`.
+/// The headers a client sends about itself on every request, for the Command Center's overview.
+public enum DeviceHeaders {
+    /// The replica's id.
+    public static let replica = "KotaSync-Replica"
+    /// The client program and version, e.g. `kotasync/0.5.0`.
+    public static let client = "KotaSync-Client"
+    /// Rows with local changes not yet acknowledged.
+    public static let pending = "KotaSync-Pending"
+    /// The code of the last error the client met, or absent.
+    public static let lastError = "KotaSync-Last-Error"
+}
+
 public struct PushReply: Codable, Sendable, Equatable {
     public var changesetId: UUID
     public var replicaId: UUID

@@ -186,9 +186,12 @@ public enum ChangesetCodec {
         let tableCount = try r.readCount("table count", limit: 10_000)
         var tables: [Changeset.Table] = []
         tables.reserveCapacity(tableCount)
+        // Sets, not searches of the lists: up to 10,000 tables of 2,000 columns fit in a payload,
+        // and searching the lists would cost a few kilobytes of body billions of comparisons.
+        var tableNames = Set<String>()
         for _ in 0..<tableCount {
             let name = try r.readString("table name")
-            guard !tables.contains(where: { $0.name == name }) else {
+            guard tableNames.insert(name).inserted else {
                 throw SyncError(.changesetMalformed, "Table \(name) is declared twice.")
             }
             let pkCount = try r.readCount("primary-key column count", limit: 64)
@@ -200,9 +203,11 @@ public enum ChangesetCodec {
             let columnCount = try r.readCount("column count", limit: 2_000)
             var columns: [String] = []
             columns.reserveCapacity(columnCount)
+            let keyNames = Set(pk)
+            var columnNames = Set<String>()
             for _ in 0..<columnCount {
                 let column = try r.readString("column name")
-                guard !columns.contains(column), !pk.contains(column) else {
+                guard !keyNames.contains(column), columnNames.insert(column).inserted else {
                     throw SyncError(.changesetMalformed, "Column \(column) of table \(name) is declared twice.")
                 }
                 columns.append(column)
@@ -251,10 +256,21 @@ public enum ChangesetCodec {
             }
             var columns: [Changeset.ColumnValue] = []
             columns.reserveCapacity(columnCount)
-            var seen = Set<Int>()
+            // Which columns the row has set so far: a bit per column (a `Set` cost an allocation
+            // and a hash per value), with an array only for tables wider than 64 columns.
+            var seenBits: UInt64 = 0
+            var seenWide = table.columns.count > 64 ? [Bool](repeating: false, count: table.columns.count) : []
             for _ in 0..<columnCount {
                 let c = try r.readCount("row \(index) column index", limit: max(table.columns.count - 1, 0))
-                guard c < table.columns.count, seen.insert(c).inserted else {
+                let repeated: Bool
+                if seenWide.isEmpty {
+                    repeated = c < 64 && seenBits & (1 << UInt64(c)) != 0
+                    if c < 64 { seenBits |= 1 << UInt64(c) }
+                } else {
+                    repeated = c < seenWide.count && seenWide[c]
+                    if c < seenWide.count { seenWide[c] = true }
+                }
+                guard c < table.columns.count, !repeated else {
                     throw SyncError(
                         .changesetMalformed,
                         "Row \(index) sets column index \(c) of \(table.name) twice or out of range.")

@@ -57,6 +57,23 @@ public struct ServerConfig: Sendable {
         public var maxRows: Int = 200_000
         /// The most rows in one pull page.
         public var maxPullPage: Int = 10_000
+        /// The most requests one token may make per minute (`429 rate_limited` above it).
+        public var requestsPerMinute: Int = 6_000
+        /// The longest a request may run before it is answered `503 request_timeout`.
+        public var requestTimeoutSeconds: Int = 120
+        /// Failed logins allowed per user name and per client address within
+        /// ``loginWindowSeconds``; the next attempt is answered `429 rate_limited`.
+        public var loginFailures: Int = 5
+        /// The window over which failed logins are counted.
+        public var loginWindowSeconds: Int = 900
+        /// How long a session token from `POST /v1/login` stays valid.
+        public var sessionMinutes: Int = 480
+        /// The largest chunk of a chunked upload (`PATCH /v1/uploads/{id}`); the most a chunk
+        /// request holds in the server's memory.
+        public var maxChunkBytes: Int = 1 << 20
+        /// How long a chunked upload is kept after its last chunk, in seconds, before it counts
+        /// as abandoned and is discarded.
+        public var uploadExpirySeconds: Int = 86_400
 
         public init() {}
 
@@ -86,6 +103,9 @@ public struct ServerConfig: Sendable {
     public var foreignKeys: [String: [ForeignKey]] = [:]
     /// Who may read and write which rows (each table's `sync` entry, and the OPD hierarchy).
     public var rules = SyncRules(tables: [:], opds: [])
+    /// Addresses of reverse proxies whose `X-Forwarded-For` header the server believes for the
+    /// client's address (audit log, login limits). Empty: the header is ignored.
+    public var trustedProxies: [String] = []
 
     /// A column that refers to a row of another replicated table.
     public struct ForeignKey: Sendable, Equatable {
@@ -162,6 +182,35 @@ public struct ServerConfig: Sendable {
             if let v = l.maxCompressionRatio { limits.maxCompressionRatio = v }
             if let v = l.maxRows { limits.maxRows = v }
             if let v = l.maxPullPage { limits.maxPullPage = v }
+            if let v = l.maxChunkBytes {
+                guard v >= 1024 else {
+                    throw ConfigError(
+                        .invalid, "limits.max_chunk_bytes is \(v); give at least 1024 (1048576 is the default).")
+                }
+                limits.maxChunkBytes = v
+            }
+            if let v = l.uploadExpirySeconds {
+                guard v >= 1 else {
+                    throw ConfigError(
+                        .invalid,
+                        "limits.upload_expiry_seconds is \(v); give a number of seconds of at least 1 (86400 is the default)."
+                    )
+                }
+                limits.uploadExpirySeconds = v
+            }
+            if let v = l.requestsPerMinute { limits.requestsPerMinute = v }
+            if let v = l.requestTimeoutSeconds { limits.requestTimeoutSeconds = v }
+            if let v = l.loginFailures { limits.loginFailures = v }
+            if let v = l.loginWindowSeconds { limits.loginWindowSeconds = v }
+            if let v = l.sessionMinutes { limits.sessionMinutes = v }
+        }
+        for (name, value) in [
+            ("requests_per_minute", limits.requestsPerMinute),
+            ("request_timeout_seconds", limits.requestTimeoutSeconds),
+            ("login_failures", limits.loginFailures), ("login_window_seconds", limits.loginWindowSeconds),
+            ("session_minutes", limits.sessionMinutes),
+        ] where value < 1 {
+            throw ConfigError(.invalid, "limits.\(name) is \(value); give a number of at least 1.")
         }
         let maxAhead = file.clock?.maxAheadSeconds ?? 300
         guard (0...86_400).contains(maxAhead) else {
@@ -171,11 +220,13 @@ public struct ServerConfig: Sendable {
             )
         }
         let skew = ClockSkewPolicy(maxAheadMilliseconds: UInt64(maxAhead) * 1000)
-        return ServerConfig(
+        var config = ServerConfig(
             name: file.name ?? "KotaSync", opds: file.opds ?? [], tables: tables, limits: limits, clockSkew: skew,
             seedFile: file.seed.map { URL(fileURLWithPath: $0, relativeTo: baseURL).standardizedFileURL },
             policies: policies, foreignKeys: foreignKeys,
             rules: SyncRules(tables: tableRules, opds: file.opds ?? []))
+        config.trustedProxies = file.trustedProxies ?? []
+        return config
     }
 
     /// A table's `sync` entry, checked.
@@ -379,13 +430,27 @@ private struct ConfigFile: Decodable {
         var maxCompressionRatio: Int?
         var maxRows: Int?
         var maxPullPage: Int?
+        var requestsPerMinute: Int?
+        var requestTimeoutSeconds: Int?
+        var loginFailures: Int?
+        var loginWindowSeconds: Int?
+        var sessionMinutes: Int?
+        var maxChunkBytes: Int?
+        var uploadExpirySeconds: Int?
 
         enum CodingKeys: String, CodingKey {
+            case requestsPerMinute = "requests_per_minute"
+            case requestTimeoutSeconds = "request_timeout_seconds"
+            case loginFailures = "login_failures"
+            case loginWindowSeconds = "login_window_seconds"
+            case sessionMinutes = "session_minutes"
             case maxBodyBytes = "max_body_bytes"
             case maxUncompressedBytes = "max_uncompressed_bytes"
             case maxCompressionRatio = "max_compression_ratio"
             case maxRows = "max_rows"
             case maxPullPage = "max_pull_page"
+            case maxChunkBytes = "max_chunk_bytes"
+            case uploadExpirySeconds = "upload_expiry_seconds"
         }
     }
 
@@ -400,4 +465,10 @@ private struct ConfigFile: Decodable {
     var limits: LimitsEntry?
     var clock: ClockEntry?
     var seed: String?
+    var trustedProxies: [String]?
+
+    enum CodingKeys: String, CodingKey {
+        case name, opds, tables, limits, clock, seed
+        case trustedProxies = "trusted_proxies"
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import KotaSyncCore
 import Logging
@@ -12,8 +13,10 @@ struct APIError: HTTPResponseError {
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
         let body = (try? ProtocolJSON.encoder().encode(ErrorBody(error))) ?? Data()
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let seconds = error.retryAfterSeconds { headers[.retryAfter] = String(seconds) }
         return Response(
-            status: status, headers: [.contentType: "application/json"],
+            status: status, headers: headers,
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

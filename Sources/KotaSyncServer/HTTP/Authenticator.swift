@@ -6,6 +6,8 @@ import KotaSyncCore
 /// staff tokens open the review API, and neither opens the other's routes.
 struct Authenticator: Sendable {
     let store: any MasterStore
+    /// The per-token request budget, shared by every route.
+    let limits: RequestLimits
 
     /// The device behind the request's token, for a sync route (`push`, `pull`, `conflicts`):
     /// a staff token is refused with `forbidden`, so a reviewer's token can never write data as
@@ -40,7 +42,8 @@ struct Authenticator: Sendable {
         return credential
     }
 
-    /// Any valid token, device or staff.
+    /// Any valid token, device or staff, within its request budget. Revocation and expiry are
+    /// checked against the master on every request, so they take effect on the next one.
     func authenticate(_ request: Request) async throws -> Device {
         // The scheme name is case-insensitive (RFC 9110 §11.1).
         guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
@@ -51,6 +54,8 @@ struct Authenticator: Sendable {
             throw SyncError(
                 .unauthorized, "The token is unknown, revoked or expired. Ask the Command Center for a new one.")
         }
+        RequestAudit.credential(device)
+        try limits.admit(tokenID: device.tokenID)
         return device
     }
 }

@@ -13,10 +13,11 @@ struct ReviewAPI {
     /// The most bytes a resolve request may have: a decision with a few corrected values.
     static let maxResolveBodyBytes = 1 << 20
 
-    var authenticator: Authenticator { Authenticator(store: store) }
+    let authenticator: Authenticator
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<ServerRequestContext>) {
         router.get("/v1/review/conflicts") { request, _ in
+            RequestAudit.note(action: "review.list")
             _ = try await authenticator.staff(request, atLeast: .viewer, to: "read the review queue")
             let query = request.uri.queryParameters
             let filter = ReviewFilter(
@@ -27,10 +28,12 @@ struct ReviewAPI {
             return try json(try await store.reviewConflicts(filter))
         }
         router.get("/v1/review/conflicts/:id") { request, context in
+            RequestAudit.note(action: "review.show", ["conflict_id": context.parameters.get("id") ?? ""])
             _ = try await authenticator.staff(request, atLeast: .viewer, to: "read the review queue")
             return try json(try await store.reviewConflict(id: try recordID(context)))
         }
         router.post("/v1/review/conflicts/:id/resolve") { request, context in
+            RequestAudit.note(action: "review.resolve", ["conflict_id": context.parameters.get("id") ?? ""])
             let reviewer = try await authenticator.staff(request, atLeast: .reviewer, to: "resolve conflicts")
             let id = try recordID(context)
             let body = try await request.body.collect(upTo: Self.maxResolveBodyBytes)
@@ -45,7 +48,11 @@ struct ReviewAPI {
             }
             // An unknown id is `not_found` whatever the body says, before anything is decided.
             _ = try await store.reviewConflict(id: id)
+            RequestAudit.note(["take": decision.take.rawValue])
             let resolved = try await store.resolveConflict(id: id, decision, by: reviewer.name ?? reviewer.tokenID)
+            RequestAudit.note([
+                "table": resolved.table, "master_version": resolved.resolution?.masterVersion.map(String.init) ?? "-",
+            ])
             // Who decided what, for the audit trail; values stay out of the log (patient data).
             logger.info(
                 "conflict resolved",
@@ -58,7 +65,7 @@ struct ReviewAPI {
     }
 
     /// The `{id}` path segment: a record id is an integer of at least 1.
-    private func recordID(_ context: BasicRequestContext) throws -> Int64 {
+    private func recordID(_ context: ServerRequestContext) throws -> Int64 {
         let text = context.parameters.get("id") ?? ""
         guard let id = Int64(text), id >= 1 else {
             throw SyncError(.badRequest, "`\(text)` is not a conflict record id (an integer of at least 1).")

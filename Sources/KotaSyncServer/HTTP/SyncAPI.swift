@@ -9,21 +9,23 @@ import NIOCore
 struct SyncAPI {
     let store: any MasterStore
     let config: ServerConfig
-    var authenticator: Authenticator { Authenticator(store: store) }
+    let authenticator: Authenticator
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<ServerRequestContext>) {
         router.get("/v1/health") { _, _ in
             try json(["status": "ok", "server": config.name])
         }
         router.get("/v1/schema") { request, _ in
             // Staff tokens open the review API only; refusing them here keeps `kotasync init`
             // from making a replica that could never sync.
+            RequestAudit.note(action: "schema")
             let device = try await authenticator.device(request, to: "make a replica")
             return try json(
                 SchemaDocument(
                     server: config.name, opd: device.opd, tables: config.tables, limits: config.limits.published))
         }
         router.post("/v1/push") { request, _ in
+            RequestAudit.note(action: "push")
             let device = try await authenticator.device(request, to: "push changes")
             if let length = request.headers[.contentLength].flatMap(Int.init), length > config.limits.maxBodyBytes {
                 throw SyncError(
@@ -31,19 +33,20 @@ struct SyncAPI {
                     "The body is \(length) bytes; this server accepts at most \(config.limits.maxBodyBytes).")
             }
             let buffer = try await request.body.collect(upTo: config.limits.maxBodyBytes)
-            let changeset = try ChangesetCodec.decode(
-                Array(buffer.readableBytesView), limits: config.limits.decodeLimits)
-            let outcome = try await store.push(changeset, from: device)
-            var headers: HTTPFields = [.contentType: "application/json"]
-            if outcome.replayed { headers[.replay] = "true" }
-            return Response(
-                status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(data: outcome.reply)))
+            let outcome = try await pushChangeset(
+                Array(buffer.readableBytesView), from: device, store: store, config: config)
+            // After the push: a replica's first push is what registers it.
+            noteReport(request, cursor: nil)
+            return UploadAPI.pushResponse(outcome)
         }
         router.get("/v1/pull") { request, _ in
+            RequestAudit.note(action: "pull")
             let device = try await authenticator.device(request, to: "pull rows")
             let after: UInt64 = try integer(request, "after", default: 0, minimum: 0)
             let limit: Int = try integer(request, "limit", default: config.limits.maxPullPage, minimum: 1)
+            noteReport(request, cursor: after)
             let page = try await store.pull(after: after, limit: limit, opd: device.opd)
+            RequestAudit.note(["after": String(after), "next": String(page.nextCursor), "rows": String(page.rows)])
             return Response(
                 status: .ok,
                 headers: [
@@ -54,6 +57,8 @@ struct SyncAPI {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: page.body)))
         }
         router.get("/v1/conflicts") { request, _ in
+            RequestAudit.note(
+                action: "conflicts", replica: request.uri.queryParameters.get("replica").map { String($0.prefix(64)) })
             let device = try await authenticator.device(
                 request, to: "list a replica's conflicts (staff use GET /v1/review/conflicts)")
             guard let text = request.uri.queryParameters.get("replica"), let replica = UUID(uuidString: text) else {
@@ -63,6 +68,34 @@ struct SyncAPI {
             let limit: Int = try integer(request, "limit", default: 500, minimum: 1)
             return try json(try await store.conflicts(involving: replica, of: device, after: after, limit: limit))
         }
+    }
+
+    /// Keeps what the device says about itself (`KotaSync-*` headers) for the overview, without
+    /// holding up the request; a failure to keep it is not the request's.
+    private func noteReport(_ request: Request, cursor: UInt64?) {
+        guard let text = request.headers[.init(DeviceHeaders.replica)!], let replica = UUID(uuidString: text) else {
+            return
+        }
+        let header = { (name: String) in request.headers[.init(name)!].map { String($0.prefix(100)) } }
+        let report = DeviceReport(
+            replicaId: replica, clientVersion: header(DeviceHeaders.client),
+            pending: header(DeviceHeaders.pending).flatMap(Int.init), lastError: header(DeviceHeaders.lastError),
+            cursor: cursor)
+        Task { [store] in try? await store.record(report, pulled: cursor != nil) }
+    }
+}
+
+extension SyncAPI {
+    /// A push's counts for the audit log: its id, rows, and rows per table; no values.
+    static func auditDetail(_ changeset: Changeset) -> [String: String] {
+        var perTable: [String: Int] = [:]
+        for row in changeset.rows where changeset.tables.indices.contains(Int(row.table)) {
+            perTable[changeset.tables[Int(row.table)].name, default: 0] += 1
+        }
+        return [
+            "changeset_id": changeset.id.uuidString, "rows": String(changeset.rows.count),
+            "tables": perTable.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
+        ]
     }
 }
 

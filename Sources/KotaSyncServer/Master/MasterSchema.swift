@@ -63,7 +63,7 @@ enum MasterSchema {
         """
         CREATE TABLE IF NOT EXISTS _ks_devices (
             replica INTEGER PRIMARY KEY, client TEXT, pending INTEGER, last_error TEXT, cursor INTEGER,
-            last_pull_at TEXT, last_seen_at TEXT NOT NULL
+            last_pull_at TEXT, last_seen_at TEXT NOT NULL, refused INTEGER NOT NULL DEFAULT 0
         )
         """,
         """
@@ -72,6 +72,28 @@ enum MasterSchema {
             expires_at TEXT, revoked_at TEXT
         )
         """,
+
+        // MARK: Credentials and audit (issue 5, branch `creds`): staff accounts, login sessions
+        // (rows of _ks_tokens) and the audit log, kept together apart from the sync bookkeeping.
+        // Staff accounts. The password is kept as its scrypt hash with the parameters and salt it
+        // was made with (`password_kdf`: `scrypt`, `password_params`: `N=…,r=…,p=…`), so the cost
+        // can be raised later without invalidating stored passwords.
+        """
+        CREATE TABLE IF NOT EXISTS _ks_users (
+            name TEXT PRIMARY KEY, role TEXT NOT NULL, password_kdf TEXT NOT NULL, password_params TEXT NOT NULL,
+            password_salt BLOB NOT NULL, password_hash BLOB NOT NULL, created_at TEXT NOT NULL, changed_at TEXT NOT NULL
+        )
+        """,
+        // Append-only, hash-chained: `hash` is SHA-256 over `prev_hash` and the entry's canonical
+        // text (`AuditEntry.canonicalText`); `kotasync-server audit verify` recomputes the chain.
+        """
+        CREATE TABLE IF NOT EXISTS _ks_audit (
+            id INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, actor_kind TEXT NOT NULL, opd TEXT,
+            replica TEXT, address TEXT, action TEXT NOT NULL, status INTEGER NOT NULL, code TEXT, detail TEXT,
+            prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS _ks_audit_at ON _ks_audit(at)",
     ]
 
     /// Columns added after the first release, as (table, column, definition). Added to an
@@ -95,6 +117,11 @@ enum MasterSchema {
         // longer do (`,a,b,`): pulls filter by the first and send removals to the second.
         ("_ks_rows", "scope", ""),
         ("_ks_rows", "gone_for", "TEXT"),
+        // Credentials (branch `creds`): when a token was last used (written in batches, at most
+        // about once a second for all tokens together), and, for a login session, the staff
+        // account it belongs to.
+        ("_ks_tokens", "last_used_at", "TEXT"),
+        ("_ks_tokens", "user_name", "TEXT"),
     ]
 
     /// Creates the bookkeeping tables and adds missing columns.

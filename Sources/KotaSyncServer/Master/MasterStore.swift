@@ -23,6 +23,12 @@ public struct Device: Sendable, Equatable {
     public var role: Role
     /// A person's name, for staff tokens; recorded with what they decide.
     public var name: String?
+    /// True for a session token from `POST /v1/login` (a staff account's), false for tokens made
+    /// with `token create`.
+    public var session = false
+
+    /// `device`, `staff` or `session`, as token lists and the audit log name it.
+    public var kind: String { role == .device ? "device" : session ? "session" : "staff" }
 
     public init(tokenID: String, opd: String, role: Role = .device, name: String? = nil) {
         self.tokenID = tokenID
@@ -106,6 +112,8 @@ public protocol MasterStore: Sendable {
     /// made with it. A staff token belongs to no OPD: it opens the review API and never pushes
     /// or pulls.
     func createStaffToken(name: String, role: Device.Role, expiresAt: Date?) async throws -> IssuedToken
+    /// Keeps what a device said about itself on a request, for the overview.
+    func record(_ report: DeviceReport, pulled: Bool) async throws
     /// The review queue: conflict records in id order, filtered.
     func reviewConflicts(_ filter: ReviewFilter) async throws -> ConflictList
     /// One record; `not_found` if there is none with this id.
@@ -114,4 +122,33 @@ public protocol MasterStore: Sendable {
     /// flows to every replica that holds the row), and the record keeps both sides and the
     /// decision. Returns the record as it stands afterwards.
     func resolveConflict(id: Int64, _ request: ResolveRequest, by reviewer: String) async throws -> ConflictReport
+
+    // MARK: Credentials and audit (branch `creds`)
+
+    /// Every token, newest first: ids, holders and times, never a secret or a hash.
+    func tokens() async throws -> [TokenDocument]
+    /// Revokes a token: the next request with it is refused. `not_found` for an unknown id;
+    /// revoking a revoked token changes nothing. Returns the token as it stands afterwards.
+    func revokeToken(id: String) async throws -> TokenDocument
+    /// Adds a staff account (`bad_request` if the name is taken or the password too short).
+    func addUser(name: String, role: Device.Role, password: String) async throws -> UserDocument
+    /// Every staff account, by name.
+    func users() async throws -> [UserDocument]
+    /// Removes a staff account and revokes its sessions. `not_found` for an unknown name.
+    func removeUser(name: String) async throws
+    /// Sets a new password and revokes the account's sessions. `not_found` for an unknown name.
+    func setPassword(name: String, password: String) async throws
+    /// Checks a staff account's password; on success opens a session: a bearer token with the
+    /// account's role that expires after `minutes`. Nil when the name or the password is wrong.
+    func login(name: String, password: String, minutes: Int) async throws -> IssuedToken?
+    /// Queues an audit entry; it is written, hash-chained, within about a second (batched with
+    /// the others), and at the latest by ``flushAudit()``.
+    func recordAudit(_ entry: AuditEntry)
+    /// Writes every queued audit entry and token use now.
+    func flushAudit() async throws
+    /// Audit entries in id order: since a time, of an OPD, after an id, at most `limit`.
+    func auditEntries(since: Date?, opd: String?, after: Int64, limit: Int) async throws -> [AuditEntry]
+    /// Recomputes the audit log's hash chain; the first problem found, or nil when intact, and
+    /// the number of entries checked.
+    func verifyAudit() async throws -> (checked: Int, problem: AuditChainCheck.Problem?)
 }

@@ -324,6 +324,9 @@ struct ReviewDecision {
     /// Values named in `set` must be columns of the table, of a storage class the column takes.
     private func typed(_ set: [String: SQLValue], in table: TableSchema) throws -> [String: SQLValue] {
         for (name, value) in set {
+            if case .real(let r) = value, r.isNaN {
+                throw SyncError(.badRequest, "Column \(table.name).\(name): a NaN is not a value SQLite can keep.")
+            }
             guard let column = table.columns.first(where: { $0.name == name }) else {
                 throw SyncError(.unknownColumn, "Table \(table.name) has no column \(name) that can be set.")
             }

@@ -15,6 +15,8 @@ public struct DeviceHealth: Sendable, Equatable {
     public var rows: Int
     /// Rows it reported as not yet pushed, at its last request.
     public var pending: Int?
+    /// Rows of its pushes the server refused (out of scope, read-only table).
+    public var refused: Int
     /// Records in which its change waits (`open` or `held`).
     public var waiting: Int
     /// How many master versions its last pull was behind the master.
@@ -102,7 +104,7 @@ extension SQLiteMasterStore {
                         replicaId: UUID(bytes: [UInt8](r["uuid"] as Data)), opd: r["opd"],
                         firstSeenAt: r["first_seen_at"],
                         lastPushAt: r["last_push_at"], lastPullAt: t?["last_pull_at"], changesets: r["changesets"],
-                        rows: r["rows"], pending: t?["pending"], waiting: r["waiting"],
+                        rows: r["rows"], pending: t?["pending"], refused: t?["refused"] ?? 0, waiting: r["waiting"],
                         lag: cursor.map { masterVersion > $0 ? masterVersion - $0 : 0 }, clientVersion: t?["client"],
                         lastError: t?["last_error"]))
             }
@@ -149,7 +151,8 @@ extension SQLiteMasterStore {
     }
 
     /// Remembers what a device said about itself on a request (cheap: one small upsert).
-    public func record(_ report: DeviceReport, pulled: Bool, now: Date = Date()) async throws {
+    public func record(_ report: DeviceReport, pulled: Bool) async throws {
+        let now = Date()
         try await pool.write { db in
             guard
                 let number = try Int64.fetchOne(

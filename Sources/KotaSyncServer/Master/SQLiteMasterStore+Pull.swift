@@ -42,37 +42,51 @@ extension SQLiteMasterStore {
     /// One page from a consistent snapshot: the current state of each row changed after `cursor`
     /// that a device of `opd` may see, in version order. Each row appears once, however often it
     /// changed; a row it may no longer see is sent as a delete; hidden columns are sent as NULL.
+    ///
+    /// The page's statements are prepared once per page and stepped through the C API: the
+    /// `_ks_rows` query is walked in place (no GRDB `Row` per entry, no column lookups by name)
+    /// and each live row's values are read by key with its table's statement.
     private func readPage(_ db: Database, after cursor: UInt64, limit: Int, opd: String?) throws -> PullPage {
         let visible = visibleRows(to: opd)
-        let metas = try Row.fetchAll(
-            db,
+        let metas = try db.cachedStatement(
             sql: """
                 SELECT tbl, pk, version, clocks, deleted, scope FROM _ks_rows
                 WHERE version > ? AND \(visible.sql) ORDER BY version LIMIT ?
-                """,
-            arguments: StatementArguments([Int64(cursor)] + visible.arguments + [limit + 1]))
-        let hasMore = metas.count > limit
+                """)
+        let selects = try config.tables.map { try db.cachedStatement(sql: statements[$0.name]!.select) }
+        let hiddenColumns = hidden
         var rows: [Changeset.Row] = []
-        rows.reserveCapacity(min(metas.count, limit))
+        rows.reserveCapacity(limit)
         var next = cursor
-        for meta in metas.prefix(limit) {
-            let name: String = meta["tbl"]
-            let version = UInt64(meta["version"] as Int64)
+        var read = 0
+        var hasMore = false
+        let arguments =
+            [SQLValue.integer(Int64(cursor))] + visible.arguments.map { SQLValue($0.databaseValue) }
+            + [.integer(Int64(limit + 1))]
+        try metas.forEachRow(arguments) { meta in
+            guard read < limit else {
+                hasMore = true
+                return false
+            }
+            read += 1
+            let name = meta.text(0)
+            let version = UInt64(meta.int64(2))
             next = version
             // Rows of a table no longer replicated are passed over, cursor and all.
-            guard let t = tableIndex[name] else { continue }
+            guard let t = tableIndex[name] else { return true }
             let table = config.tables[t]
             let clocks = try RowClocksCoding.decode(
-                [UInt8](meta["clocks"] as Data), version: version, columnCount: table.columns.count,
+                meta.bytes(3), version: version, columnCount: table.columns.count,
                 resolve: { Writer(number: $0, id: .zero) })
             let stamp = clocks.stamp
-            let key = try PrimaryKeyCoding.decode([UInt8](meta["pk"] as Data))
+            let key = try PrimaryKeyCoding.decode(meta.bytes(1))
             let gone =
-                opd.map {
-                    !config.rules.visibility(table: name, scope: SQLValue(meta["scope"] as DatabaseValue)).contains($0)
-                } ?? false
-            var values = clocks.isDeleted || gone ? nil : try statements[table.name]!.values(db, key: key)
-            for c in hidden[name] ?? [] { values?[c] = .null }
+                opd.map { !config.rules.visibility(table: name, scope: meta.value(5)).contains($0) } ?? false
+            // A table of key columns only selects a constant, not a column.
+            var values =
+                clocks.isDeleted || gone
+                ? nil : try selects[t].firstRow(key).map { table.columns.isEmpty ? [] : $0 }
+            for c in hiddenColumns[name] ?? [] { values?[c] = .null }
             if let values {
                 rows.append(
                     Changeset.Row(
@@ -83,6 +97,7 @@ extension SQLiteMasterStore {
                     Changeset.Row(
                         table: t, operation: .delete, version: version, stamp: stamp, primaryKey: key, columns: []))
             }
+            return true
         }
         if !hasMore {
             // Past the last row this device may see: the cursor moves to the master's latest
@@ -95,7 +110,8 @@ extension SQLiteMasterStore {
         return PullPage(body: ChangesetCodec.encode(page), rows: rows.count, nextCursor: next, hasMore: hasMore)
     }
 
-    /// Per table, the indexes of its hidden columns.
+    /// Per table, the indexes of its hidden columns. (Computed on each use: `readPage` takes it
+    /// once per page.)
     var hidden: [String: [Int]] {
         Dictionary(
             uniqueKeysWithValues: config.tables.map { table in

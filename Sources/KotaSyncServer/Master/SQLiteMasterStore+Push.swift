@@ -153,6 +153,14 @@ extension SQLiteMasterStore {
         try db.execute(
             sql: "UPDATE _ks_replicas SET last_sequence = ?, last_push_at = ? WHERE number = ?",
             arguments: [Int64(changeset.lastSequence), nowText, writer.number])
+        if !merge.rejected.isEmpty {
+            // Counted for the overview's "refused" column.
+            try db.execute(
+                sql: """
+                    INSERT INTO _ks_devices(replica, last_seen_at, refused) VALUES (?1, ?2, ?3)
+                    ON CONFLICT(replica) DO UPDATE SET refused = refused + ?3
+                    """, arguments: [writer.number, nowText, merge.rejected.count])
+        }
         return (PushOutcome(reply: replyData, replayed: false), registered)
     }
 

@@ -26,6 +26,8 @@ public final class SQLiteMasterStore: MasterStore {
     let uniqueIndexes: [String: [[String]]]
     /// Pushes waiting for the next group commit.
     let commits = Mutex(CommitState())
+    /// Audit entries and token uses waiting for their batched write (`SQLiteMasterStore+Audit`).
+    let auditBuffer = Mutex(AuditBuffer())
 
     /// Opens (creating if needed) the master database at `path` for `config`.
     ///
@@ -249,8 +251,8 @@ public final class SQLiteMasterStore: MasterStore {
         return try await insertToken(opd: "", role: role, name: name, expiresAt: expiresAt)
     }
 
-    private func insertToken(opd: String, role: Device.Role, name: String?, expiresAt: Date?) async throws
-        -> IssuedToken
+    func insertToken(opd: String, role: Device.Role, name: String?, expiresAt: Date?, user: String? = nil)
+        async throws -> IssuedToken
     {
         var rng = SystemRandomNumberGenerator()
         let id = (0..<8).map { _ in String(UInt8.random(in: 0...15, using: &rng), radix: 16) }.joined()
@@ -259,12 +261,12 @@ public final class SQLiteMasterStore: MasterStore {
         try await pool.write { db in
             try db.execute(
                 sql: """
-                    INSERT INTO _ks_tokens(id, opd, hash, created_at, expires_at, role, name)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO _ks_tokens(id, opd, hash, created_at, expires_at, role, name, user_name)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
                     id, opd, Self.hash(token), Timestamp.string(Date()), expiresAt.map(Timestamp.string), role.rawValue,
-                    name,
+                    name, user,
                 ])
         }
         return IssuedToken(id: id, opd: opd, token: token, expiresAt: expiresAt, role: role, name: name)
@@ -272,18 +274,24 @@ public final class SQLiteMasterStore: MasterStore {
 
     public func authenticate(token: String) async throws -> Device? {
         let hash = Self.hash(token)
-        return try await read { db in
+        let device = try await read { db -> Device? in
             guard
                 let row = try Row.fetchOne(
-                    db, sql: "SELECT id, opd, expires_at, revoked_at, role, name FROM _ks_tokens WHERE hash = ?",
+                    db,
+                    sql:
+                        "SELECT id, opd, expires_at, revoked_at, role, name, user_name FROM _ks_tokens WHERE hash = ?",
                     arguments: [hash]),
                 row["revoked_at"] as String? == nil,
                 // A role this build does not know grants nothing.
                 let role = Device.Role(rawValue: row["role"])
             else { return nil }
             if let expires = (row["expires_at"] as String?).flatMap(Timestamp.date), expires <= Date() { return nil }
-            return Device(tokenID: row["id"], opd: row["opd"], role: role, name: row["name"])
+            var device = Device(tokenID: row["id"], opd: row["opd"], role: role, name: row["name"])
+            device.session = row["user_name"] as String? != nil
+            return device
         }
+        if let device { noteTokenUse(device.tokenID) }
+        return device
     }
 
     /// Tokens are 256 random bits, so a fast hash is enough: no dictionary to attack.

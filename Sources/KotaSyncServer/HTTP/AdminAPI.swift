@@ -1,0 +1,68 @@
+import Foundation
+import Hummingbird
+import KotaSyncCore
+
+/// Token and account administration for the dashboard (`/v1/admin/…`), for admins only: list,
+/// create and revoke tokens, list staff accounts. The same as `kotasync-server token …` and
+/// `user list` on the server machine.
+struct AdminAPI {
+    let store: any MasterStore
+    let authenticator: Authenticator
+
+    static let maxBodyBytes = 16 << 10
+
+    func register(on router: Router<ServerRequestContext>) {
+        router.get("/v1/admin/tokens") { request, _ in
+            RequestAudit.note(action: "admin.tokens.list")
+            _ = try await authenticator.staff(request, atLeast: .admin, to: "manage tokens")
+            return try json(TokenList(tokens: try await store.tokens()))
+        }
+        router.post("/v1/admin/tokens") { request, _ in
+            RequestAudit.note(action: "token.create")
+            _ = try await authenticator.staff(request, atLeast: .admin, to: "manage tokens")
+            let body = try await request.body.collect(upTo: Self.maxBodyBytes)
+            guard
+                let create = try? ProtocolJSON.decoder().decode(
+                    CreateTokenRequest.self, from: Data(body.readableBytesView))
+            else {
+                throw SyncError(
+                    .badRequest,
+                    "The body must be JSON {\"opd\": ID} for a device token or {\"staff\": NAME, \"role\": \"viewer\"|\"reviewer\"|\"admin\"}, with an optional \"expires_days\"."
+                )
+            }
+            if let days = create.expiresDays, days < 1 {
+                throw SyncError(.badRequest, "`expires_days` must be at least 1; leave it out for no expiry.")
+            }
+            let expiry = create.expiresDays.map { Date().addingTimeInterval(TimeInterval($0) * 86_400) }
+            let issued: IssuedToken
+            switch (create.opd, create.staff, create.role.flatMap(Device.Role.init(rawValue:))) {
+            case (let opd?, nil, nil):
+                issued = try await store.createToken(opd: opd, expiresAt: expiry)
+            case (nil, let staff?, let role?) where role != .device:
+                issued = try await store.createStaffToken(name: staff, role: role, expiresAt: expiry)
+            default:
+                throw SyncError(
+                    .badRequest, "Give either `opd`, or `staff` with `role` viewer, reviewer or admin.")
+            }
+            RequestAudit.note(["token": issued.id, "kind": issued.role == .device ? "device" : "staff"])
+            let document = IssuedTokenDocument(
+                token: issued.token, id: issued.id, kind: issued.role == .device ? "device" : "staff",
+                role: issued.role.rawValue, opd: issued.opd.isEmpty ? nil : issued.opd, name: issued.name,
+                expiresAt: issued.expiresAt.map(Timestamp.string))
+            var response = try json(document)
+            response.status = .created
+            return response
+        }
+        router.post("/v1/admin/tokens/:id/revoke") { request, context in
+            let id = String((context.parameters.get("id") ?? "").prefix(64))
+            RequestAudit.note(action: "token.revoke", ["token": id])
+            _ = try await authenticator.staff(request, atLeast: .admin, to: "manage tokens")
+            return try json(try await store.revokeToken(id: id))
+        }
+        router.get("/v1/admin/users") { request, _ in
+            RequestAudit.note(action: "admin.users.list")
+            _ = try await authenticator.staff(request, atLeast: .admin, to: "manage staff accounts")
+            return try json(UserList(users: try await store.users()))
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import KotaSyncCore
+import Logging
+
+/// Writes an audit entry for every request that carried a credential or was refused one (401,
+/// 403, 429), and every login: who, from which address, what, and the outcome. `GET /v1/health`
+/// and unauthenticated requests for unknown paths are not recorded.
+struct AuditMiddleware: RouterMiddleware {
+    typealias Context = ServerRequestContext
+    let store: any MasterStore
+    let trustedProxies: [String]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        let audit = RequestAudit()
+        do {
+            let response = try await RequestAudit.$current.withValue(audit) { try await next(request, context) }
+            record(audit, request, context, status: Int(response.status.code), code: nil)
+            return response
+        } catch let error as APIError {
+            record(audit, request, context, status: Int(error.status.code), code: error.error.code.rawValue)
+            throw error
+        } catch {
+            record(audit, request, context, status: 500, code: SyncError.Code.internalError.rawValue)
+            throw error
+        }
+    }
+
+    private func record(_ audit: RequestAudit, _ request: Request, _ context: Context, status: Int, code: String?) {
+        let state = audit.state.withLock { $0 }
+        let path = request.uri.path
+        if path == "/v1/health" || state.skipped { return }
+        let denied = [401, 403, 429].contains(status)
+        guard state.actor != nil || state.action != nil || denied else { return }
+        let address = ClientAddress.of(
+            peer: context.peer, forwardedFor: request.headers[.xForwardedFor], trusted: trustedProxies)
+        store.recordAudit(
+            AuditEntry(
+                actor: state.actor ?? "-", actorKind: state.actorKind ?? "anonymous", opd: state.opd,
+                replica: state.replica, address: address,
+                action: state.action ?? "\(request.method.rawValue) \(path)", status: status, code: code,
+                detail: state.detail))
+    }
+}
+
+extension HTTPField.Name {
+    static let xForwardedFor = Self("X-Forwarded-For")!
+    static let retryAfter = Self("Retry-After")!
+}

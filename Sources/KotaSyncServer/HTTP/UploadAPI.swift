@@ -1,0 +1,164 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import KotaSyncCore
+import NIOCore
+
+/// Chunked, resumable pushes (`Protocol/http-api.md`, "Chunked uploads"): a changeset too large
+/// to send in one request over a poor link is announced, sent in checked chunks that survive a
+/// dropped connection, and committed. The commit runs the assembled bytes through the same push
+/// path as `POST /v1/push` (limits, decoding, the store's idempotency by changeset id).
+struct UploadAPI {
+    let store: any MasterStore
+    let uploads: UploadStore
+    let config: ServerConfig
+    let authenticator: Authenticator
+
+    func register(on router: Router<ServerRequestContext>) {
+        router.post("/v1/uploads") { request, _ in
+            let device = try await authenticator.device(request, to: "push changes")
+            // Abandoned uploads are discarded as new ones arrive (and at start).
+            try await uploads.sweepIfDue()
+            let body = try await request.body.collect(upTo: 64 * 1024)
+            guard
+                let announced = try? ProtocolJSON.decoder().decode(
+                    UploadRequest.self, from: Data(body.readableBytesView)),
+                announced.length >= 1, announced.sha256.utf8.count == 64,
+                announced.sha256.utf8.allSatisfy({ $0.isHexDigit })
+            else {
+                throw SyncError(
+                    .badRequest,
+                    "Announce an upload as JSON {\"changeset_id\": UUID, \"length\": bytes (at least 1), \"sha256\": 64 hex digits}."
+                )
+            }
+            guard announced.length <= config.limits.maxBodyBytes else {
+                throw SyncError(
+                    .bodyTooLarge,
+                    "The changeset is \(announced.length) bytes; this server accepts at most \(config.limits.maxBodyBytes)."
+                )
+            }
+            let (status, created) = try await uploads.create(announced, opd: device.opd)
+            return try Self.reply(status, status: created ? .created : .ok)
+        }
+        router.get("/v1/uploads/:id") { request, context in
+            let device = try await authenticator.device(request, to: "push changes")
+            return try Self.reply(try await uploads.status(id: try Self.id(context), opd: device.opd))
+        }
+        router.patch("/v1/uploads/:id") { request, context in
+            let device = try await authenticator.device(request, to: "push changes")
+            let id = try Self.id(context)
+            guard let offset = request.headers[.uploadOffset].flatMap(Int.init), offset >= 0 else {
+                throw SyncError(.badRequest, "Send where the chunk starts as `\(UploadHeaders.offset): <bytes>`.")
+            }
+            guard let sha = request.headers[.chunkSHA256], sha.utf8.count == 64 else {
+                throw SyncError(
+                    .badRequest, "Send the chunk's SHA-256 as `\(UploadHeaders.chunkSHA256): <64 hex digits>`.")
+            }
+            if let length = request.headers[.contentLength].flatMap(Int.init), length > uploads.maxChunkBytes {
+                throw SyncError(
+                    .bodyTooLarge,
+                    "The chunk is \(length) bytes; this server accepts chunks of at most \(uploads.maxChunkBytes).")
+            }
+            let chunk = try await request.body.collect(upTo: uploads.maxChunkBytes)
+            do {
+                let status = try await uploads.append(
+                    id: id, opd: device.opd, offset: offset, chunk: Array(chunk.readableBytesView), sha256: sha)
+                return try Self.reply(status)
+            } catch let mismatch as OffsetMismatch {
+                return Self.mismatch(mismatch, asked: offset)
+            }
+        }
+        router.post("/v1/uploads/:id/commit") { request, context in
+            let device = try await authenticator.device(request, to: "push changes")
+            let id = try Self.id(context)
+            let assembled: UploadStore.Assembled
+            do {
+                assembled = try await uploads.assemble(id: id, opd: device.opd)
+            } catch let mismatch as OffsetMismatch {
+                return Self.mismatch(mismatch, asked: nil)
+            }
+            switch assembled {
+            case .committed(let reply):
+                return Self.pushResponse(PushOutcome(reply: reply, replayed: true))
+            case .complete(let bytes):
+                let outcome = try await pushChangeset(bytes, from: device, store: store, config: config)
+                try await uploads.committed(id: id, reply: outcome.reply)
+                return Self.pushResponse(outcome)
+            }
+        }
+        router.delete("/v1/uploads/:id") { request, context in
+            let device = try await authenticator.device(request, to: "push changes")
+            try await uploads.delete(id: try Self.id(context), opd: device.opd)
+            return Response(status: .noContent)
+        }
+    }
+
+    private static func id(_ context: ServerRequestContext) throws -> String {
+        guard let id = context.parameters.get("id") else { throw SyncError(.badRequest, "No upload id in the path.") }
+        return id
+    }
+
+    /// An `UploadStatus` as JSON, with its offset also in `Upload-Offset`.
+    private static func reply(_ upload: UploadStatus, status: HTTPResponse.Status = .ok) throws -> Response {
+        let data = try ProtocolJSON.encoder().encode(upload)
+        return Response(
+            status: status, headers: [.contentType: "application/json", .uploadOffset: String(upload.offset)],
+            body: ResponseBody(byteBuffer: ByteBuffer(data: data)))
+    }
+
+    /// `409 upload_offset_mismatch` or `upload_incomplete`, with the server's offset in
+    /// `Upload-Offset` so the client can go on without asking.
+    private static func mismatch(_ mismatch: OffsetMismatch, asked: Int?) -> Response {
+        let error =
+            mismatch.incomplete
+            ? SyncError(
+                .uploadIncomplete,
+                "The server holds \(mismatch.offset) bytes of this upload; send the rest from there, then commit.")
+            : SyncError(
+                .uploadOffsetMismatch,
+                "The chunk starts at \(asked ?? 0) but the server holds \(mismatch.offset) bytes of this upload; go on from \(mismatch.offset)."
+            )
+        let body = (try? ProtocolJSON.encoder().encode(ErrorBody(error))) ?? Data()
+        return Response(
+            status: HTTPResponse.Status(code: error.code.httpStatus),
+            headers: [.contentType: "application/json", .uploadOffset: String(mismatch.offset)],
+            body: ResponseBody(byteBuffer: ByteBuffer(data: body)))
+    }
+
+    /// The push reply as `POST /v1/push` sends it.
+    static func pushResponse(_ outcome: PushOutcome) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if outcome.replayed { headers[.replay] = "true" }
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(data: outcome.reply)))
+    }
+}
+
+/// The one push path, for `POST /v1/push` and for committed uploads: the size limit on the whole
+/// body, decoding within the limits (before anything is inflated), then the store, which answers a
+/// known changeset id with its stored reply.
+func pushChangeset(_ bytes: [UInt8], from device: Device, store: any MasterStore, config: ServerConfig) async throws
+    -> PushOutcome
+{
+    guard bytes.count <= config.limits.maxBodyBytes else {
+        throw SyncError(
+            .bodyTooLarge,
+            "The body is \(bytes.count) bytes; this server accepts at most \(config.limits.maxBodyBytes).")
+    }
+    let changeset = try ChangesetCodec.decode(bytes, limits: config.limits.decodeLimits)
+    RequestAudit.note(replica: changeset.replicaID.uuidString, SyncAPI.auditDetail(changeset))
+    let outcome = try await store.push(changeset, from: device)
+    if outcome.replayed { RequestAudit.note(["replayed": "true"]) }
+    return outcome
+}
+
+extension HTTPField.Name {
+    static let uploadOffset = Self(UploadHeaders.offset)!
+    static let chunkSHA256 = Self(UploadHeaders.chunkSHA256)!
+}
+
+extension UInt8 {
+    fileprivate var isHexDigit: Bool {
+        (48...57).contains(self) || (97...102).contains(self) || (65...70).contains(self)
+    }
+}

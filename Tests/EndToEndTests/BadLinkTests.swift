@@ -1,0 +1,338 @@
+import Foundation
+import GRDB
+import KotaSyncClient
+import KotaSyncCore
+import KotaSyncServer
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// Sync over a link that breaks: the real server in this process, real replicas, and a
+/// ``FaultProxy`` between them.
+@Suite(.timeLimit(.minutes(2)))
+struct BadLinkTests {
+    /// Notes whose size is chosen by the test (a large text makes a changeset that needs chunks).
+    static let noteTable = """
+
+          - name: field_notes
+            policy: lww
+            ddl: |
+              CREATE TABLE field_notes (
+                id        TEXT PRIMARY KEY,
+                clinic_id TEXT NOT NULL,
+                body      TEXT
+              )
+        """
+    static let tables = ["villages", "patients", "visits", "diagnoses", "drug_stock", "field_notes"]
+
+    /// Runs `body` against a real server on a free port, with a proxy in front of it.
+    static func withProxiedServer(
+        _ name: String = #function, stallSeconds: Double = 10,
+        _ body: (FaultProxy, SQLiteMasterStore, URL) async throws -> Void
+    ) async throws {
+        let dir = try makeTemporaryDirectory(name)
+        let config = try ServerConfig.load(from: try sampleConfig(in: dir, extraTables: noteTable))
+        let store = try SQLiteMasterStore(path: dir.appendingPathComponent("master.sqlite").path, config: config)
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let app = SyncServer.application(
+            config: config, store: store, port: 0, logger: logger, onListening: { continuation.yield($0) })
+        let group = ServiceGroup(services: [app], logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            let proxy = try FaultProxy(upstreamPort: port, stallSeconds: stallSeconds)
+            do {
+                try await body(proxy, store, dir)
+            } catch {
+                proxy.stop()
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            proxy.stop()
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    /// A replica of `opd` made through the proxy while it forwards faithfully.
+    static func replica(_ name: String, opd: String, proxy: FaultProxy, store: SQLiteMasterStore, dir: URL)
+        async throws -> (Replica, String)
+    {
+        let token = try await store.createToken(opd: opd, expiresAt: nil).token
+        let (replica, _, _) = try await Synchronizer.initialize(
+            path: dir.appendingPathComponent("\(name).sqlite").path, serverURL: proxy.url, token: token)
+        return (replica, token)
+    }
+
+    /// A synchronizer that retries quickly. The timeout is generous (the machine may be busy);
+    /// tests of stalls pass a short one.
+    static func synchronizer(
+        _ replica: Replica, token: String, url: URL, timeout: TimeInterval = 20, chunkBytes: Int = 8 * 1024,
+        retry: RetryPolicy = RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(20), maxDelay: .milliseconds(200))
+    ) -> Synchronizer {
+        var sync = Synchronizer(replica: replica, client: SyncClient(baseURL: url, token: token, timeout: timeout))
+        sync.retry = retry
+        sync.chunkBytes = chunkBytes
+        return sync
+    }
+
+    /// `count` notes of about `bytes` characters each, of hex digits that compress only to about half.
+    static func writeNotes(
+        _ replica: Replica, prefix: String, count: Int, bytes: Int, clinic: String, random: inout SplitMix64
+    ) async throws {
+        var bodies: [String] = []
+        for _ in 0..<count {
+            var text = ""
+            text.reserveCapacity(bytes)
+            while text.utf8.count < bytes { text += String(random.next(), radix: 16) }
+            bodies.append(text)
+        }
+        let queue = try DatabaseQueue(path: replica.path)
+        try await queue.write { [bodies] db in
+            for (i, body) in bodies.enumerated() {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO field_notes(id, clinic_id, body) VALUES (?, ?, ?)",
+                    arguments: ["\(prefix)-\(i)", clinic, body])
+            }
+        }
+        try queue.close()
+    }
+
+    /// Syncs every replica over the (now faithful) link until each equals the master, or fails
+    /// after `deadline`.
+    static func converge(
+        _ syncs: [Synchronizer], master: String, deadline: Duration = .seconds(45)
+    ) async throws {
+        let clock = ContinuousClock()
+        let end = clock.now + deadline
+        var last = ""
+        while clock.now < end {
+            var equal = true
+            for sync in syncs {
+                do {
+                    _ = try await sync.sync()
+                } catch {
+                    last = "\(error)"
+                    equal = false
+                }
+            }
+            // A second round: what one replica pushed in the first reaches the others.
+            for sync in syncs where equal { _ = try? await sync.pull() }
+            let want = try snapshot(master, tables: tables)
+            for sync in syncs where equal {
+                if try snapshot(sync.replica.path, tables: tables) != want { equal = false }
+            }
+            if equal { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestFailure("replicas did not converge within \(deadline); last error: \(last)")
+    }
+
+    static let faults: [FaultProxy.Fault] = [
+        .cutRequest(after: 3000), .truncateReply(after: 200), .delay(milliseconds: 30), .stall(after: 100),
+        .duplicateRequests, .reset(after: 5000), .tooManyRequests(retryAfter: 0),
+    ]
+
+    /// Two clinics write their own rows, small and large (chunked), in rounds, while every other
+    /// connection suffers `fault` (at a seeded byte position). Afterwards, over a faithful link,
+    /// both replicas must equal the master, which holds every row each wrote: nothing
+    /// acknowledged was lost. Each clinic writes only its own rows, so any conflict record would
+    /// mean a change was merged twice.
+    @Test(arguments: faults)
+    func aFaultyLinkLosesNothingAndAppliesNothingTwice(_ fault: FaultProxy.Fault) async throws {
+        try await Self.withProxiedServer("fault") { proxy, store, dir in
+            let (a, tokenA) = try await Self.replica("a", opd: "pkm-binjai-kota", proxy: proxy, store: store, dir: dir)
+            let (b, tokenB) = try await Self.replica("b", opd: "pkm-kebun-lada", proxy: proxy, store: store, dir: dir)
+            // A stalled connection is given up after 4 s (the proxy would hold it for 10).
+            let syncs = [
+                Self.synchronizer(a, token: tokenA, url: proxy.url, timeout: 4),
+                Self.synchronizer(b, token: tokenB, url: proxy.url, timeout: 4),
+            ]
+            var random = SplitMix64(seed: 0x6B6F_7461 ^ UInt64(fault.description.utf8.count))
+            // Every other connection is faulty; byte positions vary with the seed.
+            let seed = random.next()
+            proxy.setPlan { number in
+                guard number % 2 == 0 else { return .none }
+                var g = SplitMix64(seed: seed &+ UInt64(number))
+                let jitter = Int(g.next() % 2000)
+                switch fault {
+                case .cutRequest(let n): return .cutRequest(after: n + jitter)
+                case .truncateReply(let n): return .truncateReply(after: n + jitter / 10)
+                case .stall(let n): return .stall(after: n + jitter / 10)
+                case .reset(let n): return .reset(after: n + jitter)
+                default: return fault
+                }
+            }
+            for round in 0..<4 {
+                for (i, (replica, clinic)) in [(a, "pkm-binjai-kota"), (b, "pkm-kebun-lada")].enumerated() {
+                    // Small notes every round, and in round 1 a set large enough to need chunks.
+                    try await Self.writeNotes(
+                        replica, prefix: "\(clinic)-r\(round)", count: round == 1 ? 6 : 2,
+                        bytes: round == 1 ? 6000 : 200, clinic: clinic, random: &random)
+                    // Failures are expected here; what counts is the state after the faults stop.
+                    _ = try await syncs[i].syncReport()
+                }
+            }
+            proxy.setPlan { _ in .none }
+            try await Self.converge(syncs, master: dir.appendingPathComponent("master.sqlite").path)
+
+            let master = try DatabaseQueue(path: dir.appendingPathComponent("master.sqlite").path)
+            let (notes, conflicts) = try await master.read { db in
+                (
+                    try Int.fetchOne(db, sql: "SELECT count(*) FROM field_notes")!,
+                    try Int.fetchOne(db, sql: "SELECT count(*) FROM _ks_conflicts")!
+                )
+            }
+            #expect(notes == 2 * (2 + 6 + 2 + 2), "every note of both clinics reached the master")
+            #expect(conflicts == 0, "no change was merged twice")
+            #expect(proxy.counters.connections > 2, "the link was used through the proxy")
+        }
+    }
+
+    /// 64 kbit/s with a drop every 30 s, scaled 32 times faster (256 kB/s, a drop every 0.94 s)
+    /// so the test takes seconds: the ratio of chunk time to drop period is what matters. A
+    /// large push completes, and the request bodies sent exceed the changeset's own bytes by at
+    /// most one chunk per drop (plus the small JSON announcements). Then another replica pulls
+    /// everything over the same link.
+    @Test func aThrottledLinkThatDropsEveryFewSecondsStillDeliversWithinOneChunkPerDrop() async throws {
+        try await Self.withProxiedServer { proxy, store, dir in
+            let (a, tokenA) = try await Self.replica("a", opd: "pkm-binjai-kota", proxy: proxy, store: store, dir: dir)
+            let (b, tokenB) = try await Self.replica("b", opd: "pkm-kebun-lada", proxy: proxy, store: store, dir: dir)
+            var random = SplitMix64(seed: 64_000)
+            try await Self.writeNotes(
+                a, prefix: "big", count: 120, bytes: 10_000, clinic: "pkm-binjai-kota", random: &random)
+            let outbound = try #require(try a.nextOutbound())
+            let scale = 32.0
+            let chunk = 16 * 1024
+            let patient = RetryPolicy(maxAttempts: 40, baseDelay: .milliseconds(10), maxDelay: .milliseconds(100))
+            proxy.resetCounters()
+            proxy.setLink(bytesPerSecond: 64_000 / 8 * scale, dropEvery: 30 / scale)
+
+            let pushed = try await Self.synchronizer(
+                a, token: tokenA, url: proxy.url, timeout: 20, chunkBytes: chunk, retry: patient
+            ).push()
+            let sent = proxy.counters
+            #expect(pushed.changesets == 1)
+            #expect(pushed.rows == 120)
+            #expect(sent.drops >= 2, "the upload ran across several drops (\(sent.drops))")
+            let announcements = (sent.drops + 1) * 256
+            #expect(
+                sent.requestBodyBytes <= outbound.body.count + sent.drops * chunk + announcements,
+                "body bytes \(sent.requestBodyBytes) for a \(outbound.body.count)-byte changeset over \(sent.drops) drops"
+            )
+
+            let pulled = try await Self.synchronizer(
+                b, token: tokenB, url: proxy.url, timeout: 20, chunkBytes: chunk, retry: patient
+            ).pull()
+            #expect(pulled.rows >= 120)
+            proxy.setLink(bytesPerSecond: nil, dropEvery: nil)
+            #expect(
+                try snapshot(b.path, tables: Self.tables)
+                    == snapshot(dir.appendingPathComponent("master.sqlite").path, tables: Self.tables))
+        }
+    }
+
+    /// An upload cut off part way is resumed by a new process from the offset the server
+    /// acknowledged: the restarted push sends the rest and at most one chunk again.
+    @Test func anInterruptedUploadResumesAfterARestartFromTheServersOffset() async throws {
+        try await Self.withProxiedServer { proxy, store, dir in
+            let (a, token) = try await Self.replica("a", opd: "pkm-binjai-kota", proxy: proxy, store: store, dir: dir)
+            var random = SplitMix64(seed: 7)
+            try await Self.writeNotes(
+                a, prefix: "n", count: 40, bytes: 4000, clinic: "pkm-binjai-kota", random: &random)
+            let chunk = 8 * 1024
+            let body = try #require(try a.nextOutbound()).body
+            #expect(body.count > 4 * chunk)
+            // The connection dies part way through the upload, and this process gives up.
+            proxy.setPlan { _ in .cutRequest(after: body.count / 2) }
+            await #expect(throws: ReplicaError.self) {
+                _ = try await Self.synchronizer(a, token: token, url: proxy.url, chunkBytes: chunk, retry: .never)
+                    .push()
+            }
+            let reopened = try Replica(path: a.path)
+            let progress = try #require(try reopened.nextOutbound()?.upload)
+            #expect(progress.offset > 0 && progress.offset < body.count)
+
+            proxy.setPlan { _ in .none }
+            proxy.resetCounters()
+            let pushed = try await Self.synchronizer(reopened, token: token, url: proxy.url, chunkBytes: chunk).push()
+            #expect(pushed.changesets == 1 && pushed.rows == 40)
+            #expect(proxy.counters.requestBodyBytes <= body.count - progress.offset + chunk)
+            #expect(try reopened.status().pendingChanges == 0)
+        }
+    }
+
+    /// A permanent refusal (an unknown token) is reported after one request, not retried.
+    @Test func aPermanentErrorIsReportedWithoutRetrying() async throws {
+        try await Self.withProxiedServer { proxy, store, dir in
+            let (a, _) = try await Self.replica("a", opd: "pkm-binjai-kota", proxy: proxy, store: store, dir: dir)
+            try await DatabaseQueue(path: a.path).write { db in
+                try db.execute(sql: "UPDATE villages SET name = 'Desa Baru' WHERE code = '1275020003'")
+            }
+            proxy.resetCounters()
+            let sync = Self.synchronizer(a, token: "kst_00000000_revoked", url: proxy.url, retry: .standard)
+            await #expect {
+                _ = try await sync.push()
+            } throws: { ($0 as? ReplicaError)?.code == .unauthorized }
+            #expect(proxy.counters.requests == 1)
+            #expect(try a.status().inFlight != nil, "the outbox is kept for a new token")
+        }
+    }
+
+    /// A push that fails on the way does not stop the pull: `sync` downloads the other clinic's
+    /// change and reports the push's error.
+    @Test func aFailedPushDoesNotStopThePull() async throws {
+        try await Self.withProxiedServer { proxy, store, dir in
+            let (a, tokenA) = try await Self.replica("a", opd: "pkm-binjai-kota", proxy: proxy, store: store, dir: dir)
+            let (b, tokenB) = try await Self.replica("b", opd: "pkm-kebun-lada", proxy: proxy, store: store, dir: dir)
+            try await DatabaseQueue(path: b.path).write { db in
+                try db.execute(sql: "UPDATE villages SET name = 'Desa B' WHERE code = '1275020003'")
+            }
+            _ = try await Self.synchronizer(b, token: tokenB, url: proxy.url).push()
+            try await DatabaseQueue(path: a.path).write { db in
+                try db.execute(sql: "UPDATE patients SET phone = '0811' WHERE id = '\(ConflictScenario.siti)'")
+            }
+            // A's first connection (its push) is reset; the pull gets a new one.
+            let first = proxy.counters.connections
+            proxy.setPlan { $0 == first ? .reset(after: 0) : .none }
+            let sync = Self.synchronizer(a, token: tokenA, url: proxy.url, retry: .never)
+            let report = try await sync.syncReport()
+            #expect(report.pushError?.code == .serverUnreachable)
+            #expect(report.pullError == nil)
+            #expect(report.pull.rows >= 1)
+            let name = try await DatabaseQueue(path: a.path).read { db in
+                try String.fetchOne(db, sql: "SELECT name FROM villages WHERE code = '1275020003'")
+            }
+            #expect(name == "Desa B")
+            #expect(try a.status().pendingChanges == 1, "the push's change waits for the next sync")
+        }
+    }
+
+    /// `429 Too Many Requests` is retried after the `Retry-After` it names.
+    @Test func tooManyRequestsIsRetriedAfterTheTimeTheServerAsks() async throws {
+        try await Self.withProxiedServer { proxy, store, dir in
+            let (a, token) = try await Self.replica("a", opd: "pkm-binjai-kota", proxy: proxy, store: store, dir: dir)
+            try await DatabaseQueue(path: a.path).write { db in
+                try db.execute(sql: "UPDATE villages SET name = 'Desa A' WHERE code = '1275020003'")
+            }
+            let first = proxy.counters.connections
+            proxy.setPlan { $0 == first ? .tooManyRequests(retryAfter: 7) : .none }
+            let waits = Waits()
+            var sync = Self.synchronizer(a, token: token, url: proxy.url, retry: .standard)
+            sync.sleep = { d in waits.list.withLock { $0.append(d) } }
+            let pushed = try await sync.push()
+            #expect(pushed.changesets == 1)
+            let waited = waits.list.withLock { $0 }
+            #expect(waited.first.map { $0 >= .seconds(7) } == true, "the first wait is the one the 429 asked for")
+        }
+    }
+}
+
+/// The waits a synchronizer asked for, recorded instead of slept.
+final class Waits: Sendable {
+    let list = Mutex<[Duration]>([])
+}

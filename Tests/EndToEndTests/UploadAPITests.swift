@@ -1,0 +1,126 @@
+import Foundation
+import GRDB
+import KotaSyncCore
+import KotaSyncServer
+import Testing
+
+@testable import KotaSyncClient
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// The chunked upload routes over HTTP, as `Protocol/http-api.md` ("Chunked uploads") states them.
+struct UploadAPITests {
+    /// A request with `headers`, answered as status, headers (lower-case names) and body.
+    static func send(
+        _ method: String, _ url: URL, token: String, headers: [String: String] = [:], body: [UInt8]? = nil
+    ) async throws -> (status: Int, headers: [String: String], body: Data) {
+        var request = URLRequest(url: url)
+        request.httpMethod = method
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        if let body { request.httpBody = Data(body) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let http = response as! HTTPURLResponse
+        var fields: [String: String] = [:]
+        for (k, v) in http.allHeaderFields { fields["\(k)".lowercased()] = "\(v)" }
+        return (http.statusCode, fields, data)
+    }
+
+    static func chunk(_ bytes: ArraySlice<UInt8>, at offset: Int, sha: String? = nil) -> [String: String] {
+        [
+            "Content-Type": UploadHeaders.chunkMediaType, UploadHeaders.offset: String(offset),
+            UploadHeaders.chunkSHA256: sha ?? sha256(bytes),
+        ]
+    }
+
+    /// SHA-256 in hex, as the client library sends it.
+    static func sha256(_ bytes: some Collection<UInt8>) -> String { sha256Hex(Array(bytes)) }
+
+    @Test func anUploadIsAnnouncedSentInCheckedChunksAndCommittedLikeAPush() async throws {
+        try await InProcessServerTests.withServer { url, store, dir in
+            let token = try await store.createToken(opd: "pkm-binjai-kota", expiresAt: nil).token
+            let path = dir.appendingPathComponent("r.sqlite").path
+            let (replica, _, _) = try await Synchronizer.initialize(path: path, serverURL: url, token: token)
+            try await DatabaseQueue(path: path).write { db in
+                for i in 0..<30 {
+                    try db.execute(
+                        sql: "INSERT INTO villages VALUES (?, ?, 'Uji')",
+                        arguments: ["u\(i)", String(repeating: "desa \(i) ", count: 30)])
+                }
+            }
+            let outbound = try #require(try replica.nextOutbound())
+            let body = outbound.body
+            let half = body.count / 2
+            let announcement = try ProtocolJSON.encoder().encode(
+                UploadRequest(changesetId: outbound.id, length: body.count, sha256: Self.sha256(body)))
+            let uploads = url.appendingPathComponent("v1/uploads")
+
+            let created = try await Self.send(
+                "POST", uploads, token: token, headers: ["Content-Type": "application/json"],
+                body: [UInt8](announcement))
+            #expect(created.status == 201)
+            let status = try ProtocolJSON.decoder().decode(UploadStatus.self, from: created.body)
+            #expect(status.offset == 0 && status.length == body.count && !status.committed)
+            let upload = uploads.appendingPathComponent(status.id)
+
+            let damaged = try await Self.send(
+                "PATCH", upload, token: token, headers: Self.chunk(body[0..<half], at: 0, sha: Self.sha256([1, 2])),
+                body: Array(body[0..<half]))
+            #expect(damaged.status == 400 && errorCode(damaged.body) == "chunk_corrupt")
+
+            let first = try await Self.send(
+                "PATCH", upload, token: token, headers: Self.chunk(body[0..<half], at: 0), body: Array(body[0..<half]))
+            #expect(first.status == 200 && first.headers["upload-offset"] == String(half))
+
+            let again = try await Self.send(
+                "PATCH", upload, token: token, headers: Self.chunk(body[0..<half], at: 0), body: Array(body[0..<half]))
+            #expect(again.status == 409 && errorCode(again.body) == "upload_offset_mismatch")
+            #expect(again.headers["upload-offset"] == String(half))
+
+            let early = try await Self.send("POST", upload.appendingPathComponent("commit"), token: token)
+            #expect(early.status == 409 && errorCode(early.body) == "upload_incomplete")
+
+            let reannounced = try await Self.send(
+                "POST", uploads, token: token, headers: ["Content-Type": "application/json"],
+                body: [UInt8](announcement))
+            #expect(reannounced.status == 200)
+            #expect(try ProtocolJSON.decoder().decode(UploadStatus.self, from: reannounced.body).offset == half)
+
+            let other = try await store.createToken(opd: "pkm-kebun-lada", expiresAt: nil).token
+            let foreign = try await Self.send("GET", upload, token: other)
+            #expect(foreign.status == 404 && errorCode(foreign.body) == "upload_not_found")
+            let staff = try await store.createStaffToken(name: "Ani", role: .admin, expiresAt: nil).token
+            #expect(try await Self.send("GET", upload, token: staff).status == 403)
+
+            let rest = try await Self.send(
+                "PATCH", upload, token: token, headers: Self.chunk(body[half...], at: half), body: Array(body[half...]))
+            #expect(rest.status == 200 && rest.headers["upload-offset"] == String(body.count))
+
+            let committed = try await Self.send("POST", upload.appendingPathComponent("commit"), token: token)
+            #expect(committed.status == 200 && committed.headers["kotasync-replay"] == nil)
+            let reply = try ProtocolJSON.decoder().decode(PushReply.self, from: committed.body)
+            #expect(reply.changesetId == outbound.id && reply.applied == 30)
+
+            let replayed = try await Self.send("POST", upload.appendingPathComponent("commit"), token: token)
+            #expect(replayed.status == 200 && replayed.headers["kotasync-replay"] == "true")
+            #expect(replayed.body == committed.body)
+            // The same bytes by POST /v1/push are the same changeset: its stored reply.
+            let pushed = try await http("POST", url.appendingPathComponent("v1/push"), token: token, body: body)
+            #expect(pushed.status == 200 && pushed.headers["kotasync-replay"] == "true")
+        }
+    }
+
+    @Test func anUploadLargerThanTheServerAcceptsIsRefusedWhenAnnounced() async throws {
+        try await InProcessServerTests.withServer { url, store, _ in
+            let token = try await store.createToken(opd: "pkm-binjai-kota", expiresAt: nil).token
+            let announcement = try ProtocolJSON.encoder().encode(
+                UploadRequest(changesetId: UUID(), length: 1 << 30, sha256: String(repeating: "a", count: 64)))
+            let refused = try await Self.send(
+                "POST", url.appendingPathComponent("v1/uploads"), token: token,
+                headers: ["Content-Type": "application/json"], body: [UInt8](announcement))
+            #expect(refused.status == 413 && errorCode(refused.body) == "body_too_large")
+        }
+    }
+}
