@@ -37,7 +37,7 @@ let package = Package(
         // Shared: values, changesets, the wire codec, clocks, protocol types, errors.
         .target(
             name: "KotaSyncCore",
-            dependencies: ["CZlib"]
+            dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")]
         ),
         // SQLite plumbing shared by replica and master: value bridging, schema introspection.
         .target(

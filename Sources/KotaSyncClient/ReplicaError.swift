@@ -24,6 +24,10 @@ public struct ReplicaError: Error, Sendable, Equatable, CustomStringConvertible 
         public static let invalidResponse = Code(rawValue: "invalid_response")
         /// The local database failed.
         public static let database = Code(rawValue: "database_error")
+        /// Another process is syncing this replica (it holds `<db>.lock`); try again when it is done.
+        public static let locked = Code(rawValue: "replica_locked")
+        /// A transfer file (`kotasync export` / `import`) is damaged, forged, or not for this replica.
+        public static let invalidTransferFile = Code(rawValue: "invalid_transfer_file")
 
         /// The `kotasync` exit status for this code.
         public var exitCode: Int32 {
@@ -32,6 +36,8 @@ public struct ReplicaError: Error, Sendable, Equatable, CustomStringConvertible 
             case .serverUnreachable: 3
             case .rejected, .invalidResponse: 4
             case .unauthorized: 5
+            case .locked: 6
+            case .invalidTransferFile: 7
             default: 1
             }
         }

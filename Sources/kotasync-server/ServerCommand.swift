@@ -17,7 +17,7 @@ struct ServerCommand: AsyncParsableCommand {
             """,
         subcommands: [
             Serve.self, TokenCommand.self, UserCommand.self, ConflictsCommand.self, HistoryCommand.self,
-            AuditCommand.self,
+            AuditCommand.self, ImportCommand.self, ExportCommand.self,
         ],
         defaultSubcommand: Serve.self
     )

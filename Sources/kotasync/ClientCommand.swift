@@ -11,9 +11,13 @@ struct ClientCommand: AsyncParsableCommand {
         discussion: """
             Exit status: 0 success; 2 the database is not (or already) a replica, or its tables do not \
             match; 3 the server cannot be reached (local changes are kept; try again later); 4 the \
-            server refused the request; 5 the device token was refused; 1 anything else.
+            server refused the request; 5 the device token was refused; 6 another kotasync process is \
+            syncing this replica; 7 a transfer file is damaged, forged or not for this replica; 1 \
+            anything else.
             """,
-        subcommands: [Init.self, Status.self, Conflicts.self, Push.self, Pull.self, Sync.self]
+        subcommands: [
+            Init.self, Status.self, Conflicts.self, Push.self, Pull.self, Sync.self, Export.self, Import.self,
+        ]
     )
 }
 
@@ -42,8 +46,12 @@ struct Init: AsyncParsableCommand {
             throw ValidationError("--server must be an http:// or https:// URL.")
         }
         try await report(json: options.json) {
+            let lock = try ProcessLock(replicaAt: options.db)
+            defer { withExtendedLifetime(lock) {} }
+            let progress = TerminalProgress(ProgressLine(label: "download"), quiet: options.json)
+            defer { progress.finish() }
             let (replica, adopted, pulled) = try await Synchronizer.initialize(
-                path: options.db, serverURL: url, token: token)
+                path: options.db, serverURL: url, token: token, progress: { progress.update(rows: $0.rows) })
             let result = InitResult(
                 replicaId: replica.id, adoptedRows: adopted, pulledRows: pulled.rows, cursor: pulled.cursor)
             return (
@@ -84,7 +92,9 @@ struct Status: AsyncParsableCommand {
             }
             if let error = status.lastError {
                 lines.append("Last error (\(error.at)): \(error.message) [\(error.code)]")
+                if let advice = status.advice { lines.append("  What to do: \(advice)") }
             }
+            lines += recordLines(status)
             if !status.conflicts.isEmpty {
                 let counts = status.outcomeCounts
                 lines.append(
@@ -155,8 +165,10 @@ struct Push: AsyncParsableCommand {
 
     func run() async throws {
         try await report(json: options.json, recordingOn: options.db) {
+            let lock = try ProcessLock(replicaAt: options.db)
+            defer { withExtendedLifetime(lock) {} }
             let sync = try Synchronizer(replica: try Replica(path: options.db))
-            let summary = try await sync.push()
+            let summary = try await pushWithProgress(sync, quiet: options.json)
             return (summary, pushLine(summary))
         }
     }
@@ -169,22 +181,47 @@ struct Pull: AsyncParsableCommand {
 
     func run() async throws {
         try await report(json: options.json, recordingOn: options.db) {
+            let lock = try ProcessLock(replicaAt: options.db)
+            defer { withExtendedLifetime(lock) {} }
             let sync = try Synchronizer(replica: try Replica(path: options.db))
-            let summary = try await sync.pull()
+            let summary = try await pullWithProgress(sync, quiet: options.json)
             return (summary, pullLine(summary))
         }
     }
 }
 
 struct Sync: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Push pending changes, then pull merged ones.")
+    static let configuration = CommandConfiguration(
+        abstract: "Push pending changes, then pull merged ones.",
+        discussion: """
+            With --watch, keeps the replica in sync until stopped (Ctrl-C or SIGTERM): syncs about a \
+            second after local changes, otherwise every --interval, and keeps trying, with growing \
+            pauses up to 5 minutes, while the server cannot be reached. Each sync is one line on \
+            stdout (a JSON object per line with --json); each failure one line on stderr.
+            """)
 
     @OptionGroup var options: ReplicaOptions
 
+    @Flag(help: "Keep syncing until stopped.")
+    var watch = false
+
+    @Option(help: "With --watch: the time between syncs when nothing changes locally, e.g. 30s, 5m, 1h.")
+    var interval: String = "30s"
+
+    func validate() throws {
+        guard let seconds = parseInterval(interval), seconds >= 1 else {
+            throw ValidationError("--interval must be a duration of at least 1s, such as 30s, 5m or 1h.")
+        }
+        if !watch, interval != "30s" { throw ValidationError("--interval goes with --watch.") }
+    }
+
     func run() async throws {
+        if watch { return try await runWatch(options: options, interval: parseInterval(interval) ?? 30) }
         try await report(json: options.json, recordingOn: options.db) {
+            let lock = try ProcessLock(replicaAt: options.db)
+            defer { withExtendedLifetime(lock) {} }
             let sync = try Synchronizer(replica: try Replica(path: options.db))
-            let (pushed, pulled) = try await sync.sync()
+            let (pushed, pulled) = try await syncWithProgress(sync, quiet: options.json)
             return (SyncResult(push: pushed, pull: pulled), pushLine(pushed) + "\n" + pullLine(pulled))
         }
     }

@@ -59,12 +59,15 @@ func detail(_ c: ConflictReport, replica: UUID, outcome: ChangeOutcome?) -> Stri
 
 /// Runs a command body, prints its result as JSON or text, records the outcome on the replica
 /// for `status`, and turns errors into a message on stderr and the documented exit status.
+///
+/// A success clears the recorded error and counts as a sync unless `offline` (export, import):
+/// those say nothing about the link, so an earlier network error stays in `status`.
 func report<T: Encodable>(
-    json: Bool, recordingOn db: String? = nil, _ body: () async throws -> (T, String)
+    json: Bool, recordingOn db: String? = nil, offline: Bool = false, _ body: () async throws -> (T, String)
 ) async throws {
     do {
         let (value, text) = try await body()
-        if let db { try? Replica(path: db).recordError(nil) }
+        if let db, !offline { try? Replica(path: db).recordError(nil) }
         if json {
             let encoder = ProtocolJSON.encoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -83,4 +86,31 @@ func report<T: Encodable>(
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(error.code.exitCode)
     }
+}
+
+/// The records of `status`, by state, at most 20 of each with a count of the rest.
+func recordLines(_ status: ReplicaStatus) -> [String] {
+    var lines: [String] = []
+    for state in RecordState.State.allCases {
+        let total = status.recordCounts[state.rawValue] ?? 0
+        guard total > 0 else { continue }
+        let heading: String =
+            switch state {
+            case .pending: "Pending (captured, not sent)"
+            case .sent: "Sent (in the outbox, awaiting acknowledgement)"
+            case .acknowledged: "Recently acknowledged"
+            case .conflicted: "Conflicted"
+            case .rejected: "Rejected by the server"
+            }
+        lines.append("\(heading): \(total)")
+        let shown = status.records.filter { $0.state == state }.prefix(20)
+        for record in shown {
+            let key = record.primaryKey.map(\.description).joined(separator: ", ")
+            lines.append("  \(record.table) [\(key)]: \(record.detail)" + (record.at.map { " (\($0))" } ?? ""))
+        }
+        if total > shown.count {
+            lines.append("  … and \(total - shown.count) more (`--json` lists up to \(ReplicaStatus.recordLimit))")
+        }
+    }
+    return lines
 }

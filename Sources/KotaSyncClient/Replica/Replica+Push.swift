@@ -213,6 +213,7 @@ extension Replica {
             }
             try self.store(reply.conflicts, db)
             try self.apply(rejected: reply.rejected ?? [], db, now: now)
+            try self.rememberAcknowledged(changeset, db, now: now)
             try Self.setState(db, StateKey.lastPushAt, now.iso8601)
         }
     }

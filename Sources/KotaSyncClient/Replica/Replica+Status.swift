@@ -35,6 +35,54 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
     public var outcomeCounts: ChangeOutcome.Counts
     /// Rows the server refused for this device (outside its OPD's scope, or a read-only table).
     public var refused: [RejectedRow]
+    /// Every record with a change in flight or recently settled, and where its change stands;
+    /// at most ``recordLimit`` of each state (``recordCounts`` has the full numbers).
+    public var records: [RecordState] = []
+    /// How many records are in each state, by ``RecordState/State`` raw value.
+    public var recordCounts: [String: Int] = [:]
+    /// What to do about ``lastError``.
+    public var advice: String?
+
+    /// The most records of one state that ``records`` lists.
+    public static let recordLimit = 1_000
+}
+
+/// Where one record's change stands, as `kotasync status` lists it.
+public struct RecordState: Codable, Sendable, Equatable {
+    /// The states of a change, in the order it passes them.
+    public enum State: String, Codable, Sendable, CaseIterable {
+        /// Captured in the change log, not sent yet.
+        case pending
+        /// In the outbox: sent (or exported) and not acknowledged yet; sent again, byte for byte,
+        /// until the server acknowledges it.
+        case sent
+        /// The server acknowledged it (recently: the last ``Replica/acknowledgedMemory``).
+        case acknowledged
+        /// The server recorded a conflict about it that went against it, or waits for a person.
+        case conflicted
+        /// The server refused the row for this device (outside its scope, or a read-only table).
+        case rejected
+    }
+
+    /// The record's table.
+    public var table: String
+    /// The record's key values, in key column order.
+    public var primaryKey: [SQLValue]
+    /// Where its change stands.
+    public var state: State
+    /// One line about it: the operation, the conflict's outcome, the refusal's reason.
+    public var detail: String
+    /// When it reached this state, where known.
+    public var at: String?
+
+    /// A record's state as `status` lists it.
+    public init(table: String, primaryKey: [SQLValue], state: State, detail: String, at: String? = nil) {
+        self.table = table
+        self.primaryKey = primaryKey
+        self.state = state
+        self.detail = detail
+        self.at = at
+    }
 }
 
 /// What became of one of this replica's changes that the server recorded in a conflict, and why.
@@ -226,7 +274,7 @@ extension Replica {
             let lastError = try (Self.state(db, StateKey.lastError) as String?).flatMap {
                 try? JSONDecoder().decode(ErrorRecord.self, from: Data($0.utf8))
             }
-            return ReplicaStatus(
+            var status = ReplicaStatus(
                 replicaId: self.id, server: self.serverURL.absoluteString, opd: try Self.state(db, StateKey.opd) ?? "",
                 database: self.path, pendingChanges: pending, logEntries: entries.count, inFlight: inFlight,
                 cursor: UInt64(bitPattern: try Self.state(db, StateKey.cursor) ?? 0),
@@ -234,6 +282,15 @@ extension Replica {
                 lastPullAt: try Self.state(db, StateKey.lastPullAt),
                 lastSyncAt: try Self.state(db, StateKey.lastSyncAt), lastError: lastError, conflicts: conflicts,
                 outcomes: outcomes, outcomeCounts: ChangeOutcome.Counts(outcomes), refused: refused)
+            let states = try self.recordStates(db, log: entries, conflicts: conflicts, outcomes: outcomes)
+            status.recordCounts = Dictionary(grouping: states, by: \.state.rawValue).mapValues(\.count)
+            var listed: [RecordState.State: Int] = [:]
+            status.records = states.filter { record in
+                listed[record.state, default: 0] += 1
+                return listed[record.state]! <= ReplicaStatus.recordLimit
+            }
+            status.advice = lastError.map { ErrorAdvice.advice(forCode: $0.code) }
+            return status
         }
     }
 

@@ -14,6 +14,11 @@ public struct PushSummary: Codable, Sendable, Equatable {
     public var conflicts: [ConflictReport] = []
     /// Rows the server refused (outside this OPD's scope, or a read-only table).
     public var refused = 0
+    /// Encoded bytes of the changesets acknowledged.
+    public var bytes = 0
+
+    /// Nothing pushed yet.
+    public init() {}
 }
 
 /// What a pull did.
@@ -26,6 +31,9 @@ public struct PullSummary: Codable, Sendable, Equatable {
     public var cursor: UInt64 = 0
     /// Conflicts about this replica's changes learned while pulling.
     public var conflicts: [ConflictReport] = []
+
+    /// Nothing pulled yet.
+    public init() {}
 }
 
 /// What a sync did: both halves, each with the error that stopped it, if any.
@@ -103,17 +111,21 @@ public struct Synchronizer: Sendable {
     /// the server recognises its id and replies as before. A changeset the server refuses for
     /// good (bad data) is dropped from the outbox, its changes stay in the log, and the error is
     /// thrown for the operator.
-    public func push() async throws -> PushSummary {
+    public func push(progress: @Sendable (PushSummary) -> Void = { _ in }) async throws -> PushSummary {
         var summary = PushSummary()
-        try await push(into: &summary)
+        try await push(into: &summary, progress: progress)
         return summary
     }
 
-    private func push(into summary: inout PushSummary) async throws {
+    private func push(
+        into summary: inout PushSummary, progress: @Sendable (PushSummary) -> Void = { _ in }
+    ) async throws {
         while let outbound = try replica.nextOutbound() {
             do {
                 let (reply, replayed) = try await deliver(outbound)
                 try replica.acknowledge(outbound, reply: reply)
+                summary.bytes += outbound.body.count
+                defer { progress(summary) }
                 summary.changesets += 1
                 summary.rows += reply.rows
                 summary.applied += reply.applied
@@ -248,15 +260,18 @@ public struct Synchronizer: Sendable {
 
     /// Push, then pull, whatever became of the push; each half's error is in the report.
     /// Only a failure of the local database is thrown.
-    public func syncReport() async throws -> SyncReport {
+    public func syncReport(
+        pushProgress: @Sendable (PushSummary) -> Void = { _ in },
+        pullProgress: @Sendable (PullSummary) -> Void = { _ in }
+    ) async throws -> SyncReport {
         var report = SyncReport()
         do {
-            try await push(into: &report.push)
+            try await push(into: &report.push, progress: pushProgress)
         } catch let error as ReplicaError {
             report.pushError = error
         }
         do {
-            try await pull(into: &report.pull, pageSize: nil, progress: { _ in })
+            try await pull(into: &report.pull, pageSize: nil, progress: pullProgress)
         } catch let error as ReplicaError {
             report.pullError = error
         }
@@ -264,9 +279,12 @@ public struct Synchronizer: Sendable {
     }
 
     /// Push, then pull. The pull runs even when the push failed; then the push's error is
-    /// thrown, its message saying what the pull did.
-    public func sync() async throws -> (push: PushSummary, pull: PullSummary) {
-        let report = try await syncReport()
+    /// thrown, its message saying what the pull did. The callbacks see each half's progress.
+    public func sync(
+        pushProgress: @Sendable (PushSummary) -> Void = { _ in },
+        pullProgress: @Sendable (PullSummary) -> Void = { _ in }
+    ) async throws -> (push: PushSummary, pull: PullSummary) {
+        let report = try await syncReport(pushProgress: pushProgress, pullProgress: pullProgress)
         if var error = report.pushError {
             if let pullError = report.pullError {
                 error.message += " The pull failed too: \(pullError.message)"

@@ -45,6 +45,9 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let notFound = Code(rawValue: "not_found")
         /// The conflict record was already resolved or superseded.
         public static let alreadyResolved = Code(rawValue: "already_resolved")
+        /// A transfer file (`Protocol/transfer-files.md`) is damaged, fails its authentication,
+        /// or is not for this master or replica.
+        public static let invalidTransferFile = Code(rawValue: "invalid_transfer_file")
         /// The server failed; the request may be retried.
         public static let internalError = Code(rawValue: "internal_error")
         /// Too many requests for this token in the current minute, or too many failed logins for

@@ -211,7 +211,15 @@ public final class SQLiteMasterStore: MasterStore {
     }
 
     func writer(number: Int64) -> Writer {
-        writers.withLock { $0[number] } ?? Writer(number: number, id: .zero)
+        if let known = writers.withLock({ $0[number] }) { return known }
+        // A replica registered by another process since this one started (`kotasync-server
+        // import` while the server runs). Looked up, not cached: inside a merge the row may be an
+        // uncommitted registration that rolls back (see `commitWaitingPushes`).
+        let stored = try? pool.unsafeReentrantRead { db in
+            try Data.fetchOne(db, sql: "SELECT uuid FROM _ks_replicas WHERE number = ?", arguments: [number])
+        }
+        guard let data = stored ?? nil else { return Writer(number: number, id: .zero) }
+        return Writer(number: number, id: UUID(bytes: [UInt8](data)))
     }
 
     // MARK: - Tokens
