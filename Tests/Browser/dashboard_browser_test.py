@@ -24,6 +24,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -94,7 +95,9 @@ def main():
                 check("/dashboard/login" in browser.current_url, "anonymous visitors are sent to the login page")
                 browser.find_element(By.ID, "name").send_keys(name)
                 browser.find_element(By.ID, "password").send_keys(password)
-                browser.find_element(By.ID, "login").click()
+                button = browser.find_element(By.ID, "login")
+                button.click()
+                WebDriverWait(browser, 10).until(expected_conditions.staleness_of(button))
 
             # A wrong password first.
             login("rina", "salah")
@@ -125,7 +128,9 @@ def main():
             browser.find_element(By.LINK_TEXT, "Data").click()
             browser.find_element(By.LINK_TEXT, "patients").click()
             browser.find_element(By.ID, "q").send_keys("Siti")
+            before = browser.find_element(By.ID, "rows")
             browser.find_element(By.ID, "search").click()
+            WebDriverWait(browser, 10).until(expected_conditions.staleness_of(before))
             rows = browser.find_element(By.ID, "rows").text
             check("Siti Aminah" in rows and "Budi Santoso" not in rows, "the search finds Siti only")
             # take remote: the master now holds the value that had lost.
@@ -140,6 +145,7 @@ def main():
             shot("07-row-history")
 
             browser.find_element(By.ID, "lang-en").click()
+            WebDriverWait(browser, 10).until(lambda b: "Conflict queue" in b.page_source)
             check("Devices" in browser.page_source and "Conflict queue" in browser.page_source, "English on request")
             shot("08-overview-english")
             browser.find_element(By.LINK_TEXT, "Audit log").click()
