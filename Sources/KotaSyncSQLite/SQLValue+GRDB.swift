@@ -46,6 +46,19 @@ package enum SQL {
 
 /// Reads table definitions back from a SQLite database.
 package enum SchemaIntrospection {
+    /// The columns of each UNIQUE index of `table` other than its primary key (the indexes a
+    /// row can collide on besides its key).
+    package static func uniqueIndexes(_ db: Database, table: String) throws -> [[String]] {
+        var out: [[String]] = []
+        for index in try Row.fetchAll(db, sql: "PRAGMA index_list(\(SQL.quote(table)))") {
+            guard index["unique"] as Int == 1, index["origin"] as String != "pk" else { continue }
+            let columns = try Row.fetchAll(db, sql: "PRAGMA index_info(\(SQL.quote(index["name"] as String)))")
+                .compactMap { $0["name"] as String? }
+            if !columns.isEmpty { out.append(columns) }
+        }
+        return out
+    }
+
     /// The columns of `table` as SQLite reports them: key columns in key order, other columns in
     /// declaration order. Nil when the table does not exist.
     package static func describe(_ db: Database, table: String) throws -> (

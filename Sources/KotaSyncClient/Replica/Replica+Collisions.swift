@@ -25,12 +25,12 @@ extension Replica {
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
             var blocking: [[SQLValue]] = []
             let keyNames = table.primaryKey.map { SQL.quote($0.name) }.joined(separator: ", ")
-            for index in try Self.uniqueIndexes(db, table: table.name) {
-                // The pulled row's value for each indexed column: given, or the local row's.
-                let current = try statements[table.name]!.values(db, key: key)
-                var named: [String: SQLValue] = [:]
-                for (column, value) in zip(table.primaryKey, key) { named[column.name] = value }
-                for (c, column) in table.columns.enumerated() { named[column.name] = values[c] ?? current?[c] ?? .null }
+            // The pulled row's value for each column: given, or the local row's.
+            let current = try statements[table.name]!.values(db, key: key)
+            var named: [String: SQLValue] = [:]
+            for (column, value) in zip(table.primaryKey, key) { named[column.name] = value }
+            for (c, column) in table.columns.enumerated() { named[column.name] = values[c] ?? current?[c] ?? .null }
+            for index in try SchemaIntrospection.uniqueIndexes(db, table: table.name) {
                 let predicate = index.map { "\(SQL.quote($0)) IS ?" }.joined(separator: " AND ")
                 for row in try Row.fetchAll(
                     db, sql: "SELECT \(keyNames) FROM \(SQL.quote(table.name)) WHERE \(predicate)",
@@ -62,17 +62,5 @@ extension Replica {
             }
             try write()
         }
-    }
-
-    /// The columns of each UNIQUE index of a local table other than its primary key.
-    static func uniqueIndexes(_ db: Database, table: String) throws -> [[String]] {
-        var out: [[String]] = []
-        for index in try Row.fetchAll(db, sql: "PRAGMA index_list(\(SQL.quote(table)))") {
-            guard index["unique"] as Int == 1, index["origin"] as String != "pk" else { continue }
-            let columns = try Row.fetchAll(db, sql: "PRAGMA index_info(\(SQL.quote(index["name"] as String)))")
-                .compactMap { $0["name"] as String? }
-            if !columns.isEmpty { out.append(columns) }
-        }
-        return out
     }
 }

@@ -49,7 +49,10 @@ public final class SQLiteMasterStore: MasterStore {
             try MasterSchema.create(db)
             let fresh = try Self.prepareTables(db, config: config)
             try Self.applyRules(db, config: config, fresh: fresh)
-            return try Self.uniqueIndexes(db, config: config)
+            return try Dictionary(
+                uniqueKeysWithValues: config.tables.map {
+                    ($0.name, try SchemaIntrospection.uniqueIndexes(db, table: $0.name))
+                })
         }
         let known = try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT number, uuid FROM _ks_replicas")
@@ -147,22 +150,6 @@ public final class SQLiteMasterStore: MasterStore {
         let text = String(decoding: try encoder.encode(current), as: UTF8.self)
         try db.execute(
             sql: "INSERT OR REPLACE INTO _ks_server(key, value) VALUES ('sync_rules', ?)", arguments: [text])
-    }
-
-    /// The UNIQUE indexes of each replicated table on the master, other than its primary key.
-    private static func uniqueIndexes(_ db: Database, config: ServerConfig) throws -> [String: [[String]]] {
-        var out: [String: [[String]]] = [:]
-        for table in config.tables {
-            for index in try Row.fetchAll(db, sql: "PRAGMA index_list(\(SQL.quote(table.name)))") {
-                guard index["unique"] as Int == 1, index["origin"] as String != "pk" else { continue }
-                let name: String = index["name"]
-                let columns = try Row.fetchAll(db, sql: "PRAGMA index_info(\(SQL.quote(name)))").compactMap {
-                    $0["name"] as String?
-                }
-                if !columns.isEmpty { out[table.name, default: []].append(columns) }
-            }
-        }
-        return out
     }
 
     /// Gives every row already in the replicated tables (seed data, or a master that existed
