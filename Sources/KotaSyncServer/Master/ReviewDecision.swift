@@ -240,12 +240,12 @@ struct ReviewDecision {
                     arguments: [table.name, Data(PrimaryKeyCoding.encode(from)), child.name])
                 for record in waiting {
                     guard let text: String = record["held"] else { continue }
-                    var held = try ProtocolJSON.decoder().decode(HeldChange.self, from: Data(text.utf8))
+                    var held = try HeldChange(stored: text)
                     held.row.values.merge(toValues) { _, new in new }
                     try db.execute(
                         sql: "UPDATE _ks_conflicts SET held = ?, related_pk = ?, status = 'held' WHERE id = ?",
                         arguments: [
-                            String(decoding: try ProtocolJSON.encoder().encode(held), as: UTF8.self),
+                            try held.stored(),
                             Data(PrimaryKeyCoding.encode(to)), record["id"] as Int64,
                         ])
                 }
@@ -312,7 +312,7 @@ struct ReviewDecision {
             status: ConflictReport.Status(rawValue: row["status"]) ?? .superseded,
             loserDelete: (row["loser_delete"] as Int) != 0, loserValue: value("loser"), winnerValue: value("winner"),
             held: try (row["held"] as String?).map {
-                try ProtocolJSON.decoder().decode(HeldChange.self, from: Data($0.utf8))
+                try HeldChange(stored: $0)
             }, related: related)
     }
 

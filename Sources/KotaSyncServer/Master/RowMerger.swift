@@ -357,7 +357,7 @@ struct RowMerger {
         reason: String, winner: (writer: Int64, stamp: HLC, column: String?, value: SQLValue?)? = nil,
         reported: Bool
     ) throws -> Int64 {
-        let held = String(decoding: try ProtocolJSON.encoder().encode(change.held), as: UTF8.self)
+        let held = try change.held.stored()
         let loserValue = winner?.column.flatMap { name in change.heldRow.values[name] }
         try db.execute(
             sql: """
@@ -477,7 +477,7 @@ struct RowMerger {
             let kind: String = record["kind"]
             if kind == ConflictReport.Kind.queued.rawValue, queueStopped { continue }
             guard let table = config.table(named: record["tbl"]), let text: String = record["held"] else { continue }
-            let held = try ProtocolJSON.decoder().decode(HeldChange.self, from: Data(text.utf8))
+            let held = try HeldChange(stored: text)
             let change = try PendingChange(held: held, table: table, writer: resolve(held.writer))
             try close(id, take: .remote, note: "Merged automatically: what it waited for arrived.", by: "kotasync")
             if case .held = try merge(change, queue: false, reported: false),
@@ -614,7 +614,7 @@ struct RowMerger {
             try insertRecord(
                 record, table: table, pk: pk, baseVersion: baseVersion, base: base, winnerValue: winnerValue,
                 loserValue: loserValue, changesetID: change.changesetID, reason: nil,
-                held: lostWrite ? String(decoding: try ProtocolJSON.encoder().encode(change.held), as: UTF8.self) : nil,
+                held: lostWrite ? try change.held.stored() : nil,
                 reported: reported)
         }
     }

@@ -93,7 +93,7 @@ extension ConflictReport {
             loser: side("loser"), status: row["status"], decidedAt: row["decided_at"])
         reason = row["reason"]
         if let text: String = row["held"] {
-            held = try? ProtocolJSON.decoder().decode(HeldChange.self, from: Data(text.utf8)).row
+            held = try? HeldChange(stored: text).row
         }
         if let table: String = row["related_tbl"], let pk: Data = row["related_pk"] {
             related = RowReference(table: table, primaryKey: try PrimaryKeyCoding.decode([UInt8](pk)))
@@ -118,4 +118,16 @@ struct HeldChange: Codable, Sendable, Equatable {
     var columnBases: [String: UInt64]
     var changeset: UUID
     var row: HeldRow
+}
+
+extension HeldChange {
+    /// Reads the stored form (`_ks_conflicts.held`).
+    init(stored text: String) throws {
+        self = try ProtocolJSON.decoder().decode(HeldChange.self, from: Data(text.utf8))
+    }
+
+    /// The stored form.
+    func stored() throws -> String {
+        String(decoding: try ProtocolJSON.encoder().encode(self), as: UTF8.self)
+    }
 }
