@@ -39,6 +39,21 @@ extension SQLiteMasterStore {
         return (clauses.isEmpty ? "0" : "(" + clauses.joined(separator: " OR ") + ")", arguments)
     }
 
+    /// The query of a page for a device of `opd`; its parameters are the cursor, `arguments`, then
+    /// the limit. It walks `_ks_rows` in version order through `_ks_rows_version`, named so: with a
+    /// device's `tbl = ?` terms SQLite's planner otherwise picks the primary key and sorts every
+    /// row of the table for each page — a bootstrap then takes time quadratic in the master's
+    /// size, and an incremental pull reads the whole table to find a few rows.
+    func pageQuery(to opd: String?) -> (sql: String, arguments: [any DatabaseValueConvertible]) {
+        let visible = visibleRows(to: opd)
+        return (
+            """
+            SELECT tbl, pk, version, clocks, deleted, scope FROM _ks_rows INDEXED BY _ks_rows_version
+            WHERE version > ? AND \(visible.sql) ORDER BY version LIMIT ?
+            """, visible.arguments
+        )
+    }
+
     /// One page from a consistent snapshot: the current state of each row changed after `cursor`
     /// that a device of `opd` may see, in version order. Each row appears once, however often it
     /// changed; a row it may no longer see is sent as a delete; hidden columns are sent as NULL.
@@ -47,12 +62,8 @@ extension SQLiteMasterStore {
     /// `_ks_rows` query is walked in place (no GRDB `Row` per entry, no column lookups by name)
     /// and each live row's values are read by key with its table's statement.
     private func readPage(_ db: Database, after cursor: UInt64, limit: Int, opd: String?) throws -> PullPage {
-        let visible = visibleRows(to: opd)
-        let metas = try db.cachedStatement(
-            sql: """
-                SELECT tbl, pk, version, clocks, deleted, scope FROM _ks_rows
-                WHERE version > ? AND \(visible.sql) ORDER BY version LIMIT ?
-                """)
+        let (sql, visibleArguments) = pageQuery(to: opd)
+        let metas = try db.cachedStatement(sql: sql)
         let selects = try config.tables.map { try db.cachedStatement(sql: statements[$0.name]!.select) }
         let hiddenColumns = hidden
         var rows: [Changeset.Row] = []
@@ -61,7 +72,7 @@ extension SQLiteMasterStore {
         var read = 0
         var hasMore = false
         let arguments =
-            [SQLValue.integer(Int64(cursor))] + visible.arguments.map { SQLValue($0.databaseValue) }
+            [SQLValue.integer(Int64(cursor))] + visibleArguments.map { SQLValue($0.databaseValue) }
             + [.integer(Int64(limit + 1))]
         try metas.forEachRow(arguments) { meta in
             guard read < limit else {
