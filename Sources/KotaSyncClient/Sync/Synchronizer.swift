@@ -224,11 +224,21 @@ public struct Synchronizer: Sendable {
         if let headers = try? replica.deviceHeaders() { client.deviceHeaders = headers }
         var paging = PullPaging(requested: pageSize)
         var failures = 0
+        // The next page is asked for as soon as this one's end is known, so the server reads,
+        // encodes and sends it while this one is applied; pages are still applied in order, each
+        // with its cursor.
+        var prefetched: Task<(page: Changeset, hasMore: Bool), any Error>?
+        defer { prefetched?.cancel() }
         while true {
             let page: Changeset
             let hasMore: Bool
             do {
-                (page, hasMore) = try await client.pull(after: summary.cursor, limit: paging.limit)
+                if let next = prefetched {
+                    prefetched = nil
+                    (page, hasMore) = try await next.value
+                } else {
+                    (page, hasMore) = try await client.pull(after: summary.cursor, limit: paging.limit)
+                }
                 paging.succeeded()
                 failures = 0
             } catch let error as ReplicaError {
@@ -237,6 +247,14 @@ public struct Synchronizer: Sendable {
                 try await pause(after: error, failures: failures)
                 continue
             }
+            // A page may be empty yet not the last (rows of tables no longer replicated are
+            // passed over); stop only when the server says so, or when the cursor stands still.
+            let last = !hasMore || (page.rows.isEmpty && page.lastSequence == page.firstSequence)
+            if !last {
+                prefetched = Task { [client, limit = paging.limit] in
+                    try await client.pull(after: page.lastSequence, limit: limit)
+                }
+            }
             let applied = try replica.apply(page: page)
             summary.pages += 1
             summary.rows += page.rows.count
@@ -244,9 +262,7 @@ public struct Synchronizer: Sendable {
             summary.keptLocal += applied.keptLocal
             summary.cursor = page.lastSequence
             progress(summary)
-            // A page may be empty yet not the last (rows of tables no longer replicated are
-            // passed over); stop only when the server says so, or when the cursor stands still.
-            if !hasMore || (page.rows.isEmpty && page.lastSequence == page.firstSequence) { break }
+            if last { break }
         }
         var after = try replica.conflictsAfter()
         while true {
