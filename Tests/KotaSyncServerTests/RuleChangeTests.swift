@@ -90,7 +90,8 @@ struct RuleChangeTests {
         let store = try Self.open(dir, Self.scoped)
         try await Self.seed(store)
         let (sql, visible) = store.pageQuery(to: opd)
-        let arguments = StatementArguments([0 as Int64] + visible + [10 as Int64])
+        let values: [(any DatabaseValueConvertible)?] = [Int64(0)] + visible.map { $0 } + [Int64(10)]
+        let arguments = StatementArguments(values)
         let plan = try await store.read { db in
             try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: arguments).map { $0["detail"] as String }
         }
