@@ -240,4 +240,45 @@ struct SQLiteMasterStoreTests {
         let stamp = try await Self.pullAll(store).first!.stamp
         #expect(stamp.milliseconds <= UInt64(Date().timeIntervalSince1970 * 1000) + 5 * 60 * 1000)
     }
+
+    /// What devices say about themselves (`KotaSync-*` headers) is batched, not written per
+    /// request; the overview still shows the latest of it, folded per replica.
+    @Test func aDevicesReportsAreFoldedAndShownInTheOverview() async throws {
+        let store = try Self.makeStore()
+        var a = Device(opd: "pkm-a")
+        _ = try await a.push(store, [(.upsert, "n1", 0, [(0, .text("x")), (1, .null)])])
+        _ = try await a.push(store, [(.upsert, "n2", 0, [(0, .text("y")), (1, .null)])])
+        let stranger = DeviceReport(replicaId: UUID(), clientVersion: "x", pending: 1, lastError: nil, cursor: 0)
+        try await store.record(stranger, pulled: true)
+        // A push's report, then a pull's that says less, then one with an error.
+        try await store.record(
+            DeviceReport(replicaId: a.replica, clientVersion: "kotasync 1.2", pending: 3, lastError: nil, cursor: nil),
+            pulled: false)
+        try await store.record(
+            DeviceReport(replicaId: a.replica, clientVersion: nil, pending: nil, lastError: nil, cursor: 1),
+            pulled: true)
+        try await store.record(
+            DeviceReport(
+                replicaId: a.replica, clientVersion: nil, pending: 0, lastError: "network_unreachable", cursor: nil),
+            pulled: false)
+        let overview = try await store.overview(timeZone: TimeZone(identifier: "Asia/Jakarta")!)
+        #expect(overview.devices.count == 1, "a replica the master does not know is not shown")
+        let device = try #require(overview.devices.first)
+        #expect(device.replicaId == a.replica)
+        #expect(device.clientVersion == "kotasync 1.2")
+        #expect(device.pending == 0)
+        #expect(device.lastError == "network_unreachable")
+        #expect(device.lag == 1, "pulled at cursor 1 of master version 2")
+        #expect(device.lastPullAt != nil)
+
+        // A later batch keeps what it does not say, and clears the error.
+        try await store.record(
+            DeviceReport(replicaId: a.replica, clientVersion: nil, pending: nil, lastError: nil, cursor: 2),
+            pulled: true)
+        let later = try #require(try await store.overview(timeZone: TimeZone(identifier: "Asia/Jakarta")!).devices.first)
+        #expect(later.clientVersion == "kotasync 1.2")
+        #expect(later.pending == 0)
+        #expect(later.lastError == nil)
+        #expect(later.lag == 0)
+    }
 }

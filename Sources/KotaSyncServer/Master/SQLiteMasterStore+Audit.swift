@@ -3,19 +3,22 @@ import GRDB
 import KotaSyncCore
 import Synchronization
 
-/// Audit entries and token uses waiting to be written.
+/// Audit entries, token uses and device reports waiting to be written.
 struct AuditBuffer: Sendable {
     var entries: [AuditEntry] = []
     /// Token id → the last time it authenticated a request, not yet written.
     var tokenUses: [String: Date] = [:]
+    /// Replica → what its devices said about themselves since the last write, folded together.
+    var deviceReports: [UUID: PendingDeviceReport] = [:]
     /// Whether a flush is already scheduled.
     var scheduled = false
 }
 
 extension SQLiteMasterStore {
-    /// How long an audit entry or a token use waits for others before they are written together.
-    /// A push's own transaction is not extended (its commit is the acknowledgement the client
-    /// waits for); a 200-page bootstrap's pulls cost one write per second instead of 200.
+    /// How long an audit entry, a token use or a device report waits for others before they are
+    /// written together. A push's own transaction is not extended (its commit is the
+    /// acknowledgement the client waits for); a 200-page bootstrap's pulls cost one write per
+    /// second instead of 200, and many small pushes do not each pay a second commit.
     static let auditFlushDelay: Duration = .seconds(1)
 
     /// The most entries held before writing without waiting for the delay.
@@ -32,6 +35,15 @@ extension SQLiteMasterStore {
     /// Remembers that a token was used; written with the next audit batch.
     func noteTokenUse(_ id: String) {
         auditBuffer.withLock { $0.tokenUses[id] = Date() }
+        scheduleAuditFlush(now: false)
+    }
+
+    /// Remembers what a device said about itself on a request; written with the next audit
+    /// batch, folded with the replica's other reports since the last one.
+    func noteDeviceReport(_ report: DeviceReport, pulled: Bool, at date: Date) {
+        auditBuffer.withLock { buffer in
+            buffer.deviceReports[report.replicaId, default: PendingDeviceReport()].fold(report, pulled: pulled, at: date)
+        }
         scheduleAuditFlush(now: false)
     }
 
@@ -52,15 +64,16 @@ extension SQLiteMasterStore {
     }
 
     public func flushAudit() async throws {
-        let (entries, uses) = auditBuffer.withLock { buffer in
+        let (entries, uses, reports) = auditBuffer.withLock { buffer in
             defer {
                 buffer.entries = []
                 buffer.tokenUses = [:]
+                buffer.deviceReports = [:]
                 buffer.scheduled = false
             }
-            return (buffer.entries, buffer.tokenUses)
+            return (buffer.entries, buffer.tokenUses, buffer.deviceReports)
         }
-        guard !entries.isEmpty || !uses.isEmpty else { return }
+        guard !entries.isEmpty || !uses.isEmpty || !reports.isEmpty else { return }
         do {
             // IMMEDIATE: the command line appends to the same chain from another process; taking
             // the write lock before reading the last entry keeps the chain a single line.
@@ -72,6 +85,7 @@ extension SQLiteMasterStore {
                             sql: "UPDATE _ks_tokens SET last_used_at = ? WHERE id = ?",
                             arguments: [Timestamp.string(date), id])
                     }
+                    try Self.write(reports, db: db)
                     return .commit
                 }
             }
@@ -80,6 +94,7 @@ extension SQLiteMasterStore {
             auditBuffer.withLock { buffer in
                 buffer.entries = entries + buffer.entries
                 buffer.tokenUses.merge(uses) { newer, _ in newer }
+                buffer.deviceReports.merge(reports) { newer, older in older.followed(by: newer) }
             }
             scheduleAuditFlush(now: false)
             throw error

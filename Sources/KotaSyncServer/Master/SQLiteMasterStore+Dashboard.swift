@@ -75,10 +75,34 @@ public struct DeviceReport: Sendable, Equatable {
     }
 }
 
+/// A replica's device reports since the last write, folded into one: the latest report (later
+/// ones keep an earlier one's client, pending count and cursor when they do not say), the last
+/// time it was seen and the last time it pulled.
+struct PendingDeviceReport: Sendable {
+    var report: DeviceReport?
+    var seenAt = Date.distantPast
+    var pulledAt: Date?
+
+    /// Folds in a report made at `date`.
+    mutating func fold(_ next: DeviceReport, pulled: Bool, at date: Date) {
+        self = followed(by: PendingDeviceReport(report: next, seenAt: date, pulledAt: pulled ? date : nil))
+    }
+
+    /// These reports followed by the later `next`.
+    func followed(by next: PendingDeviceReport) -> PendingDeviceReport {
+        guard let earlier = report, var later = next.report else { return next.report == nil ? self : next }
+        later.clientVersion = later.clientVersion ?? earlier.clientVersion
+        later.pending = later.pending ?? earlier.pending
+        later.cursor = later.cursor ?? earlier.cursor
+        return PendingDeviceReport(report: later, seenAt: next.seenAt, pulledAt: next.pulledAt ?? pulledAt)
+    }
+}
+
 extension SQLiteMasterStore {
     /// The Command Center's overview: every device, the city's totals, changes and conflicts per
     /// day for the last `days` days in `timeZone`.
     public func overview(days: Int = 14, timeZone: TimeZone, now: Date = Date()) async throws -> Overview {
+        try await flushAudit()  // so the devices' reports of the last second are shown
         let tables = config.tables.map(\.name)
         return try await read { db in
             let masterVersion = UInt64(try Int64.fetchOne(db, sql: "SELECT max(version) FROM _ks_rows") ?? 0)
@@ -150,26 +174,34 @@ extension SQLiteMasterStore {
         }
     }
 
-    /// Remembers what a device said about itself on a request (cheap: one small upsert).
+    /// Remembers what a device said about itself on a request. It is written with the next
+    /// audit batch (within a second, and before the overview is read), not in a transaction of
+    /// its own: each push or pull paying a second commit halved the small pushes a server takes.
     public func record(_ report: DeviceReport, pulled: Bool) async throws {
-        let now = Date()
-        try await pool.write { db in
+        noteDeviceReport(report, pulled: pulled, at: Date())
+    }
+
+    /// Writes folded device reports inside the caller's transaction; reports of replicas the
+    /// master does not know (yet) are dropped.
+    static func write(_ reports: [UUID: PendingDeviceReport], db: Database) throws {
+        for (replica, pending) in reports {
             guard
                 let number = try Int64.fetchOne(
-                    db, sql: "SELECT number FROM _ks_replicas WHERE uuid = ?", arguments: [Data(report.replicaId.bytes)]
-                )
-            else { return }
+                    db, sql: "SELECT number FROM _ks_replicas WHERE uuid = ?", arguments: [Data(replica.bytes)])
+            else { continue }
+            let report = pending.report
             try db.execute(
                 sql: """
                     INSERT INTO _ks_devices(replica, client, pending, last_error, cursor, last_pull_at, last_seen_at)
-                    VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?6 THEN ?7 END, ?7)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                     ON CONFLICT(replica) DO UPDATE SET client = coalesce(?2, client), pending = coalesce(?3, pending),
                         last_error = ?4, cursor = coalesce(?5, cursor),
-                        last_pull_at = CASE WHEN ?6 THEN ?7 ELSE last_pull_at END, last_seen_at = ?7
+                        last_pull_at = coalesce(?6, last_pull_at), last_seen_at = ?7
                     """,
                 arguments: [
-                    number, report.clientVersion, report.pending, report.lastError, report.cursor.map { Int64($0) },
-                    pulled, Timestamp.string(now),
+                    number, report?.clientVersion, report?.pending, report?.lastError,
+                    report?.cursor.map { Int64($0) }, pending.pulledAt.map(Timestamp.string),
+                    Timestamp.string(pending.seenAt),
                 ])
         }
     }
