@@ -275,7 +275,8 @@ struct SQLiteMasterStoreTests {
         try await store.record(
             DeviceReport(replicaId: a.replica, clientVersion: nil, pending: nil, lastError: nil, cursor: 2),
             pulled: true)
-        let later = try #require(try await store.overview(timeZone: TimeZone(identifier: "Asia/Jakarta")!).devices.first)
+        let later = try #require(
+            try await store.overview(timeZone: TimeZone(identifier: "Asia/Jakarta")!).devices.first)
         #expect(later.clientVersion == "kotasync 1.2")
         #expect(later.pending == 0)
         #expect(later.lastError == nil)

@@ -42,7 +42,8 @@ extension SQLiteMasterStore {
     /// batch, folded with the replica's other reports since the last one.
     func noteDeviceReport(_ report: DeviceReport, pulled: Bool, at date: Date) {
         auditBuffer.withLock { buffer in
-            buffer.deviceReports[report.replicaId, default: PendingDeviceReport()].fold(report, pulled: pulled, at: date)
+            buffer.deviceReports[report.replicaId, default: PendingDeviceReport()].fold(
+                report, pulled: pulled, at: date)
         }
         scheduleAuditFlush(now: false)
     }
