@@ -36,6 +36,8 @@ enum MasterSchema {
             last_sequence INTEGER NOT NULL, rows INTEGER NOT NULL, received_at TEXT NOT NULL, reply BLOB NOT NULL
         ) WITHOUT ROWID
         """,
+        // The overview counts each device's changesets; without it, once per replica over all.
+        "CREATE INDEX IF NOT EXISTS _ks_changesets_replica ON _ks_changesets(replica, rows)",
         """
         CREATE TABLE IF NOT EXISTS _ks_conflicts (
             id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, pk BLOB NOT NULL, col TEXT, kind TEXT NOT NULL,
