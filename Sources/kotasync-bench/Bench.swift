@@ -35,6 +35,15 @@ enum Bench {
         return (wall, threadCPU() - cpu)
     }
 
+    /// Runs blocking work (SQLite writes and their fsyncs) on a Dispatch thread rather than on
+    /// Swift's cooperative pool, which has one thread per core: simulated devices waiting on the
+    /// disk there held the threads every other device needed to send its request.
+    static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
     static func timeAsync(_ body: () async throws -> Void) async rethrows -> Double {
         let start = ContinuousClock.now
         try await body()

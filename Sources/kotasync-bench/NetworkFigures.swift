@@ -151,26 +151,16 @@ struct NetworkFigures {
             let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
                 for (r, (file, client)) in clients.enumerated() {
                     group.addTask {
-                        var rng = SeededGenerator(seed: 7_000 + UInt64(r))
-                        let replica = try Replica(path: file)
-                        let db = try RawDatabase(path: file)
-                        // Fifty devices share this machine's disk here; in the field each has its own.
-                        try db.execute("PRAGMA synchronous = NORMAL")
+                        let device = try SmallPushDevice(
+                            file: file, seed: 7_000 + UInt64(r), clinic: String(format: "clinic-%02d", r + 1))
                         var latencies: [Double] = []
                         for _ in 0..<pushes {
-                            try db.execute("BEGIN")
-                            for _ in 0..<Int.random(in: 1...10, using: &rng) {
-                                try db.run(
-                                    ClinicData.insertSQL(1),
-                                    ClinicData.row(
-                                        table: 1, &rng, clinic: String(format: "clinic-%02d", r + 1), patients: []))
-                            }
-                            try db.execute("COMMIT")
-                            guard let outbound = try replica.nextOutbound() else { continue }
+                            let prepared: OutboundChangeset? = try await Bench.offPool { try device.writeAndPrepare() }
+                            guard let outbound = prepared else { continue }
                             let start = ContinuousClock.now
                             let (reply, _) = try await client.push(outbound.body)
                             latencies.append((ContinuousClock.now - start).seconds)
-                            try replica.acknowledge(outbound, reply: reply)
+                            try await Bench.offPool { try device.replica.acknowledge(outbound, reply: reply) }
                         }
                         return latencies
                     }
@@ -252,5 +242,33 @@ struct NetworkFigures {
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { throw BenchError("\(path) \(arguments.first ?? "") failed") }
         return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// One device of the small-push figure: its replica, a plain connection for its app's writes, and
+/// its random source. Used by one task at a time, one step after the other.
+private final class SmallPushDevice: @unchecked Sendable {
+    let replica: Replica
+    let db: RawDatabase
+    var rng: SeededGenerator
+    let clinic: String
+
+    init(file: String, seed: UInt64, clinic: String) throws {
+        replica = try Replica(path: file)
+        db = try RawDatabase(path: file)
+        // Fifty devices share this machine's disk here; in the field each has its own.
+        try db.execute("PRAGMA synchronous = NORMAL")
+        rng = SeededGenerator(seed: seed)
+        self.clinic = clinic
+    }
+
+    /// Writes 1–10 visits in one transaction, as the clinic's app would, and builds the push.
+    func writeAndPrepare() throws -> OutboundChangeset? {
+        try db.execute("BEGIN")
+        for _ in 0..<Int.random(in: 1...10, using: &rng) {
+            try db.run(ClinicData.insertSQL(1), ClinicData.row(table: 1, &rng, clinic: clinic, patients: []))
+        }
+        try db.execute("COMMIT")
+        return try replica.nextOutbound()
     }
 }
