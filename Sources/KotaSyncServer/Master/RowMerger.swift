@@ -647,7 +647,22 @@ struct RowMerger {
             p.bind(reason.map(SQLValue.text) ?? .null)
             p.bind(held.map(SQLValue.text) ?? .null)
         }
-        if reported { reports.append(try reportOf(db.lastInsertedRowID)) }
+        guard reported else { return }
+        // The report of a record just inserted, from the values bound (what `reportOf` would
+        // read back: values keep their storage class, and NaN never gets past the decoder).
+        func side(_ head: Head, _ value: SQLValue?) -> ConflictReport.Side {
+            ConflictReport.Side(
+                replicaId: resolve(head.writer.number).id, opd: describe(head.writer.number), stamp: head.stamp,
+                value: value)
+        }
+        var report = ConflictReport(
+            id: db.lastInsertedRowID, table: table.name, primaryKey: try PrimaryKeyCoding.decode(pk),
+            column: record.column.map { table.columns[$0].name }, kind: record.kind, policy: record.policy, base: base,
+            winner: side(record.winner, winnerValue), loser: side(record.loser, loserValue),
+            status: record.status.rawValue, decidedAt: decidedAt)
+        report.reason = reason
+        report.held = held.flatMap { try? HeldChange(stored: $0).row }
+        reports.append(report)
     }
 
     /// The record as reported; OPD names come from `describe`.
