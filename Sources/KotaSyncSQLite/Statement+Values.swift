@@ -124,11 +124,21 @@ extension Statement {
     /// For the queries that read a whole page of rows: GRDB's `Row` copies every value into a
     /// `DatabaseValue` and looks columns up by name (lowercasing it), both visible in `perf`.
     package func forEachRow(_ values: [SQLValue], _ body: (ColumnReader) throws -> Bool) throws {
+        try forEachRow(binding: { parameters in for value in values { parameters.bind(value) } }, body)
+    }
+
+    /// Steps through the rows of this query with the parameters `bind` binds, in order, as
+    /// ``forEachRow(_:_:)`` does — without first gathering them into an array, for the queries
+    /// that run once per merged row.
+    package func forEachRow(
+        binding bind: (inout StatementParameters) throws -> Void, _ body: (ColumnReader) throws -> Bool
+    ) throws {
         let statement = sqliteStatement
         sqlite3_reset(statement)
         sqlite3_clear_bindings(statement)
         defer { sqlite3_reset(statement) }
-        for (i, value) in values.enumerated() { Self.bind(value, at: Int32(i + 1), to: statement) }
+        var parameters = StatementParameters(statement: statement)
+        try bind(&parameters)
         while true {
             switch sqlite3_step(statement) {
             case SQLITE_ROW:
@@ -152,6 +162,9 @@ package struct ColumnReader {
     package func value(_ i: Int32) -> SQLValue { Statement.column(i, of: statement) }
 
     package func int64(_ i: Int32) -> Int64 { sqlite3_column_int64(statement, i) }
+
+    /// Whether column `i` is NULL.
+    package func isNull(_ i: Int32) -> Bool { sqlite3_column_type(statement, i) == SQLITE_NULL }
 
     /// Column `i` as text (empty for NULL).
     package func text(_ i: Int32) -> String {

@@ -60,3 +60,38 @@ package struct TableSQL: Sendable {
         try db.cachedStatement(sql: delete).run(key)
     }
 }
+
+/// A table's statements taken from one connection's statement cache once, for code that runs
+/// them for many rows in a row: `db.cachedStatement(sql:)` hashes the whole SQL text on every
+/// call, and ``TableSQL``'s methods call it for every row.
+package struct TableStatements {
+    package let sql: TableSQL
+    private let select: Statement
+    private let upsert: Statement
+    private let delete: Statement
+
+    package init(_ sql: TableSQL, db: Database) throws {
+        self.sql = sql
+        select = try db.cachedStatement(sql: sql.select)
+        upsert = try db.cachedStatement(sql: sql.upsert)
+        delete = try db.cachedStatement(sql: sql.delete)
+    }
+
+    /// The row's non-key values, or nil if there is no row with that key.
+    package func values(key: [SQLValue]) throws -> [SQLValue]? {
+        let row = try select.firstRow(key)
+        return sql.table.columns.isEmpty ? row.map { _ in [] } : row
+    }
+
+    /// Writes the whole row: the key, then every non-key value in schema order.
+    package func upsert(key: [SQLValue], values: [SQLValue]) throws {
+        try upsert.run { parameters in
+            for value in key { parameters.bind(value) }
+            for value in values { parameters.bind(value) }
+        }
+    }
+
+    package func delete(key: [SQLValue]) throws {
+        try delete.run(key)
+    }
+}

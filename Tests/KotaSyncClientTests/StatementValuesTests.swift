@@ -31,3 +31,40 @@ struct StatementValuesTests {
         }
     }
 }
+
+/// A table's statements taken once from the cache read, write and delete rows as `TableSQL` does.
+struct TableStatementsTests {
+    @Test func rowsWrittenThroughPreparedStatementsReadBackAndDelete() throws {
+        let table = TableSchema(
+            name: "t", ddl: "CREATE TABLE t (k TEXT PRIMARY KEY, a, b)",
+            primaryKey: [ColumnSchema(name: "k", declaredType: "TEXT", notNull: false)],
+            columns: [
+                ColumnSchema(name: "a", declaredType: "", notNull: false),
+                ColumnSchema(name: "b", declaredType: "", notNull: false),
+            ])
+        let queue = try DatabaseQueue()
+        try queue.write { db in
+            try db.execute(sql: table.ddl)
+            let statements = try TableStatements(TableSQL(table), db: db)
+            #expect(try statements.values(key: [.text("x")]) == nil)
+            try statements.upsert(key: [.text("x")], values: [.integer(1), .blob([])])
+            try statements.upsert(key: [.text("y")], values: [.null, .text("")])
+            try statements.upsert(key: [.text("x")], values: [.real(2.5), .text("b")])
+            #expect(try statements.values(key: [.text("x")]) == [.real(2.5), .text("b")])
+            #expect(try statements.values(key: [.text("y")]) == [.null, .text("")])
+            try statements.delete(key: [.text("x")])
+            #expect(try statements.values(key: [.text("x")]) == nil)
+            var keys: [SQLValue] = []
+            try db.makeStatement(sql: "SELECT k FROM t WHERE a IS ? OR b = ?").forEachRow(
+                binding: { p in
+                    p.bind(.null)
+                    p.bind(.text(""))
+                },
+                { row in
+                    keys.append(row.value(0))
+                    return true
+                })
+            #expect(keys == [.text("y")])
+        }
+    }
+}

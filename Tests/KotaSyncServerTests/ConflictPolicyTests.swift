@@ -211,6 +211,37 @@ struct ConflictPolicyTests {
         #expect(record.base == .text("base"))
     }
 
+    /// The merge builds the reports of records it inserts from what it wrote; they must be what
+    /// the review API reads back from the master, for every kind of record and value.
+    @Test func aPushReportsEachNewRecordExactlyAsTheMasterStoresIt() async throws {
+        let bench = try PolicyBench()
+        let base = try await Self.seed(
+            bench, "items", "i1", ["lww_col": .text("base"), "manual_col": .text("m"), "qty": .integer(10)])
+        let uw = try await Self.seed(bench, "uw", "u1", ["v": .text("kept")])
+        let dw = try await Self.seed(bench, "dw", "d1", ["v": .text("gone")])
+        var a = PolicyBench.Replica(opd: "pkm-a")
+        var b = PolicyBench.Replica(opd: "pkm-b")
+        try await a.push(
+            bench,
+            [
+                .update(
+                    "items", "i1", ["lww_col": .text(""), "manual_col": .text("A"), "qty": .integer(13)], base: base),
+                .update("uw", "u1", ["v": .text("edit")], base: uw), .delete("dw", "d1", base: dw),
+            ], stamp: 300)
+        let reply = try await b.push(
+            bench,
+            [
+                .update("items", "i1", ["lww_col": .text("B"), "manual_col": .null, "qty": .integer(8)], base: base),
+                .delete("uw", "u1", base: uw), .update("dw", "d1", ["v": .text("lost")], base: dw),
+            ], stamp: 200)
+        #expect(Set(reply.conflicts.map(\.kind)) == [.updateUpdate, .deleteUpdate])
+        #expect(reply.conflicts.contains { $0.policy == "additive" && $0.reason != nil })
+        #expect(reply.conflicts.contains { $0.held != nil }, "delete-wins keeps the lost write")
+        for reported in reply.conflicts {
+            #expect(try await bench.store.reviewConflict(id: reported.id) == reported)
+        }
+    }
+
     @Test func serverWinsKeepsTheCommandCentersDecisionAgainstALaterStampedOPDEdit() async throws {
         let bench = try PolicyBench()
         let base = try await Self.seed(bench, "items", "i1", ["server_col": .text("base")])

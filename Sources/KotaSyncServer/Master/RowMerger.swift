@@ -131,6 +131,8 @@ struct RowMerger {
     private(set) var reports: [ConflictReport] = []
     /// Whether any held or quarantined record exists (checked once, then kept up to date).
     private var holdsExist = false
+    /// The per-row statements and per-table plans, looked up once per merge.
+    private let prepared: MergeStatements
 
     init(
         db: Database, config: ServerConfig, statements: [String: TableSQL], uniqueIndexes: [String: [[String]]],
@@ -145,6 +147,7 @@ struct RowMerger {
         self.serverMilliseconds = serverMilliseconds
         self.resolve = resolve
         self.describe = describe
+        prepared = try MergeStatements(db: db, config: config, statements: statements)
         version = try UInt64.fetchOne(db, sql: "SELECT max(version) FROM _ks_rows") ?? 0
         holdsExist = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM _ks_conflicts \(Self.blocking))") ?? false
     }
@@ -160,9 +163,8 @@ struct RowMerger {
         let table = validated.tables[row.table]
         let (stamp, wasClamped) = config.clockSkew.admit(row.stamp, serverMilliseconds: serverMilliseconds)
         var (columns, incoming, bases) = validated.schemaColumns(of: row)
-        let hidden = config.rules.rules(for: table.name).hidden
-        if !hidden.isEmpty {
-            let hiddenIndexes = Set(hidden.compactMap { name in table.columns.firstIndex { $0.name == name } })
+        let hiddenIndexes = try prepared.plan(for: table).hidden
+        if !hiddenIndexes.isEmpty {
             columns.removeAll { hiddenIndexes.contains($0) }
             for c in hiddenIndexes {
                 incoming[c] = nil
@@ -199,12 +201,12 @@ struct RowMerger {
 
     /// Refuses a row outside the device's scope: reported, and the row's master version moves
     /// when the device may see it, so its next pull restores it.
-    private mutating func refuse(_ change: PendingChange, _ refusal: RowRefusal, visible: Bool, pk: Data) throws {
+    private mutating func refuse(_ change: PendingChange, _ refusal: RowRefusal, visible: Bool, pk: [UInt8]) throws {
         if visible {
             version += 1
             try db.execute(
                 sql: "UPDATE _ks_rows SET version = ? WHERE tbl = ? AND pk = ?",
-                arguments: [Int64(version), change.table.name, pk])
+                arguments: [Int64(version), change.table.name, Data(pk)])
         }
         rejected.append(
             RejectedRow(
@@ -216,14 +218,10 @@ struct RowMerger {
     /// one of them being released).
     mutating func merge(_ change: PendingChange, queue: Bool = true, reported: Bool = true) throws -> MergeResult {
         let table = change.table
-        let pk = Data(PrimaryKeyCoding.encode(change.key))
-        let meta = try Row.fetchOne(
-            db.cachedStatement(
-                sql:
-                    "SELECT version, deleted, open_conflicts, clocks, scope, gone_for FROM _ks_rows WHERE tbl = ? AND pk = ?"
-            ),
-            arguments: [table.name, pk])
-        let storedScope = meta.map { SQLValue($0["scope"] as DatabaseValue) }
+        let plan = try prepared.plan(for: table)
+        let pk = PrimaryKeyCoding.encode(change.key)
+        let meta = try prepared.storedRow(table: table.name, pk: pk)
+        let storedScope = meta?.scope
         if let opd = change.opd,
             let refusal = config.rules.refusal(
                 opd: opd, table: table.name, old: storedScope, new: newScope(of: change, stored: storedScope))
@@ -238,7 +236,7 @@ struct RowMerger {
             let blocker = try Int64.fetchOne(
                 db.cachedStatement(
                     sql: "SELECT id FROM _ks_conflicts \(Self.blocking) AND tbl = ? AND pk = ? ORDER BY id LIMIT 1"),
-                arguments: [table.name, pk])
+                arguments: [table.name, Data(pk)])
         {
             return .held(
                 try hold(
@@ -252,13 +250,12 @@ struct RowMerger {
 
         let current = try meta.map { meta throws(SyncError) in
             try RowClocksCoding.decode(
-                [UInt8](meta["clocks"] as Data), version: UInt64(meta["version"] as Int64),
-                columnCount: table.columns.count, resolve: resolve)
+                meta.clocks, version: meta.version, columnCount: table.columns.count, resolve: resolve)
         }
-        let existing = (meta?["open_conflicts"] ?? 0) > 0 ? try standingRecords(table, pk: pk) : [:]
+        let existing = (meta?.openConflicts ?? 0) > 0 ? try standingRecords(table, pk: pk) : [:]
 
         let engineChange = change.engineChange
-        let policy = config.policy(for: table)
+        let policy = plan.policy
         let describe = self.describe
         let decision = MergeEngine.decide(
             current: current, losers: existing.values.map(\.record).filter { $0.column != nil }, change: engineChange,
@@ -266,10 +263,10 @@ struct RowMerger {
             opd: { describe($0.number) })
         guard let clocks = decision.clocks else { return .ignored }
 
-        let sql = statements[table.name]!
-        let old = current == nil ? nil : try sql.values(db, key: change.key)
+        let sql = plan.statements
+        let old = current == nil ? nil : try sql.values(key: change.key)
         var values = old ?? Array(repeating: .null, count: table.columns.count)
-        if decision.effect == .resurrect, let before = try valuesBeforeDeletion(table, pk: pk) { values = before }
+        if decision.effect == .resurrect, let before = try valuesBeforeDeletion(table, pk: Data(pk)) { values = before }
         // The values the row's heads held before this change: for a deleted row, those it had
         // when it was deleted (a record made now may name one of them as the loser).
         let prior = current == nil ? nil : values
@@ -301,7 +298,7 @@ struct RowMerger {
             break
         case .create, .update, .resurrect:
             do {
-                try sql.upsert(db, key: change.key, values: values)
+                try sql.upsert(key: change.key, values: values)
             } catch let error as DatabaseError
                 where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE
                 || (error.resultCode == .SQLITE_CONSTRAINT && (error.message ?? "").contains("UNIQUE"))
@@ -310,14 +307,14 @@ struct RowMerger {
             }
         case .delete:
             replaced = old.map { Array($0.enumerated()) } ?? []
-            try sql.delete(db, key: change.key)
+            try sql.delete(key: change.key)
         }
         version += 1
         if decision.effect != .none {
             applied += 1
-            try writeHistory(
-                table, pk: pk, writer: change.writer, stamp: change.stamp, op: change.operation,
-                old: decision.effect == .create ? [] : replaced, clamped: change.clamped)
+            try prepared.writeHistory(
+                table: table.name, pk: pk, version: version, writer: change.writer, stamp: change.stamp,
+                op: change.operation, old: decision.effect == .create ? [] : replaced, clamped: change.clamped)
         }
         for merge in decision.additive {
             try recordAdditive(
@@ -330,19 +327,21 @@ struct RowMerger {
             reported: reported)
 
         let scopeAfter = clocks.isDeleted ? storedScope : scope(of: table, key: change.key, values: values)
-        let rules = config.rules
-        let gone = VisibilityChange(rules: rules).goneFor(
-            previous: meta?["gone_for"],
-            before: meta == nil ? nil : rules.visibility(table: table.name, scope: storedScope),
-            after: rules.visibility(table: table.name, scope: scopeAfter))
-        try db.cachedStatement(
-            sql:
-                "INSERT OR REPLACE INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks, scope, gone_for) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        ).run([
-            .text(table.name), .blob([UInt8](pk)), .integer(Int64(clocks.version)), .integer(clocks.isDeleted ? 1 : 0),
-            .integer(Int64(decision.records.count)), .blob(RowClocksCoding.encode(clocks)), scopeAfter ?? .null,
-            gone.map(SQLValue.text) ?? .null,
-        ])
+        let gone: String?
+        if plan.rules.scope == nil, meta?.goneFor == nil {
+            // Without a scope a row's visibility never changes, so nobody stops seeing it:
+            // what `goneFor` would compute, without building its sets for every row.
+            gone = nil
+        } else {
+            let rules = config.rules
+            gone = VisibilityChange(rules: rules).goneFor(
+                previous: meta?.goneFor,
+                before: meta == nil ? nil : rules.visibility(table: table.name, scope: storedScope),
+                after: rules.visibility(table: table.name, scope: scopeAfter))
+        }
+        try prepared.writeRow(
+            table: table.name, pk: pk, clocks: clocks, openConflicts: decision.records.count, scope: scopeAfter,
+            goneFor: gone)
         if holdsExist, [.create, .update, .resurrect].contains(decision.effect) {
             try releaseWaiting(for: RowReference(table: table.name, primaryKey: change.key))
         }
@@ -521,7 +520,9 @@ struct RowMerger {
         let head = Head(writer: .master, version: version, stamp: stamp, isDelete: true)
         let clocks = RowClocks(
             version: version, columns: Array(repeating: head, count: table.columns.count), existence: [head])
-        try writeHistory(table, pk: pk, writer: .master, stamp: stamp, op: .delete, old: old, clamped: false)
+        try prepared.writeHistory(
+            table: table.name, pk: [UInt8](pk), version: version, writer: .master, stamp: stamp, op: .delete, old: old,
+            clamped: false)
         // The scope it would have had, so that the replicas that hold a copy are sent the removal.
         var values = Array(repeating: SQLValue.null, count: table.columns.count)
         for (c, v) in old where c < values.count { values[c] = v }
@@ -543,60 +544,56 @@ struct RowMerger {
         var loserValue: SQLValue?
     }
 
-    private func standingRecords(_ table: TableSchema, pk: Data) throws -> [RecordKey: StoredRecord] {
-        let rows = try Row.fetchAll(
-            db.cachedStatement(
-                sql: """
-                    SELECT id, col, kind, policy, status, loser_writer, loser_stamp, loser_version, loser_insert,
-                        loser_delete, loser_value, loser_has_value, winner_writer, winner_stamp
-                    FROM _ks_conflicts WHERE tbl = ? AND pk = ? AND \(Self.standing)
-                    """),
-            arguments: [table.name, pk])
+    private func standingRecords(_ table: TableSchema, pk: [UInt8]) throws -> [RecordKey: StoredRecord] {
         var out: [RecordKey: StoredRecord] = [:]
-        for r in rows {
-            let column = (r["col"] as String?).flatMap { name in table.columns.firstIndex { $0.name == name } }
-            let kind = ConflictReport.Kind(rawValue: r["kind"]) ?? .updateUpdate
+        let read = { (r: ColumnReader) throws -> Bool in
+            // Columns: id, col, kind, policy, status, loser_writer, loser_stamp, loser_version,
+            // loser_insert, loser_delete, loser_value, loser_has_value, winner_writer, winner_stamp.
+            let name: String? = r.isNull(1) ? nil : r.text(1)
+            let column = name.flatMap { name in table.columns.firstIndex { $0.name == name } }
+            let kind = ConflictReport.Kind(rawValue: r.text(2)) ?? .updateUpdate
             let loser = Head(
-                writer: resolve(r["loser_writer"]), version: UInt64(r["loser_version"] as Int64),
-                stamp: HLC(rawValue: UInt64(bitPattern: r["loser_stamp"])), isInsert: r["loser_insert"] as Int != 0,
-                isDelete: r["loser_delete"] as Int != 0)
+                writer: resolve(r.int64(5)), version: UInt64(bitPattern: r.int64(7)),
+                stamp: HLC(rawValue: UInt64(bitPattern: r.int64(6))), isInsert: r.int64(8) != 0,
+                isDelete: r.int64(9) != 0)
             let winner = Head(
-                writer: resolve(r["winner_writer"]), version: 0,
-                stamp: HLC(rawValue: UInt64(bitPattern: r["winner_stamp"])))
+                writer: resolve(r.int64(12)), version: 0, stamp: HLC(rawValue: UInt64(bitPattern: r.int64(13))))
             let record = ConflictRecord(
-                column: column, kind: kind, loser: loser, winner: winner, policy: r["policy"],
-                waiting: r["status"] as String == ConflictReport.Status.open.rawValue)
-            let hasValue: Int = r["loser_has_value"]
+                column: column, kind: kind, loser: loser, winner: winner, policy: r.text(3),
+                waiting: r.text(4) == ConflictReport.Status.open.rawValue)
             out[record.key] = StoredRecord(
-                id: r["id"], record: record,
-                loserValue: hasValue == 1 ? SQLValue(r["loser_value"] as DatabaseValue) : nil)
+                id: r.int64(0), record: record, loserValue: r.int64(11) == 1 ? r.value(10) : nil)
+            return true
         }
+        try prepared.standingRecords.forEachRow(
+            binding: { p in
+                p.bind(.text(table.name))
+                p.bind(blob: pk)
+            }, read)
         return out
     }
 
     /// Makes the stored standing records of a row what the merge decided: new ones inserted,
     /// ones whose winner changed re-pointed, ones no longer standing marked superseded.
     private mutating func reconcile(
-        records: [ConflictRecord], with existing: [RecordKey: StoredRecord], table: TableSchema, pk: Data,
+        records: [ConflictRecord], with existing: [RecordKey: StoredRecord], table: TableSchema, pk: [UInt8],
         change: PendingChange, old: [SQLValue]?, new: [SQLValue], reported: Bool
     ) throws {
         let changes = RecordChanges(wanted: records, stored: existing.mapValues(\.record))
         for k in changes.superseded {
-            try db.cachedStatement(sql: "UPDATE _ks_conflicts SET status = 'superseded' WHERE id = ?")
-                .execute(arguments: [existing[k]!.id])
+            try prepared.supersede.run { p in p.bind(existing[k]!.id) }
         }
         for record in changes.repointed {
             let stored = existing[record.key]!
             let winnerValue = record.column.map { new[$0] }
-            try db.cachedStatement(
-                sql: """
-                    UPDATE _ks_conflicts SET kind = ?, winner_writer = ?, winner_stamp = ?, winner_value = ?,
-                        winner_has_value = ? WHERE id = ?
-                    """
-            ).execute(arguments: [
-                record.kind.rawValue, record.winner.writer.number, Int64(bitPattern: record.winner.stamp.rawValue),
-                winnerValue?.databaseValue ?? .null, winnerValue == nil ? 0 : 1, stored.id,
-            ])
+            try prepared.repoint.run { p in
+                p.bind(.text(record.kind.rawValue))
+                p.bind(record.winner.writer.number)
+                p.bind(Int64(bitPattern: record.winner.stamp.rawValue))
+                p.bind(winnerValue ?? .null)
+                p.bind(winnerValue == nil ? 0 : 1)
+                p.bind(stored.id)
+            }
             if reported { reports.append(try reportOf(stored.id)) }
         }
         for record in changes.inserted {
@@ -620,33 +617,57 @@ struct RowMerger {
     }
 
     private mutating func insertRecord(
-        _ record: ConflictRecord, table: TableSchema, pk: Data, baseVersion: UInt64, base: SQLValue?,
+        _ record: ConflictRecord, table: TableSchema, pk: [UInt8], baseVersion: UInt64, base: SQLValue?,
         winnerValue: SQLValue?, loserValue: SQLValue?, changesetID: UUID, reason: String?, held: String? = nil,
         reported: Bool
     ) throws {
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO _ks_conflicts(tbl, pk, col, kind, policy, status, base_version, base_value, has_base,
-                    winner_writer, winner_stamp, winner_value, winner_has_value, loser_writer, loser_stamp,
-                    loser_version, loser_insert, loser_value, loser_has_value, changeset, decided_at, loser_delete,
-                    reason, held)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """
-        ).execute(arguments: [
-            table.name, pk, record.column.map { table.columns[$0].name }, record.kind.rawValue, record.policy,
-            record.status.rawValue, Int64(baseVersion), base?.databaseValue ?? .null, base == nil ? 0 : 1,
-            record.winner.writer.number, Int64(bitPattern: record.winner.stamp.rawValue),
-            winnerValue?.databaseValue ?? .null, winnerValue == nil ? 0 : 1,
-            record.loser.writer.number, Int64(bitPattern: record.loser.stamp.rawValue), Int64(record.loser.version),
-            record.loser.isInsert ? 1 : 0, loserValue?.databaseValue ?? .null, loserValue == nil ? 0 : 1,
-            Data(changesetID.bytes), decidedAt, record.loser.isDelete ? 1 : 0, reason, held,
-        ])
-        if reported { reports.append(try reportOf(db.lastInsertedRowID)) }
+        try prepared.insertRecord.run { p in
+            p.bind(.text(table.name))
+            p.bind(blob: pk)
+            p.bind(record.column.map { SQLValue.text(table.columns[$0].name) } ?? .null)
+            p.bind(.text(record.kind.rawValue))
+            p.bind(.text(record.policy))
+            p.bind(.text(record.status.rawValue))
+            p.bind(Int64(baseVersion))
+            p.bind(base ?? .null)
+            p.bind(base == nil ? 0 : 1)
+            p.bind(record.winner.writer.number)
+            p.bind(Int64(bitPattern: record.winner.stamp.rawValue))
+            p.bind(winnerValue ?? .null)
+            p.bind(winnerValue == nil ? 0 : 1)
+            p.bind(record.loser.writer.number)
+            p.bind(Int64(bitPattern: record.loser.stamp.rawValue))
+            p.bind(Int64(record.loser.version))
+            p.bind(record.loser.isInsert ? 1 : 0)
+            p.bind(loserValue ?? .null)
+            p.bind(loserValue == nil ? 0 : 1)
+            p.bind(blob: changesetID.bytes)
+            p.bind(.text(decidedAt))
+            p.bind(record.loser.isDelete ? 1 : 0)
+            p.bind(reason.map(SQLValue.text) ?? .null)
+            p.bind(held.map(SQLValue.text) ?? .null)
+        }
+        guard reported else { return }
+        // The report of a record just inserted, from the values bound (what `reportOf` would
+        // read back: values keep their storage class, and NaN never gets past the decoder).
+        func side(_ head: Head, _ value: SQLValue?) -> ConflictReport.Side {
+            ConflictReport.Side(
+                replicaId: resolve(head.writer.number).id, opd: describe(head.writer.number), stamp: head.stamp,
+                value: value)
+        }
+        var report = ConflictReport(
+            id: db.lastInsertedRowID, table: table.name, primaryKey: try PrimaryKeyCoding.decode(pk),
+            column: record.column.map { table.columns[$0].name }, kind: record.kind, policy: record.policy, base: base,
+            winner: side(record.winner, winnerValue), loser: side(record.loser, loserValue),
+            status: record.status.rawValue, decidedAt: decidedAt)
+        report.reason = reason
+        report.held = held.flatMap { try? HeldChange(stored: $0).row }
+        reports.append(report)
     }
 
     /// The record as reported; OPD names come from `describe`.
     private func reportOf(_ id: Int64) throws -> ConflictReport {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM _ks_conflicts WHERE id = ?", arguments: [id]) else {
+        guard let row = try Row.fetchOne(prepared.readRecord, arguments: [id]) else {
             throw SyncError(.internalError, "Conflict record \(id) vanished.")
         }
         return try ConflictReport(row: row, writer: resolve, opd: describe)
@@ -657,13 +678,13 @@ struct RowMerger {
     /// The value the change's writer had seen of an `additive` column: its own last write if the
     /// master merged that after the change's base, else the column's value at the base.
     private func seenValue(
-        _ change: PendingChange, column c: Int, table: TableSchema, pk: Data, current: SQLValue?
+        _ change: PendingChange, column c: Int, table: TableSchema, pk: [UInt8], current: SQLValue?
     ) throws -> SQLValue {
         let base = change.bases[c] ?? change.rowBase
         if let own = try Row.fetchOne(
             db.cachedStatement(
                 sql: "SELECT version, value FROM _ks_additive WHERE tbl = ? AND pk = ? AND col = ? AND writer = ?"),
-            arguments: [table.name, pk, table.columns[c].name, change.writer.number]),
+            arguments: [table.name, Data(pk), table.columns[c].name, change.writer.number]),
             UInt64(own["version"] as Int64) > base
         {
             return SQLValue(own["value"] as DatabaseValue)
@@ -674,7 +695,7 @@ struct RowMerger {
     /// Remembers what the writer now sees of the column, and records the merge when another
     /// change had moved the column since the writer saw it.
     private mutating func recordAdditive(
-        _ merge: AdditiveMerge, change: PendingChange, table: TableSchema, pk: Data, seen: SQLValue, prior: SQLValue,
+        _ merge: AdditiveMerge, change: PendingChange, table: TableSchema, pk: [UInt8], seen: SQLValue, prior: SQLValue,
         result: SQLValue, reported: Bool
     ) throws {
         let name = table.columns[merge.column].name
@@ -682,7 +703,7 @@ struct RowMerger {
         try db.cachedStatement(
             sql: "INSERT OR REPLACE INTO _ks_additive(tbl, pk, col, writer, version, value) VALUES (?, ?, ?, ?, ?, ?)"
         ).run([
-            .text(table.name), .blob([UInt8](pk)), .text(name), .integer(change.writer.number),
+            .text(table.name), .blob(pk), .text(name), .integer(change.writer.number),
             .integer(Int64(version)), value,
         ])
         guard prior != seen else { return }
@@ -700,20 +721,6 @@ struct RowMerger {
 
     // MARK: - History
 
-    private func writeHistory(
-        _ table: TableSchema, pk: Data, writer: Writer, stamp: HLC, op: Changeset.Operation, old: [(Int, SQLValue)],
-        clamped: Bool
-    ) throws {
-        try db.cachedStatement(
-            sql:
-                "INSERT OR REPLACE INTO _ks_history(tbl, pk, version, writer, stamp, op, old, clamped) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        ).run([
-            .text(table.name), .blob([UInt8](pk)), .integer(Int64(version)), .integer(writer.number),
-            .integer(Int64(bitPattern: stamp.rawValue)), .integer(Int64(op.rawValue)),
-            .blob(HistoryCoding.encode(old)), .integer(clamped ? 1 : 0),
-        ])
-    }
-
     func valuesBeforeDeletion(_ table: TableSchema, pk: Data) throws -> [SQLValue]? {
         guard
             let old = try Data.fetchOne(
@@ -729,19 +736,21 @@ struct RowMerger {
 
     /// The value `column` had at master version `base`: the old value saved by the first change
     /// after `base` that touched it, or the current value if none did.
-    private func valueAt(base: UInt64, column: Int, table: TableSchema, pk: Data, current: SQLValue?) throws
+    private func valueAt(base: UInt64, column: Int, table: TableSchema, pk: [UInt8], current: SQLValue?) throws
         -> SQLValue?
     {
         guard base > 0 else { return nil }
-        let rows = try Row.fetchCursor(
-            db.cachedStatement(
-                sql: "SELECT old FROM _ks_history WHERE tbl = ? AND pk = ? AND version > ? ORDER BY version"),
-            arguments: [table.name, pk, Int64(base)])
-        while let row = try rows.next() {
-            if let hit = try HistoryCoding.decode([UInt8](row["old"] as Data)).first(where: { $0.0 == column }) {
-                return hit.1
-            }
-        }
-        return current
+        var hit: SQLValue?
+        try prepared.historyAfter.forEachRow(
+            binding: { p in
+                p.bind(.text(table.name))
+                p.bind(blob: pk)
+                p.bind(Int64(base))
+            },
+            { row in
+                hit = try HistoryCoding.decode(row.bytes(0)).first { $0.0 == column }?.1
+                return hit == nil
+            })
+        return hit ?? current
     }
 }
