@@ -10,6 +10,19 @@ package struct ValidatedChangeset: Sendable {
     package var tables: [TableSchema]
     /// For each changeset table, changeset column index → schema column index.
     package var columnMaps: [[Int]]
+    /// For each changeset table, the affinities of its key columns and of its columns by changeset
+    /// column index: an affinity is found by searching the declared type's text, which took a
+    /// few percent of a large push's merge when it was done for every value.
+    private var keyAffinities: [[Affinity]]
+    private var columnAffinities: [[Affinity]]
+
+    init(changeset: Changeset, tables: [TableSchema], columnMaps: [[Int]]) {
+        self.changeset = changeset
+        self.tables = tables
+        self.columnMaps = columnMaps
+        keyAffinities = tables.map { $0.primaryKey.map(\.affinity) }
+        columnAffinities = zip(tables, columnMaps).map { table, map in map.map { table.columns[$0].affinity } }
+    }
 
     /// A row's changed columns in schema indexes: their order, their values, and the base
     /// versions that differ from the row's.
@@ -40,18 +53,15 @@ package struct ValidatedChangeset: Sendable {
             throw SyncError(
                 .changesetMalformed, "Row \(index) refers to a table, key or column the changeset does not declare.")
         }
-        let table = tables[row.table]
-        for (value, column) in zip(row.primaryKey, table.primaryKey) {
-            guard value != .null, column.accepts(value.storageClass) else {
-                throw ChangesetValidator.mismatch(index, table, column, value)
-            }
+        let keys = keyAffinities[row.table]
+        for (k, value) in row.primaryKey.enumerated() where value == .null || !keys[k].accepts(value.storageClass) {
+            let table = tables[row.table]
+            throw ChangesetValidator.mismatch(index, table, table.primaryKey[k], value)
         }
-        let map = columnMaps[row.table]
-        for c in row.columns {
-            let column = table.columns[map[c.column]]
-            guard column.accepts(c.value.storageClass) else {
-                throw ChangesetValidator.mismatch(index, table, column, c.value)
-            }
+        let affinities = columnAffinities[row.table]
+        for c in row.columns where !affinities[c.column].accepts(c.value.storageClass) {
+            let table = tables[row.table]
+            throw ChangesetValidator.mismatch(index, table, table.columns[columnMaps[row.table][c.column]], c.value)
         }
     }
 }
