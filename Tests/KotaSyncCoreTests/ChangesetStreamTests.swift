@@ -9,7 +9,7 @@ import Testing
 struct ChangesetStreamTests {
     /// Windows from the smallest (nearly every read runs past the end and is retried) to the
     /// server's.
-    static let windows = [16, 61, 1000, 256 << 10]
+    static let windows = [16, 257, 256 << 10]
 
     /// The sample server's limits, and limits small enough that small inputs reach them.
     static let serverLimits = DecodeLimits(maxUncompressedBytes: 64 << 20, maxCompressionRatio: 1000, maxRows: 200_000)
@@ -73,11 +73,15 @@ struct ChangesetStreamTests {
 
     // MARK: - Same rows
 
-    @Test func randomChangesetsStreamToTheSameRows() {
+    // The loops below yield now and then: these tests are CPU-bound, and on two cores they would
+    // otherwise hold the threads that the time-limited tests running beside them need.
+
+    @Test func randomChangesetsStreamToTheSameRows() async {
         var g = SplitMix64(seed: 2026)
-        for i in 0..<300 {
+        for i in 0..<120 {
             let changeset = randomChangeset(using: &g, maxRows: 30)
             Self.expectSameVerdict(ChangesetCodec.encode(changeset), "changeset \(i)")
+            await Task.yield()
         }
     }
 
@@ -101,7 +105,7 @@ struct ChangesetStreamTests {
 
     /// Every seed and finding of the fuzz corpus, down the fuzz target's paths: as sent, with its
     /// lengths and CRC made right, and as a payload in a correct envelope.
-    @Test func everyFuzzCorpusInputGetsTheSameVerdict() throws {
+    @Test func everyFuzzCorpusInputGetsTheSameVerdict() async throws {
         let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Fuzz/corpus")
         let files =
@@ -124,19 +128,21 @@ struct ChangesetStreamTests {
                     Envelope.wrap(payload: bytes, kind: kind), limits: Self.tightLimits, "\(name) as a \(kind) payload")
             }
             tried += 1
+            await Task.yield()
         }
         #expect(tried > 100)
     }
 
     /// A byte of the payload changed, anywhere: most changes break a row somewhere in the middle.
-    @Test func aDamagedPayloadGetsTheSameVerdict() {
+    @Test func aDamagedPayloadGetsTheSameVerdict() async {
         let payload = ChangesetCodec.encodePayload(Self.bigPush(60))
         var g = SplitMix64(seed: 5)
-        for _ in 0..<150 {
+        for _ in 0..<60 {
             var damaged = payload
             let at = Int.random(in: 0..<payload.count, using: &g)
             damaged[at] = UInt8.random(in: 0...255, using: &g)
             Self.expectSameVerdict(Envelope.wrap(payload: damaged), "byte \(at) set to \(damaged[at])")
+            await Task.yield()
         }
         for cut in [1, 2, 50, payload.count / 2, payload.count - 1] {
             Self.expectSameVerdict(Envelope.wrap(payload: Array(payload.dropLast(cut))), "cut \(cut)")
@@ -146,16 +152,17 @@ struct ChangesetStreamTests {
 
     /// The zlib stream changed (with a correct CRC), and the declared length wrong: zlib's
     /// verdicts, wherever in the stream the damage is.
-    @Test func aDamagedZlibStreamGetsTheSameVerdict() throws {
-        let payload = ChangesetCodec.encodePayload(Self.bigPush(400))
+    @Test func aDamagedZlibStreamGetsTheSameVerdict() async throws {
+        let payload = ChangesetCodec.encodePayload(Self.bigPush(150))
         let compressed = Zlib.compress(payload)
         var g = SplitMix64(seed: 6)
-        for _ in 0..<150 {
+        for _ in 0..<60 {
             var body = compressed
             let at = Int.random(in: 0..<body.count, using: &g)
             body[at] ^= UInt8.random(in: 1...255, using: &g)
             Self.expectSameVerdict(
                 Envelope.raw(body: body, uncompressed: UInt32(payload.count)), "byte \(at) of the body")
+            await Task.yield()
         }
         for cut in [1, 4, 5, 100, compressed.count / 2] {
             Self.expectSameVerdict(
