@@ -66,8 +66,10 @@ enum ChangesetFuzz {
             }
         } catch {
             expect(error, in: allowed, "decode")
+            expectStreamAgrees(bytes, limits: limits, .failure(error))
             return
         }
+        expectStreamAgrees(bytes, limits: limits, .success(changeset))
         checkDecoded(changeset, limits: limits)
         do {
             let validated = try ChangesetValidator.validate(changeset, against: SampleSchema.tables)
@@ -80,6 +82,21 @@ enum ChangesetFuzz {
             }
         } catch {
             expect(error, in: schemaCodes, "validate")
+        }
+    }
+
+    /// The streaming decoder, which the server merges pushes with, must reach the whole decoder's
+    /// verdict: the same rows, or the same error (code and message). A small window makes it
+    /// refill and retry often.
+    static func expectStreamAgrees(_ bytes: [UInt8], limits: DecodeLimits, _ whole: Result<Changeset, SyncError>) {
+        let streamed = Result { () throws(SyncError) -> Changeset in
+            var stream = try ChangesetStream(bytes, limits: limits, window: 32)
+            var changeset = stream.withoutRows
+            while let row = try stream.next() { changeset.rows.append(row) }
+            return changeset
+        }
+        guard streamed == whole else {
+            fatalError("The stream decodes \(streamed); the whole decoder \(whole).")
         }
     }
 

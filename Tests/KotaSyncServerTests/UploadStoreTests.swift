@@ -46,7 +46,15 @@ struct UploadStoreTests {
             Issue.record("not complete")
             return
         }
-        #expect(assembled == Self.bytes)
+        #expect(try Self.read(assembled) == Self.bytes)
+    }
+
+    /// Every byte of an assembled upload.
+    static func read(_ file: UploadedChangeset) throws -> [UInt8] {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: file.count, alignment: 1)
+        defer { buffer.deallocate() }
+        let n = try file.copyBytes(from: 0, into: buffer)
+        return Array(buffer[..<n])
     }
 
     @Test func announcingTheSameChangesetAgainReturnsTheUploadWithItsOffset() async throws {
@@ -129,7 +137,7 @@ struct UploadStoreTests {
             Issue.record("not complete")
             return
         }
-        #expect(assembled == Self.bytes)
+        #expect(try Self.read(assembled) == Self.bytes)
     }
 
     @Test func bytesPastTheAcknowledgedOffsetAreCutOffBeforeTheNextChunk() async throws {
@@ -148,7 +156,7 @@ struct UploadStoreTests {
             Issue.record("not complete")
             return
         }
-        #expect(assembled == Self.bytes)
+        #expect(try Self.read(assembled) == Self.bytes)
     }
 
     @Test func anAbandonedUploadIsDiscardedAfterTheExpiry() async throws {

@@ -44,8 +44,20 @@ public struct ColumnSchema: Codable, Sendable, Equatable {
     /// column takes integers, a TEXT column text, a REAL column reals, a NUMERIC column integers and
     /// reals, and a column with BLOB (no) affinity anything. NULL is left to the column's NOT NULL.
     public func accepts(_ storageClass: StorageClass) -> Bool {
+        affinity.accepts(storageClass)
+    }
+}
+
+/// SQLite's five column affinities.
+public enum Affinity: String, Codable, Sendable {
+    case integer, text, blob, real, numeric
+
+    /// Whether a column of this affinity takes a value of `storageClass`, as
+    /// ``ColumnSchema/accepts(_:)`` describes. (Finding the affinity reads the declared type; a
+    /// check of many rows finds it once per column and asks this.)
+    public func accepts(_ storageClass: StorageClass) -> Bool {
         if storageClass == .null { return true }
-        switch affinity {
+        switch self {
         case .integer: return storageClass == .integer
         case .text: return storageClass == .text
         case .real: return storageClass == .real
@@ -53,11 +65,6 @@ public struct ColumnSchema: Codable, Sendable, Equatable {
         case .blob: return true
         }
     }
-}
-
-/// SQLite's five column affinities.
-public enum Affinity: String, Codable, Sendable {
-    case integer, text, blob, real, numeric
 
     /// The affinity SQLite gives a column declared with `declaredType`.
     public init(declaredType: String) {

@@ -7,26 +7,43 @@
 /// read after its row ("row 4711 version"), and building those strings eagerly, for reads that
 /// almost never fail, cost more than the reads themselves (`perf`: string interpolation and
 /// integer formatting among the decoder's top symbols).
+///
+/// A reader may see a window of a longer payload (``ChangesetStream`` inflates a changeset piece by
+/// piece): `base` is the payload offset of `bytes[0]`, so that messages name the byte in the
+/// payload, and ``ranOut`` tells a failure that more bytes might cure from one they cannot.
 package struct ByteReader {
     private let bytes: [UInt8]
     package private(set) var offset: Int
     private let end: Int
+    /// The payload offset of `bytes[0]`; only messages use it.
+    private let base: Int
+    /// True after a read failed because it needed bytes past the end of what this reader sees.
+    package private(set) var ranOut = false
 
-    package init(_ bytes: [UInt8], from start: Int = 0, to end: Int? = nil) {
+    package init(_ bytes: [UInt8], from start: Int = 0, to end: Int? = nil, base: Int = 0) {
         self.bytes = bytes
         self.offset = start
         self.end = end ?? bytes.count
+        self.base = base
     }
 
     package var isAtEnd: Bool { offset == end }
     package var remaining: Int { end - offset }
+    /// Where reading stands, as an offset in the payload.
+    package var position: Int { base + offset }
 
     private func fail(_ what: () -> String) -> SyncError {
-        SyncError(.changesetMalformed, "Payload ends or is invalid at byte \(offset) while reading \(what()).")
+        SyncError(.changesetMalformed, "Payload ends or is invalid at byte \(position) while reading \(what()).")
+    }
+
+    /// The failure of a read that needed more bytes than this reader sees.
+    private mutating func starve(_ what: () -> String) -> SyncError {
+        ranOut = true
+        return fail(what)
     }
 
     package mutating func readUInt8(_ what: @autoclosure () -> String = "a byte") throws(SyncError) -> UInt8 {
-        guard offset < end else { throw fail(what) }
+        guard offset < end else { throw starve(what) }
         defer { offset += 1 }
         return bytes[offset]
     }
@@ -44,7 +61,7 @@ package struct ByteReader {
     }
 
     private mutating func readFixed(_ n: Int, _ what: @autoclosure () -> String) throws(SyncError) -> UInt64 {
-        guard remaining >= n else { throw fail(what) }
+        guard remaining >= n else { throw starve(what) }
         var v: UInt64 = 0
         for i in 0..<n { v = (v << 8) | UInt64(bytes[offset + i]) }
         offset += n
@@ -55,7 +72,8 @@ package struct ByteReader {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {
-            guard offset < end, shift < 64 else { throw fail(what) }
+            guard offset < end else { throw starve(what) }
+            guard shift < 64 else { throw fail(what) }
             let byte = bytes[offset]
             offset += 1
             // The tenth byte may only carry the top bit of a 64-bit value.
@@ -70,7 +88,22 @@ package struct ByteReader {
     package mutating func readCount(_ what: @autoclosure () -> String, limit: Int) throws(SyncError) -> Int {
         let v = try readVarint(what())
         guard v <= UInt64(limit) else {
-            throw SyncError(.changesetMalformed, "\(what()) is \(v) at byte \(offset), more than the \(limit) allowed.")
+            throw SyncError(
+                .changesetMalformed, "\(what()) is \(v) at byte \(position), more than the \(limit) allowed.")
+        }
+        return Int(v)
+    }
+
+    /// Reads the length of the bytes that follow, which must fit in what was left before it (the
+    /// same bound as ``readCount(_:limit:)`` with `remaining`, and the same message).
+    private mutating func readLength(_ what: @autoclosure () -> String) throws(SyncError) -> Int {
+        let limit = remaining
+        let v = try readVarint(what())
+        guard v <= UInt64(limit) else {
+            // A longer window might hold it: the caller decides whether this is the end.
+            ranOut = true
+            throw SyncError(
+                .changesetMalformed, "\(what()) is \(v) at byte \(position), more than the \(limit) allowed.")
         }
         return Int(v)
     }
@@ -82,16 +115,17 @@ package struct ByteReader {
 
     package mutating func readBytes(_ n: Int, _ what: @autoclosure () -> String) throws(SyncError) -> ArraySlice<UInt8>
     {
-        guard n >= 0, remaining >= n else { throw fail(what) }
+        guard n >= 0 else { throw fail(what) }
+        guard remaining >= n else { throw starve(what) }
         defer { offset += n }
         return bytes[offset..<offset + n]
     }
 
     package mutating func readString(_ what: @autoclosure () -> String) throws(SyncError) -> String {
-        let n = try readCount(what() + " length", limit: remaining)
+        let n = try readLength(what() + " length")
         let slice = try readBytes(n, what())
         guard let s = String(validating: slice, as: UTF8.self) else {
-            throw SyncError(.changesetMalformed, "\(what()) ending at byte \(offset) is not valid UTF-8.")
+            throw SyncError(.changesetMalformed, "\(what()) ending at byte \(position) is not valid UTF-8.")
         }
         return s
     }
@@ -104,14 +138,16 @@ package struct ByteReader {
         case ValueTag.real:
             let v = Double(bitPattern: try readUInt64(what()))
             // SQLite has no NaN (it stores NULL instead), so no replica can have sent one.
-            guard !v.isNaN else { throw SyncError(.changesetMalformed, "\(what()) ending at byte \(offset) is a NaN.") }
+            guard !v.isNaN else {
+                throw SyncError(.changesetMalformed, "\(what()) ending at byte \(position) is a NaN.")
+            }
             return .real(v)
         case ValueTag.text: return .text(try readString(what()))
         case ValueTag.blob:
-            let n = try readCount(what() + " length", limit: remaining)
+            let n = try readLength(what() + " length")
             return .blob(Array(try readBytes(n, what())))
         default:
-            throw SyncError(.changesetMalformed, "Unknown value tag \(tag) at byte \(offset - 1) in \(what()).")
+            throw SyncError(.changesetMalformed, "Unknown value tag \(tag) at byte \(position - 1) in \(what()).")
         }
     }
 }

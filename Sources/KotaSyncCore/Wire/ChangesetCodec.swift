@@ -97,6 +97,14 @@ public enum ChangesetCodec {
     public static func decodeHeader(_ bytes: [UInt8], limits: DecodeLimits = DecodeLimits()) throws(SyncError)
         -> ChangesetHeader
     {
+        try decodeHeader(Array(bytes.prefix(ChangesetHeader.size)), totalLength: bytes.count, limits: limits)
+    }
+
+    /// Reads and checks an envelope from its first bytes (`prefix`, at most
+    /// ``ChangesetHeader/size`` of them) and the length of the whole changeset.
+    package static func decodeHeader(_ bytes: [UInt8], totalLength: Int, limits: DecodeLimits) throws(SyncError)
+        -> ChangesetHeader
+    {
         guard bytes.count >= ChangesetHeader.size else {
             if bytes.count >= 4, !bytes.starts(with: ChangesetHeader.magic) {
                 throw SyncError(
@@ -134,7 +142,7 @@ public enum ChangesetCodec {
         let uncompressed = Int(try r.readUInt32("uncompressed length"))
         let compressed = Int(try r.readUInt32("compressed length"))
         let checksum = try r.readUInt32("checksum")
-        let actual = bytes.count - ChangesetHeader.size
+        let actual = totalLength - ChangesetHeader.size
         if actual < compressed {
             throw SyncError(
                 .changesetTruncated,
@@ -183,6 +191,28 @@ public enum ChangesetCodec {
         -> ([Changeset.Table], [Changeset.Row])
     {
         var r = ByteReader(payload)
+        let tables = try readTables(&r)
+        let rowCount = try readRowCount(&r, limits: limits, payloadLength: payload.count)
+        var rows: [Changeset.Row] = []
+        rows.reserveCapacity(rowCount)
+        var previousStamp: UInt64 = 0
+        for index in 0..<rowCount {
+            let row = try readRow(&r, index: index, tables: tables, kind: kind, previousStamp: previousStamp)
+            previousStamp = row.stamp.rawValue
+            rows.append(row)
+        }
+        guard r.isAtEnd else {
+            throw SyncError(.changesetMalformed, "\(r.remaining) unexpected bytes follow the last row.")
+        }
+        return (tables, rows)
+    }
+
+    // The parts of a payload, shared by `decodePayload` (the whole payload in memory) and
+    // `ChangesetStream` (a window of it at a time), so that both refuse the same bytes with the
+    // same errors.
+
+    /// Reads the table dictionary.
+    package static func readTables(_ r: inout ByteReader) throws(SyncError) -> [Changeset.Table] {
         let tableCount = try r.readCount("table count", limit: 10_000)
         var tables: [Changeset.Table] = []
         tables.reserveCapacity(tableCount)
@@ -214,6 +244,14 @@ public enum ChangesetCodec {
             }
             tables.append(Changeset.Table(name: name, primaryKey: pk, columns: columns))
         }
+        return tables
+    }
+
+    /// Reads the row count and checks it against the limit and against what the payload, of
+    /// `payloadLength` bytes in all, has left to hold the rows.
+    package static func readRowCount(_ r: inout ByteReader, limits: DecodeLimits, payloadLength: Int) throws(SyncError)
+        -> Int
+    {
         let rowCount = try r.readCount("row count", limit: Int.max)
         guard rowCount <= limits.maxRows else {
             throw SyncError(
@@ -222,73 +260,69 @@ public enum ChangesetCodec {
         }
         // Every row takes at least six bytes, so a count that the payload cannot hold is refused
         // before anything is reserved for it.
-        guard rowCount <= r.remaining / 6 + 1 else {
+        guard rowCount <= (payloadLength - r.position) / 6 + 1 else {
             throw SyncError(.changesetMalformed, "The payload declares \(rowCount) rows but is too short to hold them.")
         }
-        var rows: [Changeset.Row] = []
-        rows.reserveCapacity(rowCount)
-        var previousStamp: UInt64 = 0
-        for index in 0..<rowCount {
-            let tableIndex = try r.readCount("row \(index) table index", limit: max(tables.count - 1, 0))
-            guard tableIndex < tables.count else {
-                throw SyncError(.changesetMalformed, "Row \(index) refers to a table but the changeset declares none.")
+        return rowCount
+    }
+
+    /// Reads row `index`, whose stamp is coded as a difference to `previousStamp`.
+    package static func readRow(
+        _ r: inout ByteReader, index: Int, tables: [Changeset.Table], kind: Changeset.Kind, previousStamp: UInt64
+    ) throws(SyncError) -> Changeset.Row {
+        let tableIndex = try r.readCount("row \(index) table index", limit: max(tables.count - 1, 0))
+        guard tableIndex < tables.count else {
+            throw SyncError(.changesetMalformed, "Row \(index) refers to a table but the changeset declares none.")
+        }
+        let table = tables[tableIndex]
+        let opByte = try r.readUInt8("row \(index) operation")
+        guard let op = Changeset.Operation(rawValue: opByte), kind == .push || op != .update else {
+            throw SyncError(.changesetMalformed, "Row \(index) has an invalid operation \(opByte).")
+        }
+        let flags = try r.readUInt8("row \(index) flags")
+        guard flags & ~1 == 0 else {
+            throw SyncError(.changesetMalformed, "Row \(index) has unknown flags \(flags).")
+        }
+        let version = try r.readVarint("row \(index) version")
+        let delta = try r.readZigzag("row \(index) stamp")
+        let stamp = UInt64(bitPattern: Int64(bitPattern: previousStamp) &+ delta)
+        var pk: [SQLValue] = []
+        pk.reserveCapacity(table.primaryKey.count)
+        for _ in table.primaryKey { pk.append(try r.readValue("row \(index) primary key")) }
+        let columnCount = try r.readCount("row \(index) column count", limit: table.columns.count)
+        if op == .delete && columnCount != 0 {
+            throw SyncError(
+                .changesetMalformed, "Row \(index) is a delete but carries \(columnCount) column values.")
+        }
+        var columns: [Changeset.ColumnValue] = []
+        columns.reserveCapacity(columnCount)
+        // Which columns the row has set so far: a bit per column (a `Set` cost an allocation
+        // and a hash per value), with an array only for tables wider than 64 columns.
+        var seenBits: UInt64 = 0
+        var seenWide = table.columns.count > 64 ? [Bool](repeating: false, count: table.columns.count) : []
+        for _ in 0..<columnCount {
+            let c = try r.readCount("row \(index) column index", limit: max(table.columns.count - 1, 0))
+            let repeated: Bool
+            if seenWide.isEmpty {
+                repeated = c < 64 && seenBits & (1 << UInt64(c)) != 0
+                if c < 64 { seenBits |= 1 << UInt64(c) }
+            } else {
+                repeated = c < seenWide.count && seenWide[c]
+                if c < seenWide.count { seenWide[c] = true }
             }
-            let table = tables[tableIndex]
-            let opByte = try r.readUInt8("row \(index) operation")
-            guard let op = Changeset.Operation(rawValue: opByte), kind == .push || op != .update else {
-                throw SyncError(.changesetMalformed, "Row \(index) has an invalid operation \(opByte).")
-            }
-            let flags = try r.readUInt8("row \(index) flags")
-            guard flags & ~1 == 0 else {
-                throw SyncError(.changesetMalformed, "Row \(index) has unknown flags \(flags).")
-            }
-            let version = try r.readVarint("row \(index) version")
-            let delta = try r.readZigzag("row \(index) stamp")
-            let stamp = UInt64(bitPattern: Int64(bitPattern: previousStamp) &+ delta)
-            previousStamp = stamp
-            var pk: [SQLValue] = []
-            pk.reserveCapacity(table.primaryKey.count)
-            for _ in table.primaryKey { pk.append(try r.readValue("row \(index) primary key")) }
-            let columnCount = try r.readCount("row \(index) column count", limit: table.columns.count)
-            if op == .delete && columnCount != 0 {
+            guard c < table.columns.count, !repeated else {
                 throw SyncError(
-                    .changesetMalformed, "Row \(index) is a delete but carries \(columnCount) column values.")
+                    .changesetMalformed,
+                    "Row \(index) sets column index \(c) of \(table.name) twice or out of range.")
             }
-            var columns: [Changeset.ColumnValue] = []
-            columns.reserveCapacity(columnCount)
-            // Which columns the row has set so far: a bit per column (a `Set` cost an allocation
-            // and a hash per value), with an array only for tables wider than 64 columns.
-            var seenBits: UInt64 = 0
-            var seenWide = table.columns.count > 64 ? [Bool](repeating: false, count: table.columns.count) : []
-            for _ in 0..<columnCount {
-                let c = try r.readCount("row \(index) column index", limit: max(table.columns.count - 1, 0))
-                let repeated: Bool
-                if seenWide.isEmpty {
-                    repeated = c < 64 && seenBits & (1 << UInt64(c)) != 0
-                    if c < 64 { seenBits |= 1 << UInt64(c) }
-                } else {
-                    repeated = c < seenWide.count && seenWide[c]
-                    if c < seenWide.count { seenWide[c] = true }
-                }
-                guard c < table.columns.count, !repeated else {
-                    throw SyncError(
-                        .changesetMalformed,
-                        "Row \(index) sets column index \(c) of \(table.name) twice or out of range.")
-                }
-                let base = flags & 1 == 1 ? try r.readVarint("row \(index) column base version") : nil
-                let value = try r.readValue("row \(index) column \(table.columns[c])")
-                columns.append(
-                    Changeset.ColumnValue(column: c, value: value, baseVersion: base == version ? nil : base))
-            }
-            rows.append(
-                Changeset.Row(
-                    table: tableIndex, operation: op, version: version, stamp: HLC(rawValue: stamp), primaryKey: pk,
-                    columns: columns))
+            let base = flags & 1 == 1 ? try r.readVarint("row \(index) column base version") : nil
+            let value = try r.readValue("row \(index) column \(table.columns[c])")
+            columns.append(
+                Changeset.ColumnValue(column: c, value: value, baseVersion: base == version ? nil : base))
         }
-        guard r.isAtEnd else {
-            throw SyncError(.changesetMalformed, "\(r.remaining) unexpected bytes follow the last row.")
-        }
-        return (tables, rows)
+        return Changeset.Row(
+            table: tableIndex, operation: op, version: version, stamp: HLC(rawValue: stamp), primaryKey: pk,
+            columns: columns)
     }
 }
 

@@ -33,8 +33,7 @@ struct SyncAPI {
                     "The body is \(length) bytes; this server accepts at most \(config.limits.maxBodyBytes).")
             }
             let buffer = try await request.body.collect(upTo: config.limits.maxBodyBytes)
-            let outcome = try await pushChangeset(
-                Array(buffer.readableBytesView), from: device, store: store, config: config)
+            let outcome = try await pushChangeset(buffer, from: device, store: store, config: config)
             // After the push: a replica's first push is what registers it.
             noteReport(request, cursor: nil)
             return UploadAPI.pushResponse(outcome)
@@ -82,20 +81,6 @@ struct SyncAPI {
             pending: header(DeviceHeaders.pending).flatMap(Int.init), lastError: header(DeviceHeaders.lastError),
             cursor: cursor)
         Task { [store] in try? await store.record(report, pulled: cursor != nil) }
-    }
-}
-
-extension SyncAPI {
-    /// A push's counts for the audit log: its id, rows, and rows per table; no values.
-    static func auditDetail(_ changeset: Changeset) -> [String: String] {
-        var perTable: [String: Int] = [:]
-        for row in changeset.rows where changeset.tables.indices.contains(Int(row.table)) {
-            perTable[changeset.tables[Int(row.table)].name, default: 0] += 1
-        }
-        return [
-            "changeset_id": changeset.id.uuidString, "rows": String(changeset.rows.count),
-            "tables": perTable.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
-        ]
     }
 }
 

@@ -81,8 +81,8 @@ struct UploadAPI {
             switch assembled {
             case .committed(let reply):
                 return Self.pushResponse(PushOutcome(reply: reply, replayed: true))
-            case .complete(let bytes):
-                let outcome = try await pushChangeset(bytes, from: device, store: store, config: config)
+            case .complete(let file):
+                let outcome = try await pushChangeset(file, from: device, store: store, config: config)
                 try await uploads.committed(id: id, reply: outcome.reply)
                 return Self.pushResponse(outcome)
             }
@@ -135,21 +135,37 @@ struct UploadAPI {
 }
 
 /// The one push path, for `POST /v1/push` and for committed uploads: the size limit on the whole
-/// body, decoding within the limits (before anything is inflated), then the store, which answers a
-/// known changeset id with its stored reply.
-func pushChangeset(_ bytes: [UInt8], from device: Device, store: any MasterStore, config: ServerConfig) async throws
-    -> PushOutcome
+/// body, decoding and checking every row within the limits (before anything is inflated, the
+/// envelope), then the store, which answers a known changeset id with its stored reply and reads
+/// the rows again as it merges them. Nothing holds more than the compressed body and one window
+/// of the inflated payload (`CheckedPush`).
+func pushChangeset(_ body: any ChangesetSource, from device: Device, store: any MasterStore, config: ServerConfig)
+    async throws -> PushOutcome
 {
-    guard bytes.count <= config.limits.maxBodyBytes else {
+    guard body.count <= config.limits.maxBodyBytes else {
         throw SyncError(
             .bodyTooLarge,
-            "The body is \(bytes.count) bytes; this server accepts at most \(config.limits.maxBodyBytes).")
+            "The body is \(body.count) bytes; this server accepts at most \(config.limits.maxBodyBytes).")
     }
-    let changeset = try ChangesetCodec.decode(bytes, limits: config.limits.decodeLimits)
-    RequestAudit.note(replica: changeset.replicaID.uuidString, SyncAPI.auditDetail(changeset))
-    let outcome = try await store.push(changeset, from: device)
+    let checked = try CheckedPush(body, limits: config.limits.decodeLimits, schema: config.tables)
+    RequestAudit.note(replica: checked.changeset.replicaID.uuidString, checked.auditDetail)
+    let outcome = try await store.push(checked, from: device)
     if outcome.replayed { RequestAudit.note(["replayed": "true"]) }
     return outcome
+}
+
+/// A request body is read in place, not copied into an array.
+extension ByteBuffer: ChangesetSource {
+    package var count: Int { readableBytes }
+
+    package func copyBytes(from offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(SyncError) -> Int {
+        let n = Swift.max(0, Swift.min(buffer.count, readableBytes - offset))
+        guard n > 0 else { return 0 }
+        withUnsafeReadableBytes { bytes in
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + n]))
+        }
+        return n
+    }
 }
 
 extension HTTPField.Name {

@@ -97,6 +97,9 @@ public struct PushOutcome: Sendable {
 public protocol MasterStore: Sendable {
     /// Merges a validated push changeset from a device of `device.opd` in one transaction.
     func push(_ changeset: Changeset, from device: Device) async throws -> PushOutcome
+    /// Merges a push that was checked without keeping its rows (a request body or a committed
+    /// upload), reading its rows again one at a time; otherwise as the push of a decoded changeset.
+    func push(_ checked: CheckedPush, from device: Device) async throws -> PushOutcome
     /// The merged rows whose version is above `cursor` that a device of `opd` may see (all of
     /// them when nil), at most `limit` of them; rows it no longer sees come as deletes.
     func pull(after cursor: UInt64, limit: Int, opd: String?) async throws -> PullPage

@@ -10,9 +10,25 @@ extension SQLiteMasterStore {
             return stored
         }
         let validated = try ChangesetValidator.validate(changeset, against: config.tables)
-        return try await withCheckedThrowingContinuation { continuation in
+        return try await commit(validated, rows: .decoded(changeset.rows), from: device)
+    }
+
+    public func push(_ checked: CheckedPush, from device: Device) async throws -> PushOutcome {
+        if let stored = try await read({ db in try Self.storedReply(checked.changeset.id, device: device, db: db) }) {
+            return stored
+        }
+        let validated = try checked.validation.get()
+        return try await commit(validated, rows: .streamed(checked), from: device)
+    }
+
+    /// Queues a push for the next group commit and waits for its outcome.
+    private func commit(_ validated: ValidatedChangeset, rows: PushRows, from device: Device) async throws
+        -> PushOutcome
+    {
+        try await withCheckedThrowingContinuation { continuation in
             let startCommitter = commits.withLock { state in
-                state.waiting.append(PendingPush(validated: validated, device: device, continuation: continuation))
+                state.waiting.append(
+                    PendingPush(validated: validated, rows: rows, device: device, continuation: continuation))
                 defer { state.committing = true }
                 return !state.committing
             }
@@ -43,7 +59,8 @@ extension SQLiteMasterStore {
                             var outcome: (PushOutcome, Writer?)?
                             try db.inSavepoint {
                                 outcome = try self.merge(
-                                    push.validated, device: push.device, db: db, now: now, registered: &registered)
+                                    push.validated, rows: push.rows, device: push.device, db: db, now: now,
+                                    registered: &registered)
                                 return .commit
                             }
                             return outcome!
@@ -64,7 +81,7 @@ extension SQLiteMasterStore {
                         "push merged",
                         metadata: [
                             "opd": "\(push.device.opd)", "changeset_id": "\(push.validated.changeset.id)",
-                            "rows": "\(push.validated.changeset.rows.count)", "replayed": "\(outcome.replayed)",
+                            "rows": "\(push.rows.count)", "replayed": "\(outcome.replayed)",
                             "group": "\(batch.count)",
                         ])
                     push.continuation.resume(returning: outcome)
@@ -79,7 +96,7 @@ extension SQLiteMasterStore {
     static let maxPushesPerCommit = 64
 
     private func merge(
-        _ validated: ValidatedChangeset, device: Device, db: Database, now: Date,
+        _ validated: ValidatedChangeset, rows: PushRows, device: Device, db: Database, now: Date,
         registered known: inout [Int64: Writer]
     ) throws -> (PushOutcome, Writer?) {
         let changeset = validated.changeset
@@ -123,7 +140,7 @@ extension SQLiteMasterStore {
 
         var merge = try rowMerger(
             db: db, now: now, resolve: { number in registeredInBatch[number] ?? self.writer(number: number) })
-        for (index, row) in changeset.rows.enumerated() {
+        try rows.forEach(validated) { index, row in
             do {
                 try merge.merge(row, of: validated, writer: writer, opd: device.opd)
             } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
@@ -135,7 +152,7 @@ extension SQLiteMasterStore {
             }
         }
         let reply = PushReply(
-            changesetId: changeset.id, replicaId: changeset.replicaID, rows: changeset.rows.count,
+            changesetId: changeset.id, replicaId: changeset.replicaID, rows: rows.count,
             applied: merge.applied,
             clampedStamps: merge.clamped, masterSequence: merge.version, conflicts: merge.reports,
             rejected: merge.rejected.isEmpty ? nil : merge.rejected)
@@ -146,8 +163,7 @@ extension SQLiteMasterStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """,
             arguments: [
-                idBlob, writer.number, Int64(changeset.firstSequence), Int64(changeset.lastSequence),
-                changeset.rows.count,
+                idBlob, writer.number, Int64(changeset.firstSequence), Int64(changeset.lastSequence), rows.count,
                 nowText, replyData,
             ])
         try db.execute(
@@ -193,6 +209,37 @@ extension SQLiteMasterStore {
         if number == 0 { return "master" }
         return (try? String.fetchOne(db, sql: "SELECT opd FROM _ks_replicas WHERE number = ?", arguments: [number]))
             ?? "?"
+    }
+}
+
+/// Where a waiting push's rows are: decoded in memory, or to be read again from the changeset's
+/// bytes as they are merged.
+enum PushRows: Sendable {
+    case decoded([Changeset.Row])
+    case streamed(CheckedPush)
+
+    var count: Int {
+        switch self {
+        case .decoded(let rows): rows.count
+        case .streamed(let checked): checked.rowCount
+        }
+    }
+
+    /// Calls `body` with each row and its index, in order. A streamed row is checked against the
+    /// schema again before `body` sees it; any error stops the walk (and so rolls back the push's
+    /// savepoint).
+    func forEach(_ validated: ValidatedChangeset, _ body: (Int, Changeset.Row) throws -> Void) throws {
+        switch self {
+        case .decoded(let rows):
+            for (index, row) in rows.enumerated() { try body(index, row) }
+        case .streamed(let checked):
+            var stream = try checked.rows()
+            while let row = try stream.next() {
+                let index = stream.rowsRead - 1
+                try validated.check(row, index: index)
+                try body(index, row)
+            }
+        }
     }
 }
 

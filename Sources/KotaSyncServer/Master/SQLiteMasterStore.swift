@@ -294,6 +294,7 @@ public final class SQLiteMasterStore: MasterStore {
 /// A push waiting for its group commit.
 struct PendingPush: Sendable {
     let validated: ValidatedChangeset
+    let rows: PushRows
     let device: Device
     let continuation: CheckedContinuation<PushOutcome, any Error>
 }

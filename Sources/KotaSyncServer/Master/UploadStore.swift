@@ -12,8 +12,9 @@ import Synchronization
 /// announced and how many bytes are durable (the offset). A chunk is checked against its SHA-256,
 /// appended and flushed to disk, and only then does the offset move, so an acknowledged offset
 /// survives a crash; bytes past the offset (a chunk cut by a crash) are cut off before the next
-/// append. Memory holds one chunk at a time; a commit reads the whole changeset, which is bounded
-/// by `max_body_bytes` like a `POST /v1/push` body.
+/// append. Memory holds one chunk at a time, also at the commit: the assembled file is checked
+/// against its SHA-256 a piece at a time and handed to the push open (``UploadedChangeset``), which
+/// reads it from there.
 ///
 /// An upload's id is derived from its OPD, changeset id, length and SHA-256, so announcing the same
 /// changeset again returns the same upload with its offset: a client that lost its state, or the
@@ -54,8 +55,8 @@ public final class UploadStore: Sendable {
 
     /// What a commit finds.
     enum Assembled: Sendable {
-        /// Every byte, checked against the announced SHA-256.
-        case complete([UInt8])
+        /// Every byte, checked against the announced SHA-256, in its file.
+        case complete(UploadedChangeset)
         /// The upload was committed before; its stored push reply.
         case committed(Data)
     }
@@ -139,9 +140,10 @@ public final class UploadStore: Sendable {
             var record = try live(id, opd: opd)
             if let reply = record.reply { return .committed(reply) }
             guard record.offset == record.length else { throw OffsetMismatch(offset: record.offset, incomplete: true) }
-            let bytes = [UInt8](try Data(contentsOf: partURL(id)).prefix(record.length))
-            guard bytes.count == record.length, Self.hex(SHA256.hash(data: bytes)) == record.sha256.lowercased()
-            else {
+            // Opened here, on the upload queue: a commit that finishes first deletes the file, and
+            // an open file stays readable after that.
+            let file = try UploadedChangeset(path: partURL(id).path, length: record.length)
+            guard file.isWhole, try file.sha256() == record.sha256.lowercased() else {
                 try remove(id)
                 throw SyncError(
                     .uploadCorrupt,
@@ -150,7 +152,7 @@ public final class UploadStore: Sendable {
             }
             record.updatedAt = now()
             try save(record)
-            return .complete(bytes)
+            return .complete(file)
         }
     }
 
@@ -290,6 +292,61 @@ public final class UploadStore: Sendable {
 
     /// SHA-256 of `bytes` in lower-case hex, as the upload routes carry it.
     static func sha256Hex(_ bytes: some DataProtocol) -> String { hex(SHA256.hash(data: bytes)) }
+}
+
+/// The bytes of a complete upload, read from its file while it is pushed, not loaded whole.
+///
+/// It holds the file open, so it reads the same bytes even after the upload's files were deleted
+/// (by a commit of the same upload that finished first, or a sweep): nothing writes to a complete
+/// upload's file. Reads are positional (`pread`), so it is safe to share.
+final class UploadedChangeset: ChangesetSource {
+    private let descriptor: Int32
+    let count: Int
+    /// False when the file holds fewer than `count` bytes.
+    let isWhole: Bool
+
+    /// Opens the first `length` bytes of the file at `path`.
+    init(path: String, length: Int) throws {
+        descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw SyncError(.internalError, "Cannot open the assembled upload (errno \(errno)).")
+        }
+        count = length
+        var status = stat()
+        isWhole = fstat(descriptor, &status) == 0 && Int(status.st_size) >= length
+    }
+
+    deinit { close(descriptor) }
+
+    func copyBytes(from offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(SyncError) -> Int {
+        var done = 0
+        let wanted = max(0, min(buffer.count, count - offset))
+        while done < wanted {
+            let n = pread(descriptor, buffer.baseAddress! + done, wanted - done, off_t(offset + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                throw SyncError(
+                    .internalError, "Cannot read the assembled upload at byte \(offset + done) (errno \(errno)).")
+            }
+            done += n
+        }
+        return done
+    }
+
+    /// The SHA-256 of the bytes in lower-case hex, read a megabyte at a time.
+    func sha256() throws -> String {
+        var hash = SHA256()
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var offset = 0
+        while offset < count {
+            let n = try chunk.withUnsafeMutableBytes { buffer throws(SyncError) in
+                try copyBytes(from: offset, into: buffer)
+            }
+            hash.update(data: chunk[..<n])
+            offset += n
+        }
+        return UploadStore.hex(hash.finalize())
+    }
 }
 
 /// A chunk or a commit that does not fit where the upload stands: the server's `offset` says
