@@ -163,7 +163,9 @@ package struct ChangesetStream {
             let target = max(needed, size)
             while bytes.count < target && !inflater.isFinished {
                 let filled = bytes.count
-                bytes.append(contentsOf: repeatElement(0, count: target - filled))
+                // One zero-filled array appended (a memset and a memcpy), not a lazy sequence
+                // appended element by element.
+                bytes.append(contentsOf: [UInt8](repeating: 0, count: target - filled))
                 let got = try bytes.withUnsafeMutableBufferPointer { buffer throws(SyncError) in
                     try inflater.inflate(into: UnsafeMutableBufferPointer(rebasing: buffer[filled...]))
                 }
