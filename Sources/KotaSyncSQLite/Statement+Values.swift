@@ -17,37 +17,17 @@ extension Statement {
     /// through the C API — without first gathering them into an array, for the statements that
     /// run once per row of a page.
     package func run(binding bind: (inout StatementParameters) throws -> Void) throws {
-        let statement = sqliteStatement
-        sqlite3_reset(statement)
-        sqlite3_clear_bindings(statement)
-        defer { sqlite3_reset(statement) }
-        var parameters = StatementParameters(statement: statement)
-        try bind(&parameters)
-        let status = sqlite3_step(statement)
-        guard status == SQLITE_DONE || status == SQLITE_ROW else {
-            throw DatabaseError(
-                resultCode: ResultCode(rawValue: status),
-                message: String(cString: sqlite3_errmsg(sqlite3_db_handle(statement))), sql: sql)
-        }
+        try forEachRow(binding: bind) { _ in false }
     }
 
     /// The first row of this query with `values` bound, as exact values; nil if it has none.
     package func firstRow(_ values: [SQLValue]) throws -> [SQLValue]? {
-        let statement = sqliteStatement
-        sqlite3_reset(statement)
-        sqlite3_clear_bindings(statement)
-        defer { sqlite3_reset(statement) }
-        for (i, value) in values.enumerated() { Self.bind(value, at: Int32(i + 1), to: statement) }
-        switch sqlite3_step(statement) {
-        case SQLITE_ROW:
-            return (0..<sqlite3_column_count(statement)).map { Self.column($0, of: statement) }
-        case SQLITE_DONE:
-            return nil
-        case let status:
-            throw DatabaseError(
-                resultCode: ResultCode(rawValue: status),
-                message: String(cString: sqlite3_errmsg(sqlite3_db_handle(statement))), sql: sql)
+        var first: [SQLValue]?
+        try forEachRow(values) { row in
+            first = row.values
+            return false
         }
+        return first
     }
 
     fileprivate static func bind(_ value: SQLValue, at index: Int32, to statement: OpaquePointer) {
@@ -160,6 +140,9 @@ package struct ColumnReader {
 
     /// Column `i` as an exact value.
     package func value(_ i: Int32) -> SQLValue { Statement.column(i, of: statement) }
+
+    /// Every column, in order, as exact values.
+    package var values: [SQLValue] { (0..<sqlite3_column_count(statement)).map(value) }
 
     package func int64(_ i: Int32) -> Int64 { sqlite3_column_int64(statement, i) }
 
