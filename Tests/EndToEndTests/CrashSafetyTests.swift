@@ -3,12 +3,6 @@ import GRDB
 import KotaSyncCore
 import Testing
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 /// `kill -9` of the real binaries at random points, over many seeded cycles: of the client in
 /// the middle of pushes and pulls, and of the server in the middle of merges. After every kill:
 /// nothing the client saw acknowledged is missing from the master, `PRAGMA integrity_check` is
@@ -271,13 +265,7 @@ final class KillableServer: @unchecked Sendable {
     }
 
     func kill() {
-        guard process.isRunning else { return }
-        #if canImport(Glibc)
-            Glibc.kill(process.processIdentifier, SIGKILL)
-        #else
-            Darwin.kill(process.processIdentifier, SIGKILL)
-        #endif
-        process.waitUntilExit()
+        process.killAndWait()
     }
 
     /// A new replica of `opd` at `path`.

@@ -3,12 +3,6 @@ import GRDB
 import KotaSyncCore
 import Testing
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 /// Field conditions with the real binaries: changes carried on a USB stick both ways, watch mode,
 /// one sync at a time per replica, and what `status` says about each record.
 @Suite(.serialized)
@@ -313,13 +307,7 @@ final class BackgroundProcess: @unchecked Sendable {
 
     /// SIGKILL, as a power cut or the OOM killer would.
     func kill() {
-        guard process.isRunning else { return }
-        #if canImport(Glibc)
-            Glibc.kill(process.processIdentifier, SIGKILL)
-        #else
-            Darwin.kill(process.processIdentifier, SIGKILL)
-        #endif
-        process.waitUntilExit()
+        process.killAndWait()
     }
 }
 

@@ -9,6 +9,11 @@ import Testing
 #if canImport(FoundationNetworking)
     import FoundationNetworking
 #endif
+#if canImport(Glibc)
+    import Glibc
+#else
+    import Darwin
+#endif
 
 /// A fresh temporary directory, removed when the value is deinitialised... by the OS: tests keep
 /// their files for inspection after a failure.
@@ -285,5 +290,18 @@ struct ConflictScenario {
         }
         for replica in replicas { _ = try await Synchronizer(replica: replica).push() }
         return ConflictScenario(replicas: replicas, tokens: tokens)
+    }
+}
+
+extension Process {
+    /// SIGKILL, as a power cut or the OOM killer would; returns once the process has ended.
+    func killAndWait() {
+        guard isRunning else { return }
+        #if canImport(Glibc)
+            Glibc.kill(processIdentifier, SIGKILL)
+        #else
+            Darwin.kill(processIdentifier, SIGKILL)
+        #endif
+        waitUntilExit()
     }
 }
