@@ -116,6 +116,45 @@ struct SyncEndToEndTests {
         #expect(stored.count == 1)
     }
 
+    /// A clinic registers a patient, records a visit and its diagnosis, then corrects the patient
+    /// and the visit: by last edit the diagnosis comes first and the patient before the visit.
+    /// The push sends parents first, so the server merges all three and holds nothing.
+    @Test func rowsCreatedTogetherOfflineMergeWithoutWaitingForTheirParents() async throws {
+        let dir = try makeTemporaryDirectory()
+        let server = try ServerProcess(config: try sampleConfig(in: dir), directory: dir)
+        defer { server.stop() }
+        let db = dir.appendingPathComponent("replica.sqlite").path
+        let initialised = try run(
+            "kotasync",
+            [
+                "init", "--db", db, "--server", server.url.absoluteString, "--token",
+                try server.token(opd: "pkm-binjai-kota"),
+            ])
+        #expect(initialised.status == 0, "init failed: \(initialised.stderr)")
+        let shell = try run(
+            "/usr/bin/sqlite3",
+            [
+                db,
+                """
+                INSERT INTO patients (id, name, clinic_id) VALUES ('p-new', 'Rina', 'pkm-binjai-kota');
+                INSERT INTO visits (id, patient_id, clinic_id, visit_date) VALUES
+                  ('v-new', 'p-new', 'pkm-binjai-kota', '2026-11-29');
+                INSERT INTO diagnoses (visit_id, line, clinic_id, icd10) VALUES ('v-new', 1, 'pkm-binjai-kota', 'J06.9');
+                UPDATE patients SET phone = '0813-0000' WHERE id = 'p-new';
+                UPDATE visits SET notes = 'kontrol 3 hari' WHERE id = 'v-new';
+                """,
+            ])
+        #expect(shell.status == 0, "sqlite3 failed: \(shell.stderr)")
+        let synced = try run("kotasync", ["sync", "--db", db])
+        #expect(synced.status == 0, "sync failed: \(synced.stderr)")
+
+        let master = try snapshot(server.database.path, tables: ["patients", "visits", "diagnoses", "_ks_conflicts"])
+        #expect(master["patients"]!.contains { $0.first == .text("p-new") && $0.contains(.text("0813-0000")) })
+        #expect(master["visits"]!.contains { $0.first == .text("v-new") && $0.contains(.text("kontrol 3 hari")) })
+        #expect(master["diagnoses"]!.contains { $0.first == .text("v-new") && $0.contains(.text("J06.9")) })
+        #expect(master["_ks_conflicts"]!.isEmpty, "nothing was held: \(master["_ks_conflicts"]!)")
+    }
+
     @Test func anAcknowledgedPushRetriedAfterALostReplyChangesNothing() async throws {
         let dir = try makeTemporaryDirectory()
         let server = try ServerProcess(config: try sampleConfig(in: dir), directory: dir)

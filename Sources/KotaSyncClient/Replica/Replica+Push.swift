@@ -120,7 +120,7 @@ extension Replica {
         var clock = HybridClock(last: HLC(rawValue: UInt64(bitPattern: try Self.state(db, StateKey.clock) ?? 0)))
         var tablesUsed: [String] = []
         var rows: [Changeset.Row] = []
-        for pending in ChangeLog.coalesce(entries) {
+        for pending in ChangeLog.pushOrder(ChangeLog.coalesce(entries), ranks: pushRanks) {
             guard let table = tables[pending.table] else { continue }
             let pk = Data(PrimaryKeyCoding.encode(pending.key))
             let values = try statements[table.name]!.values(db, key: pending.key)

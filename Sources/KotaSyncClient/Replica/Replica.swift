@@ -20,6 +20,8 @@ public final class Replica: Sendable {
     public let serverURL: URL
     let tables: [String: TableSchema]
     let statements: [String: TableSQL]
+    /// Each table's place in a push (``ChangeLog/pushRanks(tables:parents:)``).
+    let pushRanks: [String: Int]
 
     static func openQueue(_ path: String) throws -> DatabaseQueue {
         var configuration = Configuration()
@@ -64,6 +66,22 @@ public final class Replica: Sendable {
         self.serverURL = url
         self.tables = Dictionary(uniqueKeysWithValues: schema.tables.map { ($0.name, $0) })
         self.statements = Dictionary(uniqueKeysWithValues: schema.tables.map { ($0.name, TableSQL($0)) })
+        self.pushRanks = ChangeLog.pushRanks(tables: schema.tables.map(\.name), parents: Self.referencedTables(schema))
+    }
+
+    /// The tables each table's foreign keys refer to, read from the published DDL (the server
+    /// holds a child whose parent it lacks by those references, whatever this file's own tables
+    /// declare). Empty if the DDL cannot be read back, which only costs the push its parent-first
+    /// order.
+    static func referencedTables(_ schema: SchemaDocument) -> [String: [String]] {
+        (try? DatabaseQueue().write { db in
+            for table in schema.tables { try db.execute(sql: table.ddl) }
+            var parents: [String: [String]] = [:]
+            for table in schema.tables {
+                parents[table.name] = try db.foreignKeys(on: table.name).map(\.destinationTable)
+            }
+            return parents
+        }) ?? [:]
     }
 
     /// Makes `path` a replica of the server's `schema`: creates the tables it lacks (or adopts
