@@ -31,14 +31,10 @@ struct PushOrderTests {
     }
 
     @Test func rowsAreGroupedByTableAndKeepTheirOrderWithinATable() {
-        func row(_ table: String, _ sequence: Int64) -> ChangeLog.PendingRow {
-            ChangeLog.PendingRow(
-                table: table, key: [.integer(sequence)], startsWithInsert: true, replacedWhole: true, mask: 0,
-                lastSequence: sequence, lastCapturedAt: 0)
-        }
-        let ordered = ChangeLog.pushOrder(
-            [row("visits", 1), row("patients", 2), row("visits", 3), row("patients", 4), row("other", 5)],
-            ranks: ["patients": 0, "visits": 1])
+        let rows: [(table: String, lastSequence: Int64)] = [
+            ("visits", 1), ("patients", 2), ("visits", 3), ("patients", 4), ("other", 5),
+        ]
+        let ordered = ChangeLog.pushOrder(rows, ranks: ["patients": 0, "visits": 1]) { $0 }
         #expect(ordered.map(\.table) == ["patients", "patients", "visits", "visits", "other"])
         #expect(ordered.map(\.lastSequence) == [2, 4, 1, 3, 5])
     }
@@ -69,7 +65,11 @@ struct PushOrderTests {
         #expect(push.tables.map(\.name) == ["patients", "visits"])
         #expect(push.rows.map { push.tables[$0.table].name } == ["patients", "patients", "visits", "visits"])
         #expect(push.rows.map(\.primaryKey) == [[.text("p2")], [.text("p1")], [.text("v1")], [.text("v2")]])
-        let stamps = push.rows.map(\.stamp.rawValue)
-        #expect(stamps == stamps.sorted(), "stamps are given in push order")
+        // Each stamp comes from its own row's changes, ticked in the order they were made: the
+        // visits sent after both patients keep the earlier stamps they were written at.
+        let stamp = Dictionary(uniqueKeysWithValues: push.rows.map { ($0.primaryKey, $0.stamp) })
+        #expect(
+            [stamp[[.text("v1")]]!, stamp[[.text("p2")]]!, stamp[[.text("v2")]]!, stamp[[.text("p1")]]!]
+                == push.rows.map(\.stamp).sorted())
     }
 }

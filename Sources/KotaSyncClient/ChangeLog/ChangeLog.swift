@@ -107,13 +107,18 @@ package enum ChangeLog {
         return false
     }
 
-    /// Puts coalesced rows in push order: grouped by table in `ranks` order (parents before
-    /// children, so a child created with its parent is not held waiting for it), and within a table
-    /// in order of each row's last entry. Grouping also puts alike rows side by side, which zlib
+    /// Puts a push's rows in order: grouped by table in `ranks` order (parents before children, so
+    /// a child created with its parent is not held waiting for it), and within a table in order of
+    /// each row's last log entry. Grouping also puts alike rows side by side, which zlib
     /// compresses better than rows of alternating tables.
-    package static func pushOrder(_ rows: [PendingRow], ranks: [String: Int]) -> [PendingRow] {
+    ///
+    /// - Parameter place: a row's table and the sequence number of its last log entry.
+    package static func pushOrder<Row>(
+        _ rows: [Row], ranks: [String: Int], by place: (Row) -> (table: String, lastSequence: Int64)
+    ) -> [Row] {
         rows.sorted {
-            (ranks[$0.table] ?? Int.max, $0.lastSequence) < (ranks[$1.table] ?? Int.max, $1.lastSequence)
+            let (a, b) = (place($0), place($1))
+            return (ranks[a.table] ?? Int.max, a.lastSequence) < (ranks[b.table] ?? Int.max, b.lastSequence)
         }
     }
 

@@ -118,9 +118,10 @@ extension Replica {
         let entries = try readLog(db, limit: entryLimit)
         guard let first = entries.first, let last = entries.last else { return nil }
         var clock = HybridClock(last: HLC(rawValue: UInt64(bitPattern: try Self.state(db, StateKey.clock) ?? 0)))
-        var tablesUsed: [String] = []
-        var rows: [Changeset.Row] = []
-        for pending in ChangeLog.pushOrder(ChangeLog.coalesce(entries), ranks: pushRanks) {
+        // Stamps are ticked in the order of the changes, each from its row's capture time, so a
+        // row's stamp is not raised by the rows of other tables sent ahead of it.
+        var sent: [(table: String, lastSequence: Int64, row: Changeset.Row)] = []
+        for pending in ChangeLog.coalesce(entries) {
             guard let table = tables[pending.table] else { continue }
             let pk = Data(PrimaryKeyCoding.encode(pending.key))
             let values = try statements[table.name]!.values(db, key: pending.key)
@@ -149,24 +150,24 @@ extension Replica {
             {
                 overrides[row["col"]] = UInt64(row["base"] as Int64)
             }
-            let tableIndex: Int
-            if let i = tablesUsed.firstIndex(of: table.name) {
-                tableIndex = i
-            } else {
-                tableIndex = tablesUsed.count
-                tablesUsed.append(table.name)
-            }
             let stamp = clock.tick(wallMilliseconds: UInt64(max(pending.lastCapturedAt, 0)))
-            rows.append(
-                Changeset.Row(
-                    table: tableIndex, operation: operation, version: UInt64(known ?? 0), stamp: stamp,
-                    primaryKey: pending.key,
-                    columns: columns.map { c in
-                        Changeset.ColumnValue(
-                            column: c, value: values?[c] ?? .null, baseVersion: overrides[table.columns[c].name])
-                    }))
+            let row = Changeset.Row(
+                table: 0, operation: operation, version: UInt64(known ?? 0), stamp: stamp,
+                primaryKey: pending.key,
+                columns: columns.map { c in
+                    Changeset.ColumnValue(
+                        column: c, value: values?[c] ?? .null, baseVersion: overrides[table.columns[c].name])
+                })
+            sent.append((table.name, pending.lastSequence, row))
         }
-        guard !rows.isEmpty else { return (nil, clock, last.sequence) }
+        guard !sent.isEmpty else { return (nil, clock, last.sequence) }
+        var tablesUsed: [String] = []
+        let rows = ChangeLog.pushOrder(sent, ranks: pushRanks) { ($0.table, $0.lastSequence) }.map { entry in
+            var row = entry.row
+            row.table = tablesUsed.firstIndex(of: entry.table) ?? tablesUsed.count
+            if row.table == tablesUsed.count { tablesUsed.append(entry.table) }
+            return row
+        }
         let changeset = Changeset(
             kind: .push, id: UUID(), replicaID: id, firstSequence: UInt64(first.sequence),
             lastSequence: UInt64(last.sequence), tables: tablesUsed.map { tables[$0]!.changesetTable }, rows: rows)
