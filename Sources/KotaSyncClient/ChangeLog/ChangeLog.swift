@@ -116,10 +116,13 @@ package enum ChangeLog {
     package static func pushOrder<Row>(
         _ rows: [Row], ranks: [String: Int], by place: (Row) -> (table: String, lastSequence: Int64)
     ) -> [Row] {
-        rows.sorted {
-            let (a, b) = (place($0), place($1))
-            return (ranks[a.table] ?? Int.max, a.lastSequence) < (ranks[b.table] ?? Int.max, b.lastSequence)
+        // Each row's rank is looked up once, not in every comparison.
+        rows.map { row in
+            let (table, lastSequence) = place(row)
+            return (rank: ranks[table] ?? Int.max, lastSequence: lastSequence, row: row)
         }
+        .sorted { ($0.rank, $0.lastSequence) < ($1.rank, $1.lastSequence) }
+        .map(\.row)
     }
 
     /// What a pending row becomes in a push.
