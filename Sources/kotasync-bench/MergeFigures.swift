@@ -200,6 +200,20 @@ struct MergeFigures {
                         "the floor: %d final rows in %.3f s, no conflict detection, no metadata, one transaction for everything",
                     finals.count, upsertSeconds)))
 
+        // 6b: the least any merge that keeps versions and history must write, against Baseline A.
+        let bookkeepingRate =
+            totalOps
+            / (try Self.bookkeepingFloor(
+                outbound.map { try ChangesetCodec.decode($0.body) }, seed: path("seed.sqlite"),
+                at: path("bookkeeping.sqlite")))
+        report.add(
+            Figure(
+                id: "6b", name: "Bookkeeping floor (client ops/s)", value: bookkeepingRate, unit: "ops/s",
+                baseline: sessionRate, baselineName: "session apply_v2, LWW", ratio: bookkeepingRate / sessionRate,
+                note:
+                    "each change's row write, version entry (with the index pulls walk) and an empty history entry, a durable commit per changeset; no reads, no decisions, no conflict records: no merge that keeps versions and history is faster"
+            ))
+
         // 8: replicas apply what the master sends back, and must then equal it.
         for (r, o) in outbound.enumerated() { try Replica(path: replicas[r]).acknowledge(o, reply: replies[r]) }
         var appliedRows = 0
@@ -236,5 +250,75 @@ struct MergeFigures {
         var sameCounts = true
         for t in ClinicData.tables where try master.count(t) != baselineA.count(t) { sameCounts = false }
         report.checks["baseline A reaches the same row counts"] = sameCounts
+    }
+}
+
+extension MergeFigures {
+    /// Times the least that a merge keeping what KotaSync keeps must write for `changesets`, applied
+    /// to a copy of `seed` at `path`: for every row its table write (as the changeset says: whole
+    /// row, changed columns, or delete), its version entry in a `(tbl, pk)` table with a unique
+    /// version index (pulls walk it), and a history entry with no values; one durable transaction
+    /// per changeset, with the master writer's page cache. Nothing is read and nothing is decided,
+    /// and the statements and their values are built before the clock starts.
+    static func bookkeepingFloor(_ changesets: [Changeset], seed: String, at path: String) throws -> Double {
+        try Bench.copy(seed, to: path)
+        let db = try RawDatabase(path: path)
+        try db.execute("PRAGMA synchronous = FULL")
+        try db.execute("PRAGMA cache_size = -32768")
+        try db.execute(
+            """
+            CREATE TABLE meta (tbl TEXT NOT NULL, pk TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (tbl, pk))
+                WITHOUT ROWID;
+            CREATE UNIQUE INDEX meta_version ON meta(version);
+            CREATE TABLE history (tbl TEXT NOT NULL, pk TEXT NOT NULL, version INTEGER NOT NULL, old BLOB NOT NULL,
+                PRIMARY KEY (tbl, pk, version)) WITHOUT ROWID;
+            """)
+        // The seeded rows have their version entries, as in the master.
+        var version: Int64 = 0
+        try db.execute("BEGIN")
+        for table in ClinicData.tables {
+            for row in try db.query("SELECT id FROM \(table)") {
+                version += 1
+                try db.run("INSERT INTO meta VALUES (?, ?, ?)", [.text(table), row[0], .integer(version)])
+            }
+        }
+        try db.execute("COMMIT")
+        let writeMeta =
+            "INSERT INTO meta VALUES (?, ?, ?) ON CONFLICT (tbl, pk) DO UPDATE SET version = excluded.version"
+        let writeHistory = "INSERT INTO history VALUES (?, ?, ?, x'')"
+        let steps: [[(sql: String, values: [SQLValue])]] = changesets.map { changeset in
+            changeset.rows.flatMap { row -> [(sql: String, values: [SQLValue])] in
+                let table = changeset.tables[row.table]
+                let key = row.primaryKey[0]
+                version += 1
+                let names = row.columns.map { table.columns[$0.column] }
+                let write: (sql: String, values: [SQLValue])
+                switch row.operation {
+                case .upsert:
+                    write = (
+                        "INSERT OR REPLACE INTO \(table.name) (id, \(names.joined(separator: ", "))) VALUES (?\(String(repeating: ", ?", count: names.count)))",
+                        [key] + row.columns.map(\.value)
+                    )
+                case .update:
+                    write = (
+                        "UPDATE \(table.name) SET \(names.map { "\($0) = ?" }.joined(separator: ", ")) WHERE id = ?",
+                        row.columns.map(\.value) + [key]
+                    )
+                case .delete:
+                    write = ("DELETE FROM \(table.name) WHERE id = ?", [key])
+                }
+                return [
+                    write, (writeMeta, [.text(table.name), key, .integer(version)]),
+                    (writeHistory, [.text(table.name), key, .integer(version)]),
+                ]
+            }
+        }
+        return try Bench.time {
+            for changeset in steps {
+                try db.execute("BEGIN")
+                for step in changeset { try db.run(step.sql, step.values) }
+                try db.execute("COMMIT")
+            }
+        }
     }
 }
