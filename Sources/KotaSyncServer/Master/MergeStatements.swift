@@ -80,7 +80,7 @@ final class MergeStatements {
                     reason, held)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
-        readRecord = try db.cachedStatement(sql: "SELECT * FROM _ks_conflicts WHERE id = ?")
+        readRecord = try db.cachedStatement(sql: "SELECT \(ConflictReport.columns) FROM _ks_conflicts WHERE id = ?")
         standingRecords = try db.cachedStatement(
             sql: """
                 SELECT id, col, kind, policy, status, loser_writer, loser_stamp, loser_version, loser_insert,

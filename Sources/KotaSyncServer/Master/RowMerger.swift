@@ -667,10 +667,13 @@ struct RowMerger {
 
     /// The record as reported; OPD names come from `describe`.
     private func reportOf(_ id: Int64) throws -> ConflictReport {
-        guard let row = try Row.fetchOne(prepared.readRecord, arguments: [id]) else {
-            throw SyncError(.internalError, "Conflict record \(id) vanished.")
+        var report: ConflictReport?
+        try prepared.readRecord.forEachRow([.integer(id)]) { r in
+            report = try ConflictReport(reading: r, writer: resolve, opd: describe)
+            return false
         }
-        return try ConflictReport(row: row, writer: resolve, opd: describe)
+        guard let report else { throw SyncError(.internalError, "Conflict record \(id) vanished.") }
+        return report
     }
 
     // MARK: - Additive columns

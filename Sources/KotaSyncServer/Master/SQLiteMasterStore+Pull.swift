@@ -148,15 +148,14 @@ extension SQLiteMasterStore {
                 throw SyncError(.forbidden, "Replica \(replica) belongs to another OPD.")
             }
             let number: Int64 = owner["number"]
-            let rows = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT * FROM _ks_conflicts WHERE id > ? AND (loser_writer = ? OR winner_writer = ?)
-                    ORDER BY id LIMIT ?
-                    """,
-                arguments: [after, number, number, limit + 1])
-            let reports = try rows.prefix(limit).map { try self.report(from: $0, db: db) }
-            return ConflictList(conflicts: reports, next: rows.count > limit ? reports.last?.id : nil)
+            let found = try self.reports(
+                db.cachedStatement(
+                    sql: """
+                        SELECT \(ConflictReport.columns) FROM _ks_conflicts
+                        WHERE id > ? AND (loser_writer = ? OR winner_writer = ?) ORDER BY id LIMIT ?
+                        """), [.integer(after), .integer(number), .integer(number), .integer(Int64(limit + 1))], db: db)
+            let reports = Array(found.prefix(limit))
+            return ConflictList(conflicts: reports, next: found.count > limit ? reports.last?.id : nil)
         }
     }
 

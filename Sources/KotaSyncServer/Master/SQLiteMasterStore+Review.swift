@@ -14,14 +14,14 @@ extension SQLiteMasterStore {
         }
         return try await read { db in
             var clauses = ["c.id > ?"]
-            var arguments: [any DatabaseValueConvertible] = [filter.after]
+            var arguments: [SQLValue] = [.integer(filter.after)]
             if let status = filter.status {
                 clauses.append("c.status = ?")
-                arguments.append(status)
+                arguments.append(.text(status))
             }
             if let table = filter.table {
                 clauses.append("c.tbl = ?")
-                arguments.append(table)
+                arguments.append(.text(table))
             }
             if let opd = filter.opd {
                 // The master itself is OPD "master"; replicas are theirs.
@@ -31,16 +31,17 @@ extension SQLiteMasterStore {
                      OR c.loser_writer IN (SELECT number FROM _ks_replicas WHERE opd = ?)
                      OR (? = 'master' AND (c.winner_writer = 0 OR c.loser_writer = 0)))
                     """)
-                arguments.append(contentsOf: [opd, opd, opd])
+                arguments.append(contentsOf: [.text(opd), .text(opd), .text(opd)])
             }
-            arguments.append(limit + 1)
-            let rows = try Row.fetchAll(
-                db,
-                sql:
-                    "SELECT c.* FROM _ks_conflicts c WHERE \(clauses.joined(separator: " AND ")) ORDER BY c.id LIMIT ?",
-                arguments: StatementArguments(arguments))
-            let reports = try rows.prefix(limit).map { try self.report(from: $0, db: db) }
-            return ConflictList(conflicts: reports, next: rows.count > limit ? reports.last?.id : nil)
+            arguments.append(.integer(Int64(limit + 1)))
+            let found = try self.reports(
+                db.makeStatement(
+                    sql: """
+                        SELECT \(ConflictReport.columns) FROM _ks_conflicts c WHERE \(clauses.joined(separator: " AND "))
+                        ORDER BY c.id LIMIT ?
+                        """), arguments, db: db)
+            let reports = Array(found.prefix(limit))
+            return ConflictList(conflicts: reports, next: found.count > limit ? reports.last?.id : nil)
         }
     }
 
@@ -61,45 +62,65 @@ extension SQLiteMasterStore {
     }
 
     func report(id: Int64, db: Database) throws -> ConflictReport {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM _ks_conflicts WHERE id = ?", arguments: [id]) else {
+        guard
+            let report = try reports(
+                db.cachedStatement(sql: "SELECT \(ConflictReport.columns) FROM _ks_conflicts WHERE id = ?"),
+                [.integer(id)],
+                db: db
+            ).first
+        else {
             throw SyncError(.notFound, "There is no conflict record \(id).")
         }
-        return try report(from: row, db: db)
+        return report
     }
 
-    /// A conflict row as the protocol reports it.
-    func report(from row: Row, db: Database) throws -> ConflictReport {
-        try ConflictReport(row: row, writer: writer(number:), opd: { self.opd(ofWriter: $0, db: db) })
+    /// The records a query selecting ``ConflictReport/columns`` finds, as the protocol reports them.
+    func reports(_ query: Statement, _ values: [SQLValue], db: Database) throws -> [ConflictReport] {
+        var reports: [ConflictReport] = []
+        try query.forEachRow(values) { r in
+            reports.append(
+                try ConflictReport(reading: r, writer: writer(number:), opd: { self.opd(ofWriter: $0, db: db) }))
+            return true
+        }
+        return reports
     }
 }
 
 extension ConflictReport {
-    /// A row of `_ks_conflicts` as the protocol reports it; `writer` and `opd` name the writers.
-    init(row: Row, writer: (Int64) -> Writer, opd: (Int64) -> String) throws {
-        func side(_ prefix: String) -> ConflictReport.Side {
-            let number: Int64 = row[prefix + "_writer"]
-            let hasValue: Int = row[prefix + "_has_value"]
-            return ConflictReport.Side(
-                replicaId: writer(number).id, opd: opd(number),
-                stamp: HLC(rawValue: UInt64(bitPattern: row[prefix + "_stamp"])),
-                value: hasValue == 1 ? SQLValue(row[prefix + "_value"] as DatabaseValue) : nil)
+    /// The columns of `_ks_conflicts` a report is read from, in the order
+    /// ``init(reading:writer:opd:)`` reads them.
+    static let columns = """
+        id, tbl, pk, col, kind, policy, has_base, base_value, winner_writer, winner_stamp, winner_has_value,
+        winner_value, loser_writer, loser_stamp, loser_has_value, loser_value, status, decided_at, reason, held,
+        related_tbl, related_pk, resolution
+        """
+
+    /// A row of `_ks_conflicts`, selected as ``columns``, as the protocol reports it; `writer` and
+    /// `opd` name the writers. Read by position through the C API: the merge reports every record
+    /// it makes or re-points, and a GRDB `Row` looked each of these columns up by name.
+    init(reading r: ColumnReader, writer: (Int64) -> Writer, opd: (Int64) -> String) throws {
+        func text(_ i: Int32) -> String? { r.isNull(i) ? nil : r.text(i) }
+        /// A side from its writer, stamp, has-value flag and value, at `i` onward.
+        func side(_ i: Int32) -> ConflictReport.Side {
+            ConflictReport.Side(
+                replicaId: writer(r.int64(i)).id, opd: opd(r.int64(i)),
+                stamp: HLC(rawValue: UInt64(bitPattern: r.int64(i + 1))),
+                value: r.int64(i + 2) == 1 ? r.value(i + 3) : nil)
         }
-        let hasBase: Int = row["has_base"]
         self.init(
-            id: row["id"], table: row["tbl"], primaryKey: try PrimaryKeyCoding.decode([UInt8](row["pk"] as Data)),
-            column: row["col"], kind: ConflictReport.Kind(rawValue: row["kind"]) ?? .updateUpdate,
-            policy: row["policy"],
-            base: hasBase == 1 ? SQLValue(row["base_value"] as DatabaseValue) : nil, winner: side("winner"),
-            loser: side("loser"), status: row["status"], decidedAt: row["decided_at"])
-        reason = row["reason"]
-        if let text: String = row["held"] {
-            held = try? HeldChange(stored: text).row
+            id: r.int64(0), table: r.text(1), primaryKey: try PrimaryKeyCoding.decode(r.bytes(2)), column: text(3),
+            kind: ConflictReport.Kind(rawValue: r.text(4)) ?? .updateUpdate, policy: r.text(5),
+            base: r.int64(6) == 1 ? r.value(7) : nil, winner: side(8), loser: side(12), status: r.text(16),
+            decidedAt: r.text(17))
+        reason = text(18)
+        if let stored = text(19) {
+            held = try? HeldChange(stored: stored).row
         }
-        if let table: String = row["related_tbl"], let pk: Data = row["related_pk"] {
-            related = RowReference(table: table, primaryKey: try PrimaryKeyCoding.decode([UInt8](pk)))
+        if let table = text(20), !r.isNull(21) {
+            related = RowReference(table: table, primaryKey: try PrimaryKeyCoding.decode(r.bytes(21)))
         }
-        if let text: String = row["resolution"] {
-            resolution = try? ProtocolJSON.decoder().decode(Resolution.self, from: Data(text.utf8))
+        if let decision = text(22) {
+            resolution = try? ProtocolJSON.decoder().decode(Resolution.self, from: Data(decision.utf8))
         }
     }
 }
