@@ -282,4 +282,33 @@ struct SQLiteMasterStoreTests {
         #expect(later.lastError == nil)
         #expect(later.lag == 0)
     }
+
+    /// The overview counts changes per day of the city's time zone and per OPD, within its window,
+    /// reading only the window's part of the history.
+    @Test func changesPerDayAreCountedInTheCitysDaysWithinTheWindow() async throws {
+        let store = try Self.makeStore()
+        /// The device clock that makes the next row's stamp `iso` (a push ticks it first).
+        func clock(_ iso: String) throws -> UInt64 {
+            UInt64(try Date(iso, strategy: .iso8601).timeIntervalSince1970 * 1000) - 1
+        }
+        var a = Device(opd: "pkm-a", clock: try clock("2026-11-18T16:59:00Z"))  // 23:59 in Binjai (UTC+7)
+        _ = try await a.push(store, [(.upsert, "n1", 0, [(0, .text("x")), (1, .null)])])
+        a.clock = try clock("2026-11-18T17:01:00Z")  // 00:01 the next day there
+        _ = try await a.push(store, [(.upsert, "n2", 0, [(0, .text("y")), (1, .null)])])
+        var b = Device(opd: "pkm-b", clock: try clock("2026-11-10T05:00:00Z"))  // before the window
+        _ = try await b.push(store, [(.upsert, "n3", 0, [(0, .text("z")), (1, .null)])])
+        b.clock = try clock("2026-11-19T04:59:00Z")
+        _ = try await b.push(store, [(.upsert, "n4", 0, [(0, .text("w")), (1, .null)])])
+
+        let overview = try await store.overview(
+            days: 3, timeZone: TimeZone(identifier: "Asia/Jakarta")!,
+            now: try Date("2026-11-20T05:00:00Z", strategy: .iso8601))
+        #expect(overview.changesPerDay == ["2026-11-18": ["pkm-a": 1], "2026-11-19": ["pkm-a": 1, "pkm-b": 1]])
+        let plan = try await store.read { db in
+            try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + SQLiteMasterStore.changesPerDay, arguments: [0, 0])
+                .map { $0["detail"] as String }
+        }
+        // A range of the index, not a scan of all of it (nor of the table).
+        #expect(plan.contains { $0.contains("SEARCH h USING COVERING INDEX _ks_history_stamp (stamp>?)") }, "\(plan)")
+    }
 }

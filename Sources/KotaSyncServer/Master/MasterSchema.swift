@@ -24,6 +24,9 @@ enum MasterSchema {
             PRIMARY KEY (tbl, pk, version)
         ) WITHOUT ROWID
         """,
+        // The overview's changes per day read a window of stamps with the writer, from this
+        // index alone (see `SQLiteMasterStore.changesPerDay`).
+        "CREATE INDEX IF NOT EXISTS _ks_history_stamp ON _ks_history(stamp, writer)",
         """
         CREATE TABLE IF NOT EXISTS _ks_replicas (
             number INTEGER PRIMARY KEY, uuid BLOB NOT NULL UNIQUE, opd TEXT NOT NULL,
