@@ -311,4 +311,36 @@ struct SQLiteMasterStoreTests {
         // A range of the index, not a scan of all of it (nor of the table).
         #expect(plan.contains { $0.contains("SEARCH h USING COVERING INDEX _ks_history_stamp (stamp>?)") }, "\(plan)")
     }
+
+    /// Conflict records are counted on the day the server decided them, in the city's time zone,
+    /// from the window's part of their index.
+    @Test func conflictsPerDayCountTheRecordsOfTheWindow() async throws {
+        let store = try Self.makeStore()
+        var a = Device(opd: "pkm-a")
+        var b = Device(opd: "pkm-b")
+        _ = try await a.push(store, [(.upsert, "n1", 0, [(0, .text("a")), (1, .null)])])
+        _ = try await b.push(store, [(.upsert, "n1", 0, [(0, .text("b")), (1, .null)])])
+        let jakarta = TimeZone(identifier: "Asia/Jakarta")!
+        let now = Date()
+        let overview = try await store.overview(days: 1, timeZone: jakarta, now: now)
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = jakarta
+        let today = calendar.dateComponents([.year, .month, .day], from: now)
+        let day = String(format: "%04d-%02d-%02d", today.year!, today.month!, today.day!)
+        let records = try await store.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM _ks_conflicts") }
+        #expect((records ?? 0) > 0)
+        #expect(overview.conflictsPerDay == [day: records])
+        // A window that starts after them counts none of them.
+        let later = try await store.overview(days: 1, timeZone: jakarta, now: now.addingTimeInterval(3 * 86_400))
+        #expect(later.conflictsPerDay.isEmpty)
+        let plan = try await store.read { db in
+            try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + SQLiteMasterStore.conflictsPerDay, arguments: [0, ""])
+                .map { $0["detail"] as String }
+        }
+        #expect(
+            plan.contains {
+                $0.contains("SEARCH _ks_conflicts USING COVERING INDEX _ks_conflicts_decided (decided_at>?)")
+            },
+            "\(plan)")
+    }
 }

@@ -56,6 +56,8 @@ enum MasterSchema {
         "CREATE INDEX IF NOT EXISTS _ks_conflicts_row ON _ks_conflicts(tbl, pk)",
         "CREATE INDEX IF NOT EXISTS _ks_conflicts_loser ON _ks_conflicts(loser_writer)",
         "CREATE INDEX IF NOT EXISTS _ks_conflicts_winner ON _ks_conflicts(winner_writer)",
+        // The overview's conflicts per day (see `SQLiteMasterStore.conflictsPerDay`).
+        "CREATE INDEX IF NOT EXISTS _ks_conflicts_decided ON _ks_conflicts(decided_at)",
         // For `additive` columns: what each writer last wrote, and the version it was merged at,
         // so that its next change counts as a delta from what it saw.
         """

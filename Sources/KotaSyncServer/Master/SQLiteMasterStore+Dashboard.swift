@@ -151,13 +151,7 @@ extension SQLiteMasterStore {
             }
             var conflicts: [String: Int] = [:]
             let sinceText = Timestamp.string(Date(timeIntervalSince1970: Double(since) / 1000))
-            for r in try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT date(julianday(decided_at) + ? / 86400000.0) AS day, count(*) AS n
-                    FROM _ks_conflicts WHERE decided_at >= ? GROUP BY day
-                    """, arguments: [offset, sinceText])
-            {
+            for r in try Row.fetchAll(db, sql: Self.conflictsPerDay, arguments: [offset, sinceText]) {
                 conflicts[r["day"]] = r["n"]
             }
             return Overview(
@@ -174,6 +168,14 @@ extension SQLiteMasterStore {
         SELECT date(((h.stamp >> 16) + ?) / 1000, 'unixepoch') AS day, coalesce(r.opd, 'master') AS opd, count(*) AS n
         FROM _ks_history h LEFT JOIN _ks_replicas r ON r.number = h.writer
         WHERE h.stamp >= ? GROUP BY day, opd
+        """
+
+    /// Conflict records made per day since a time (arguments: the time zone's offset in
+    /// milliseconds, the window's first `decided_at`), from the window's part of the
+    /// `_ks_conflicts(decided_at)` index alone.
+    static let conflictsPerDay = """
+        SELECT date(julianday(decided_at) + ? / 86400000.0) AS day, count(*) AS n
+        FROM _ks_conflicts WHERE decided_at >= ? GROUP BY day
         """
 
     /// Remembers what a device said about itself on a request. It is written with the next
