@@ -38,7 +38,9 @@ package struct ChangesetStream {
         }
         header = try ChangesetCodec.decodeHeader(prefix, totalLength: source.count, limits: limits)
         let body = ChangesetHeader.size..<source.count
-        guard try Self.crc32(source, body, initial: Zlib.crc32(prefix[0..<64])) == header.checksum else {
+        var crc = Zlib.crc32(prefix[0..<64])
+        try source.forEachChunk(in: body, chunkSize: 64 << 10) { chunk in crc = Zlib.crc32(chunk, initial: crc) }
+        guard crc == header.checksum else {
             throw SyncError(
                 .changesetCorrupt,
                 "The changeset fails its CRC-32 check (damaged in transit or on disk). Send it again.")
@@ -83,26 +85,6 @@ package struct ChangesetStream {
             throw SyncError(.changesetMalformed, "\(remaining) unexpected bytes follow the last row.")
         }
         ended = true
-    }
-
-    private static func crc32(_ source: any ChangesetSource, _ range: Range<Int>, initial: UInt32) throws(SyncError)
-        -> UInt32
-    {
-        var crc = initial
-        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: min(64 << 10, max(range.count, 1)), alignment: 1)
-        defer { chunk.deallocate() }
-        var offset = range.lowerBound
-        while offset < range.upperBound {
-            let n = min(chunk.count, range.upperBound - offset)
-            let got = try source.copyBytes(from: offset, into: UnsafeMutableRawBufferPointer(rebasing: chunk[..<n]))
-            guard got == n else {
-                throw SyncError(
-                    .internalError, "The changeset's bytes could not be read (\(got) of \(n) at \(offset)).")
-            }
-            crc = Zlib.crc32(UnsafeRawBufferPointer(rebasing: chunk[..<n]), initial: crc)
-            offset += n
-        }
-        return crc
     }
 
     /// The inflated bytes not yet decoded, and where they are in the payload.

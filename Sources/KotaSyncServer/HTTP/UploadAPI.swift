@@ -159,12 +159,7 @@ extension ByteBuffer: ChangesetSource {
     package var count: Int { readableBytes }
 
     package func copyBytes(from offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(SyncError) -> Int {
-        let n = Swift.max(0, Swift.min(buffer.count, readableBytes - offset))
-        guard n > 0 else { return 0 }
-        withUnsafeReadableBytes { bytes in
-            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + n]))
-        }
-        return n
+        withUnsafeReadableBytes { bytes in Self.copy(bytes, from: offset, into: buffer) }
     }
 }
 

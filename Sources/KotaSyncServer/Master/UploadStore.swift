@@ -336,15 +336,7 @@ final class UploadedChangeset: ChangesetSource {
     /// The SHA-256 of the bytes in lower-case hex, read a megabyte at a time.
     func sha256() throws -> String {
         var hash = SHA256()
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        var offset = 0
-        while offset < count {
-            let n = try chunk.withUnsafeMutableBytes { buffer throws(SyncError) in
-                try copyBytes(from: offset, into: buffer)
-            }
-            hash.update(data: chunk[..<n])
-            offset += n
-        }
+        try forEachChunk(in: 0..<count, chunkSize: 1 << 20) { chunk in hash.update(bufferPointer: chunk) }
         return UploadStore.hex(hash.finalize())
     }
 }
