@@ -148,14 +148,13 @@ extension SQLiteMasterStore {
                 throw SyncError(.forbidden, "Replica \(replica) belongs to another OPD.")
             }
             let number: Int64 = owner["number"]
-            let found = try self.reports(
+            return try self.conflictList(
                 db.cachedStatement(
                     sql: """
                         SELECT \(ConflictReport.columns) FROM _ks_conflicts
                         WHERE id > ? AND (loser_writer = ? OR winner_writer = ?) ORDER BY id LIMIT ?
-                        """), [.integer(after), .integer(number), .integer(number), .integer(Int64(limit + 1))], db: db)
-            let reports = Array(found.prefix(limit))
-            return ConflictList(conflicts: reports, next: found.count > limit ? reports.last?.id : nil)
+                        """), [.integer(after), .integer(number), .integer(number), .integer(Int64(limit + 1))],
+                limit: limit, db: db)
         }
     }
 

@@ -34,14 +34,12 @@ extension SQLiteMasterStore {
                 arguments.append(contentsOf: [.text(opd), .text(opd), .text(opd)])
             }
             arguments.append(.integer(Int64(limit + 1)))
-            let found = try self.reports(
+            return try self.conflictList(
                 db.makeStatement(
                     sql: """
                         SELECT \(ConflictReport.columns) FROM _ks_conflicts c WHERE \(clauses.joined(separator: " AND "))
                         ORDER BY c.id LIMIT ?
-                        """), arguments, db: db)
-            let reports = Array(found.prefix(limit))
-            return ConflictList(conflicts: reports, next: found.count > limit ? reports.last?.id : nil)
+                        """), arguments, limit: limit, db: db)
         }
     }
 
@@ -83,6 +81,15 @@ extension SQLiteMasterStore {
             return true
         }
         return reports
+    }
+
+    /// A page of records: `query` selects ``ConflictReport/columns`` in id order, with `limit` + 1
+    /// as its last parameter (in `values`), so that one more record than the page tells whether
+    /// another page follows.
+    func conflictList(_ query: Statement, _ values: [SQLValue], limit: Int, db: Database) throws -> ConflictList {
+        let found = try reports(query, values, db: db)
+        let page = Array(found.prefix(limit))
+        return ConflictList(conflicts: page, next: found.count > limit ? page.last?.id : nil)
     }
 }
 
