@@ -223,12 +223,11 @@ struct RowMerger {
         let meta = try prepared.storedRow(table: table.name, pk: pk)
         let storedScope = meta?.scope
         if let opd = change.opd,
-            let refusal = config.rules.refusal(
+            let refusal = config.access.writeRefusal(
                 opd: opd, table: table.name, old: storedScope, new: newScope(of: change, stored: storedScope))
         {
             let visible =
-                meta != nil && config.rules.visibility(table: table.name, scope: storedScope).contains(opd)
-                && config.rules.rules(for: table.name).direction != .up
+                meta != nil && config.access.sees(opd: opd, table: table.name, scope: storedScope)
             try refuse(change, refusal, visible: visible, pk: pk)
             return .ignored
         }
