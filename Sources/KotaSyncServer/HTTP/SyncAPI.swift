@@ -42,7 +42,8 @@ struct SyncAPI {
             RequestAudit.note(action: "pull")
             let device = try await authenticator.device(request, to: "pull rows")
             let after: UInt64 = try integer(request, "after", default: 0, minimum: 0)
-            let limit: Int = try integer(request, "limit", default: config.limits.maxPullPage, minimum: 1)
+            let limit: Int = try integer(
+                request, "limit", default: config.limits.maxPullPage, minimum: 1, lowering: config.limits.maxPullPage)
             noteReport(request, cursor: after)
             let page = try await store.pull(after: after, limit: limit, opd: device.opd)
             RequestAudit.note(["after": String(after), "next": String(page.nextCursor), "rows": String(page.rows)])
@@ -64,7 +65,7 @@ struct SyncAPI {
                 throw SyncError(.badRequest, "Pass the replica id as `replica=<uuid>`.")
             }
             let after: Int64 = try integer(request, "after", default: 0, minimum: 0)
-            let limit: Int = try integer(request, "limit", default: 500, minimum: 1)
+            let limit: Int = try integer(request, "limit", default: 500, minimum: 1, lowering: 1000)
             return try json(try await store.conflicts(involving: replica, of: device, after: after, limit: limit))
         }
     }
