@@ -4,8 +4,8 @@ import Testing
 
 @testable import KotaSyncServer
 
-/// Numbers from outside as `IntegerField` parses them: the pure rules under the HTTP routes,
-/// without a server.
+/// Numbers from outside as `IntegerField` parses them, and the tally of refused requests per
+/// address: the pure rules under the HTTP routes, without a server.
 struct NumericInputTests {
     static let after = IntegerField("after", IntegerField.cursorRange)
     static let limit = IntegerField("limit", 1...5000, above: .lowered)
@@ -65,5 +65,28 @@ struct NumericInputTests {
         let missing = try refusal("{\"length\":10,\"sha256\":\"\(sha)\"}")
         #expect(missing.message.contains("`changeset_id` is missing"))
         #expect(try refusal("not json").code == .badRequest)
+    }
+
+    @Test func refusalsBeyondTheAllowanceAreCountedAndSummarisedOnceTheMinuteEnds() {
+        var tally = RefusalTally(perMinute: 3)
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)  // the start of a minute
+        for i in 0..<3 { #expect(tally.refuse("10.0.0.1", now: t0 + Double(i)).retryAfter == nil) }
+        let fourth = tally.refuse("10.0.0.1", now: t0 + 10)
+        #expect(fourth.retryAfter == 50)
+        #expect(fourth.ended == nil)
+        for i in 0..<6 { _ = tally.refuse("10.0.0.1", now: t0 + 20 + Double(i)) }
+        // Another address has its own allowance.
+        #expect(tally.refuse("10.0.0.2", now: t0 + 30).retryAfter == nil)
+        #expect(tally.hasUnaudited)
+        #expect(tally.ended(now: t0 + 59).isEmpty, "the minute is not over")
+        let summaries = tally.ended(now: t0 + 61)
+        #expect(summaries == [.init(address: "10.0.0.1", minute: t0, refused: 10, unaudited: 7)])
+        #expect(tally.ended(now: t0 + 62).isEmpty, "each summary once")
+        #expect(!tally.hasUnaudited)
+        // A new minute starts a new allowance; the previous minute's summary comes with it.
+        for _ in 0..<5 { _ = tally.refuse("10.0.0.3", now: t0 + 70) }
+        let next = tally.refuse("10.0.0.3", now: t0 + 125)
+        #expect(next.retryAfter == nil)
+        #expect(next.ended == .init(address: "10.0.0.3", minute: t0 + 60, refused: 5, unaudited: 2))
     }
 }

@@ -23,7 +23,8 @@ struct UploadAPI {
             let body = try await request.body.collect(upTo: 64 * 1024)
             let announced = try UploadRequest.checked(
                 json: Data(body.readableBytesView), maxLength: config.limits.maxBodyBytes)
-            let (status, created) = try await uploads.create(announced, opd: device.opd)
+            let (status, created) = try await uploads.create(
+                announced, opd: device.opd, token: device.tokenID)
             return try Self.reply(status, status: created ? .created : .ok)
         }
         router.get("/v1/uploads/:id") { request, context in
