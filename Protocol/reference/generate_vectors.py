@@ -21,7 +21,7 @@ import zlib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kotasync_codec import (  # noqa: E402
     DELETE, PULL, PUSH, UPDATE, UPSERT, ZERO_UUID, Changeset, ChangesetError, ColumnValue, Row, Table, Value,
-    changeset_from_json, changeset_to_json, decode, encode, hlc,
+    _varint, changeset_from_json, changeset_to_json, decode, encode, hlc,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -169,12 +169,12 @@ def reseal(head64: bytes, body: bytes) -> bytes:
     return head64 + struct.pack(">I", zlib.crc32(body, zlib.crc32(head64)) & 0xFFFFFFFF) + body
 
 
-def with_payload(kind: int, payload: bytes, declared=None) -> bytes:
+def with_payload(kind: int, payload: bytes, declared=None, sequences=(1, 1)) -> bytes:
     """A well-formed envelope (valid CRC) around an arbitrary payload."""
     body = zlib.compress(payload, 6)
     head = (
         b"KSYN" + struct.pack(">BBH", 1, kind, 0) + uuid.UUID("0badc0de-0000-4000-8000-000000000001").bytes
-        + REPLICA.bytes + struct.pack(">QQII", 1, 1, len(payload) if declared is None else declared, len(body))
+        + REPLICA.bytes + struct.pack(">QQII", *sequences, len(payload) if declared is None else declared, len(body))
     )
     return reseal(head, body)
 
@@ -270,6 +270,16 @@ def invalid_inputs(good: bytes):
         "table t listing its key column id again as a non-key column")
     add("too_many_rows", with_payload(1, b"\x00" + bytes([0xC1, 0x84, 0x3D])), "changeset_too_large",
         "a row count of 1,000,001 (above the default max_rows of 1,000,000 and the sample server's 200,000)")
+    # Sequence numbers and versions above 2^63 - 1 (they fit the wire, not a SQLite integer).
+    add("sequence_above_int64", with_payload(1, table + b"\x01" + row, sequences=(1 << 63, 1 << 63)),
+        "changeset_malformed", "a push whose first and last sequence are 2^63")
+    add("last_sequence_max", with_payload(1, table + b"\x01" + row, sequences=(1, (1 << 64) - 1)),
+        "changeset_malformed", "a push whose last sequence is 2^64 - 1")
+    add("version_above_int64", with_payload(1, table + b"\x01" + row[:3] + _varint(1 << 63) + row[4:]),
+        "changeset_malformed", "an update row whose version is 2^63 (varint 80 80 80 80 80 80 80 80 80 01)")
+    add("base_version_above_int64",
+        with_payload(1, table + b"\x01" + b"\x00\x02\x01" + row[3:-3] + b"\x00" + _varint((1 << 64) - 1) + row[-2:]),
+        "changeset_malformed", "an update row with per-column bases whose column base version is 2^64 - 1")
     return out
 
 

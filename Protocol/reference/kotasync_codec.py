@@ -338,7 +338,19 @@ def decode_header(data: bytes, limits: Limits = Limits()) -> Header:
         raise ChangesetError("changeset_too_large", f"payload would inflate to {ulen} bytes")
     if ulen > max(clen, 1) * limits.max_compression_ratio:
         raise ChangesetError("changeset_too_large", "compression ratio above the limit")
+    _check_storable(first, "first sequence")
+    _check_storable(last, "last sequence")
     return Header(kind, flags, cid, rid, first, last, ulen, clen, crc)
+
+
+# Sequence numbers and versions are kept as SQLite integers (signed 64-bit): a changeset carrying
+# one above 2^63 - 1 is malformed, although the wire has room for 2^64 - 1.
+MAX_STORABLE = (1 << 63) - 1
+
+
+def _check_storable(v: int, what: str) -> None:
+    if v > MAX_STORABLE:
+        raise ChangesetError("changeset_malformed", f"{what} is {v}, above {MAX_STORABLE}")
 
 
 def _inflate(body: bytes, expected: int) -> bytes:
@@ -490,6 +502,7 @@ def decode_payload(payload: bytes, kind: int, limits: Limits = Limits()):
         if flags & ~1:
             raise ChangesetError("changeset_malformed", f"row {index} has unknown flags {flags}")
         version = r.varint(f"row {index} version")
+        _check_storable(version, f"row {index} version")
         stamp = (previous + r.zigzag(f"row {index} stamp")) & _U64
         previous = stamp
         pk = [r.value(f"row {index} primary key") for _ in table.primary_key]
@@ -504,6 +517,8 @@ def decode_payload(payload: bytes, kind: int, limits: Limits = Limits()):
                 raise ChangesetError("changeset_malformed", f"row {index} sets column {c} twice or out of range")
             seen.add(c)
             base = r.varint(f"row {index} column base version") if flags & 1 else None
+            if base is not None:
+                _check_storable(base, f"row {index} column base version")
             value = r.value(f"row {index} column {table.columns[c]}")
             columns.append(ColumnValue(c, value, None if base == version else base))
         rows.append(Row(t, op, version, stamp, pk, columns))

@@ -25,7 +25,9 @@ public enum SyncServer {
         let limits = RequestLimits(config.limits)
         let logins = logins ?? StaffLogins(store: store, limits: config.limits)
         let authenticator = Authenticator(store: store, limits: limits)
-        router.add(middleware: AuditMiddleware(store: store, trustedProxies: config.trustedProxies))
+        router.add(
+            middleware: AuditMiddleware(
+                store: store, trustedProxies: config.trustedProxies, refusedPerMinute: config.limits.refusedPerMinute))
         router.add(middleware: ErrorMiddleware(logger: logger))
         router.add(middleware: TimeoutMiddleware(seconds: config.limits.requestTimeoutSeconds))
         routes(router)
@@ -54,6 +56,7 @@ public enum SyncServer {
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("kotasync-uploads")
         return try UploadStore(
             directory: directory, maxChunkBytes: config.limits.maxChunkBytes,
-            expirySeconds: config.limits.uploadExpirySeconds)
+            expirySeconds: config.limits.uploadExpirySeconds,
+            maxPartialPerToken: config.limits.maxPartialUploadsPerToken, maxPartial: config.limits.maxPartialUploads)
     }
 }

@@ -73,6 +73,10 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The assembled changeset does not match the announced SHA-256. The server discarded
         /// the upload; start it again from the outbox's intact copy.
         public static let uploadCorrupt = Code(rawValue: "upload_corrupt")
+        /// The token, or all devices together, already have as many unfinished uploads as the
+        /// server keeps (`limits.max_partial_uploads_per_token`, `limits.max_partial_uploads`).
+        /// Finish or delete one, or try again after `Retry-After` seconds (when the oldest expires).
+        public static let tooManyUploads = Code(rawValue: "too_many_uploads")
 
         /// The HTTP status the server answers with for this code.
         public var httpStatus: Int {
@@ -83,7 +87,7 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
             case .sequenceConflict, .alreadyResolved, .uploadOffsetMismatch, .uploadIncomplete: 409
             case .bodyTooLarge, .changesetTooLarge: 413
             case .unknownTable, .unknownColumn, .typeMismatch, .invalidPrimaryKey, .constraintViolation: 422
-            case .rateLimited: 429
+            case .rateLimited, .tooManyUploads: 429
             case .internalError: 500
             case .requestTimeout: 503
             default: 400
@@ -97,7 +101,7 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
         public var isRetryable: Bool {
             switch self {
             case .changesetTruncated, .changesetCorrupt, .rateLimited, .uploadNotFound, .uploadOffsetMismatch,
-                .uploadIncomplete, .chunkCorrupt, .uploadCorrupt:
+                .uploadIncomplete, .chunkCorrupt, .uploadCorrupt, .tooManyUploads:
                 true
             default: httpStatus >= 500
             }

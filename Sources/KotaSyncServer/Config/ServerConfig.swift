@@ -74,6 +74,16 @@ public struct ServerConfig: Sendable {
         /// How long a chunked upload is kept after its last chunk, in seconds, before it counts
         /// as abandoned and is discarded.
         public var uploadExpirySeconds: Int = 86_400
+        /// The most unfinished chunked uploads one token may have at a time (`429
+        /// too_many_uploads` for the next). A device sends one changeset at a time.
+        public var maxPartialUploadsPerToken: Int = 4
+        /// The most unfinished chunked uploads of all tokens together; with the above, what
+        /// bounds the disk that uploads nobody finishes can take (each up to `max_body_bytes`).
+        public var maxPartialUploads: Int = 64
+        /// Refused requests without a valid credential (401) allowed per client address per
+        /// minute, each audited; beyond it they are answered `429 rate_limited` and audited as one
+        /// entry per address and minute.
+        public var refusedPerMinute: Int = 60
 
         public init() {}
 
@@ -203,12 +213,17 @@ public struct ServerConfig: Sendable {
             if let v = l.loginFailures { limits.loginFailures = v }
             if let v = l.loginWindowSeconds { limits.loginWindowSeconds = v }
             if let v = l.sessionMinutes { limits.sessionMinutes = v }
+            if let v = l.maxPartialUploadsPerToken { limits.maxPartialUploadsPerToken = v }
+            if let v = l.maxPartialUploads { limits.maxPartialUploads = v }
+            if let v = l.refusedPerMinute { limits.refusedPerMinute = v }
         }
         for (name, value) in [
             ("requests_per_minute", limits.requestsPerMinute),
             ("request_timeout_seconds", limits.requestTimeoutSeconds),
             ("login_failures", limits.loginFailures), ("login_window_seconds", limits.loginWindowSeconds),
             ("session_minutes", limits.sessionMinutes),
+            ("max_partial_uploads_per_token", limits.maxPartialUploadsPerToken),
+            ("max_partial_uploads", limits.maxPartialUploads), ("refused_per_minute", limits.refusedPerMinute),
         ] where value < 1 {
             throw ConfigError(.invalid, "limits.\(name) is \(value); give a number of at least 1.")
         }
@@ -437,6 +452,9 @@ private struct ConfigFile: Decodable {
         var sessionMinutes: Int?
         var maxChunkBytes: Int?
         var uploadExpirySeconds: Int?
+        var maxPartialUploadsPerToken: Int?
+        var maxPartialUploads: Int?
+        var refusedPerMinute: Int?
 
         enum CodingKeys: String, CodingKey {
             case requestsPerMinute = "requests_per_minute"
@@ -451,6 +469,9 @@ private struct ConfigFile: Decodable {
             case maxPullPage = "max_pull_page"
             case maxChunkBytes = "max_chunk_bytes"
             case uploadExpirySeconds = "upload_expiry_seconds"
+            case maxPartialUploadsPerToken = "max_partial_uploads_per_token"
+            case maxPartialUploads = "max_partial_uploads"
+            case refusedPerMinute = "refused_per_minute"
         }
     }
 
