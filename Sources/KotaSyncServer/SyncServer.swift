@@ -28,6 +28,8 @@ public enum SyncServer {
         router.add(middleware: AuditMiddleware(store: store, trustedProxies: config.trustedProxies))
         router.add(middleware: ErrorMiddleware(logger: logger))
         router.add(middleware: TimeoutMiddleware(seconds: config.limits.requestTimeoutSeconds))
+        let routeTable = RouteTable()
+        router.add(middleware: MethodNotAllowedMiddleware(table: routeTable))
         routes(router)
         SyncAPI(store: store, config: config, authenticator: authenticator).register(on: router)
         do {
@@ -39,6 +41,7 @@ public enum SyncServer {
         ReviewAPI(store: store, logger: logger, authenticator: authenticator).register(on: router)
         SessionAPI(store: store, config: config, authenticator: authenticator, logins: logins).register(on: router)
         AdminAPI(store: store, authenticator: authenticator).register(on: router)
+        routeTable.load(router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "KotaSync"),

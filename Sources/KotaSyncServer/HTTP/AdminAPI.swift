@@ -33,6 +33,10 @@ struct AdminAPI {
             if let days = create.expiresDays, days < 1 {
                 throw SyncError(.badRequest, "`expires_days` must be at least 1; leave it out for no expiry.")
             }
+            // A role that is not one is refused, not taken for "no role" (which reads as a device token).
+            if let role = create.role, Device.Role(rawValue: role) == nil {
+                throw SyncError(.badRequest, "`role` must be viewer, reviewer or admin.")
+            }
             let expiry = create.expiresDays.map { Date().addingTimeInterval(TimeInterval($0) * 86_400) }
             let issued: IssuedToken
             switch (create.opd, create.staff, create.role.flatMap(Device.Role.init(rawValue:))) {
