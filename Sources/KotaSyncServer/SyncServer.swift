@@ -30,6 +30,8 @@ public enum SyncServer {
                 store: store, trustedProxies: config.trustedProxies, refusedPerMinute: config.limits.refusedPerMinute))
         router.add(middleware: ErrorMiddleware(logger: logger))
         router.add(middleware: TimeoutMiddleware(seconds: config.limits.requestTimeoutSeconds))
+        let routeTable = RouteTable()
+        router.add(middleware: MethodNotAllowedMiddleware(table: routeTable))
         routes(router)
         SyncAPI(store: store, config: config, authenticator: authenticator).register(on: router)
         do {
@@ -41,6 +43,7 @@ public enum SyncServer {
         ReviewAPI(store: store, logger: logger, authenticator: authenticator).register(on: router)
         SessionAPI(store: store, config: config, authenticator: authenticator, logins: logins).register(on: router)
         AdminAPI(store: store, authenticator: authenticator).register(on: router)
+        routeTable.load(router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "KotaSync"),

@@ -548,6 +548,23 @@ struct ChangesetCodecTests {
         BadPayload(name: "varint longer than ten bytes", bytes: [UInt8](repeating: 0xFF, count: 11) + [0]),
         BadPayload(name: "tenth varint byte above 1", bytes: [UInt8](repeating: 0xFF, count: 9) + [0x02, 0]),
         BadPayload(name: "varint cut off at the end", bytes: [0x80]),
+        // Only the shortest form of a varint is valid, so no two decoders can read one input two ways.
+        BadPayload(name: "over-long varint 80 00 for 0", bytes: [0x80, 0x00, 0x00]),
+        BadPayload(name: "over-long varint ff 00 for 127", bytes: [0xFF, 0x00, 0x00]),
+        BadPayload(name: "over-long ten-byte varint for 0", bytes: [UInt8](repeating: 0x80, count: 9) + [0x00, 0x00]),
+        BadPayload(
+            name: "over-long varint as a row version",
+            bytes: payload { w in
+                w.writeTables([t2])
+                w.writeVarint(1)
+                w.writeVarint(0)
+                w.writeUInt8(3)
+                w.writeUInt8(0)
+                w.writeBytes([0x85, 0x00])
+                w.writeVarint(0)
+                w.writeValue(.integer(1))
+                w.writeVarint(0)
+            }),
         BadPayload(name: "table count above its limit", bytes: payload { $0.writeVarint(10_001) }),
         BadPayload(
             name: "table without primary key",

@@ -43,6 +43,9 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let sequenceConflict = Code(rawValue: "sequence_conflict")
         /// No such resource.
         public static let notFound = Code(rawValue: "not_found")
+        /// The path exists but does not take this method; the response's `Allow` header lists
+        /// the methods it takes.
+        public static let methodNotAllowed = Code(rawValue: "method_not_allowed")
         /// The conflict record was already resolved or superseded.
         public static let alreadyResolved = Code(rawValue: "already_resolved")
         /// A transfer file (`Protocol/transfer-files.md`) is damaged, fails its authentication,
@@ -84,6 +87,7 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
             case .unauthorized: 401
             case .forbidden: 403
             case .notFound, .uploadNotFound: 404
+            case .methodNotAllowed: 405
             case .sequenceConflict, .alreadyResolved, .uploadOffsetMismatch, .uploadIncomplete: 409
             case .bodyTooLarge, .changesetTooLarge: 413
             case .unknownTable, .unknownColumn, .typeMismatch, .invalidPrimaryKey, .constraintViolation: 422

@@ -39,6 +39,10 @@ struct AdminAPI {
             let days = try create.expiresDays.map { days throws(SyncError) in
                 try Self.expiresDays.parse(String(days))
             }
+            // A role that is not one is refused, not taken for "no role" (which reads as a device token).
+            if let role = create.role, Device.Role(rawValue: role) == nil {
+                throw SyncError(.badRequest, "`role` must be viewer, reviewer or admin.")
+            }
             let expiry = days.map { Date().addingTimeInterval(TimeInterval($0) * 86_400) }
             let issued: IssuedToken
             switch (create.opd, create.staff, create.role.flatMap(Device.Role.init(rawValue:))) {

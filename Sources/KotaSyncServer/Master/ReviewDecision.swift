@@ -323,6 +323,7 @@ struct ReviewDecision {
 
     /// Values named in `set` must be columns of the table, of a storage class the column takes.
     private func typed(_ set: [String: SQLValue], in table: TableSchema) throws -> [String: SQLValue] {
+        var stored: [String: SQLValue] = [:]
         for (name, value) in set {
             if case .real(let r) = value, r.isNaN {
                 throw SyncError(.badRequest, "Column \(table.name).\(name): a NaN is not a value SQLite can keep.")
@@ -334,8 +335,10 @@ struct ReviewDecision {
                 throw SyncError(
                     .typeMismatch, "Column \(table.name).\(name) does not take a \(value.storageClass.rawValue) value.")
             }
+            // What the column keeps: the decision records the value the master holds.
+            stored[name] = column.stored(value)
         }
-        return set
+        return stored
     }
 
     private func badSet(_ why: String) -> SyncError {

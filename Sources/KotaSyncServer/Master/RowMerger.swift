@@ -172,7 +172,8 @@ struct RowMerger {
             }
         }
         var change = PendingChange(
-            table: table, operation: row.operation, key: row.primaryKey, stamp: stamp, clamped: wasClamped,
+            table: table, operation: row.operation, key: row.primaryKey, stamp: stamp,
+            clamped: wasClamped,
             rowBase: row.version, columns: columns, incoming: incoming, bases: bases, writer: writer,
             changesetID: validated.changeset.id)
         change.opd = opd
