@@ -176,7 +176,7 @@ struct RowMerger {
             }
         }
         var change = PendingChange(
-            table: table, operation: row.operation, key: row.primaryKey, stamp: stamp,
+            table: table, operation: row.operation, key: validated.schemaKey(of: row), stamp: stamp,
             clamped: wasClamped,
             rowBase: row.version, columns: columns, incoming: incoming, bases: bases, writer: writer,
             changesetID: validated.changeset.id)
