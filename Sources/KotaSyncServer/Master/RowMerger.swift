@@ -472,7 +472,15 @@ struct RowMerger {
                 refs[fk.parentColumns.firstIndex(of: column.name)!].value
             }
             let reference = RowReference(table: parent.name, primaryKey: parentKey)
-            let inScope = try opd.map { try mayReference(reference, opd: $0) } ?? true
+            // A parent the master never had is absent whoever asks; one it has or had counts as
+            // absent too when it lies outside the writer's scope.
+            let inScope =
+                try opd.map { opd in
+                    try parentState(reference).map {
+                        config.access.mayReference(opd: opd, table: parent.name, scope: $0.scope)
+                    }
+                        ?? true
+                } ?? true
             if inScope, try statements[parent.name]!.values(db, key: parentKey) != nil { continue }
             let deleted =
                 try Bool.fetchOne(
@@ -505,7 +513,10 @@ struct RowMerger {
             // scope, as it did while the parent was absent: no new record, nothing the writer
             // could tell apart.
             if kind == ConflictReport.Kind.foreignKey.rawValue, let opd = writerOPD(change.writer),
-                !(try mayReference(row, opd: opd))
+                !(try parentState(row).map {
+                    $0.live && config.access.mayReference(opd: opd, table: row.table, scope: $0.scope)
+                }
+                    ?? false)
             {
                 continue
             }
@@ -574,16 +585,12 @@ struct RowMerger {
         return try HeldChange(stored: text).row.values[column]
     }
 
-    /// Whether a change of a device of `opd` may refer to `row` as its parent: the row is live
-    /// on the master and in the OPD's scope.
-    private func mayReference(_ row: RowReference, opd: String) throws -> Bool {
-        guard
-            let stored = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT deleted, scope FROM _ks_rows WHERE tbl = ? AND pk = ?"),
-                arguments: [row.table, Data(PrimaryKeyCoding.encode(row.primaryKey))])
-        else { return false }
-        return (stored["deleted"] as Bool) == false
-            && config.access.mayReference(opd: opd, table: row.table, scope: SQLValue(stored["scope"] as DatabaseValue))
+    /// Whether the master has `row` live, and its scope value; nil when the master never had it.
+    private func parentState(_ row: RowReference) throws -> (live: Bool, scope: SQLValue)? {
+        try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT deleted, scope FROM _ks_rows WHERE tbl = ? AND pk = ?"),
+            arguments: [row.table, Data(PrimaryKeyCoding.encode(row.primaryKey))]
+        ).map { stored in ((stored["deleted"] as Bool) == false, SQLValue(stored["scope"] as DatabaseValue)) }
     }
 
     /// Marks record `id` resolved.
