@@ -207,6 +207,41 @@ struct MergeSidePathTests {
         try expectMasterIntact(server)
     }
 
+    /// One person registered at two clinics: the reviewer merges B's duplicate into K's patient.
+    /// B's visit that waited for B's patient is re-pointed by the reviewer, not by B, so it is
+    /// merged (as B's visit) although K's patient is outside B's scope; a visit of another clinic
+    /// that itself named K's patient still waits.
+    @Test func mergingTwoRecordsReleasesTheVisitsTheReviewerRepointed() async throws {
+        let server = try Self.start()
+        defer { server.stop() }
+        let b = try RawDevice(server, opd: "pkm-binjai-kota")
+        let k = try RawDevice(server, opd: "pkm-kebun-lada")
+        let t = try RawDevice(server, opd: "pkm-tanah-tinggi")
+        let nik = "1275019999990088"
+        _ = try await k.push([RawDevice.patient("p-k", nik: nik, name: "Ani", clinic: "pkm-kebun-lada")])
+        let duplicate = try await b.push([
+            RawDevice.patient("p-b", nik: nik, name: "Ani", clinic: "pkm-binjai-kota"),
+            RawDevice.visit("v-b", patient: "p-b", clinic: "pkm-binjai-kota"),
+        ])
+        let record = try #require(duplicate.conflicts.first { $0.kind == .unique })
+        let probe = try await t.push([RawDevice.visit("v-t", patient: "p-k", clinic: "pkm-tanah-tinggi")])
+        #expect(probe.applied == 0 && probe.conflicts.map(\.status) == ["held"])
+
+        let reviewer = try server.staffToken("rina", role: "reviewer")
+        let decided = try await resolve(server.url, id: record.id, ResolveRequest(take: .merged), token: reviewer)
+        #expect(decided.status == 200, "\(String(decoding: decided.body, as: UTF8.self))")
+        #expect(
+            try masterRows(server, "SELECT patient_id, clinic_id FROM visits WHERE id = 'v-b'") == [
+                [.text("p-k"), .text("pkm-binjai-kota")]
+            ])
+        #expect(try masterRows(server, "SELECT count(*) FROM visits WHERE id = 'v-t'") == [[.integer(0)]])
+        #expect(try masterRows(server, "SELECT count(*) FROM patients WHERE id = 'p-b'") == [[.integer(0)]])
+        let bSees = try await b.pullAll()
+        #expect(bSees.contains { $0.primaryKey == [.text("v-b")] && $0.operation == .upsert })
+        #expect(!bSees.contains { $0.primaryKey == [.text("p-k")] })
+        try expectMasterIntact(server)
+    }
+
     /// Issue 14, item 2, the second half: a change is judged by its writer's rules again when it
     /// is finally applied. A queued change of K's onto B's waiting visit, as a master from before
     /// the arrival check may hold one (written into the master directly), is refused when B's

@@ -23,6 +23,9 @@ struct PendingChange {
     /// merge finds it from the writer's replica (a held, queued or quarantined change released
     /// later). Every change but the master's own is judged by that OPD's rules.
     var opd: String?
+    /// A parent a reviewer pointed this change at (merging two records into one): the writer did
+    /// not choose it, so it is not judged by the writer's scope.
+    var parentChosenByStaff: RowReference?
 
     /// The row as it arrived, by column name (key columns included).
     var heldRow: HeldRow {
@@ -298,7 +301,8 @@ struct RowMerger {
 
         if [.create, .update, .resurrect].contains(decision.effect),
             let (parent, deleted) = try missingParent(
-                of: table, key: change.key, values: values, changed: decision, opd: opd)
+                of: table, key: change.key, values: values, changed: decision, opd: opd,
+                chosenByStaff: change.parentChosenByStaff)
         {
             let name = parent.primaryKey.map(\.description).joined(separator: ", ")
             return .held(
@@ -453,7 +457,8 @@ struct RowMerger {
     /// the master does not have, live or deleted: the change waits exactly as if it were absent,
     /// so a device cannot tell another OPD's row from no row by pointing at it.
     private func missingParent(
-        of table: TableSchema, key: [SQLValue], values: [SQLValue], changed decision: MergeDecision, opd: String?
+        of table: TableSchema, key: [SQLValue], values: [SQLValue], changed decision: MergeDecision, opd: String?,
+        chosenByStaff: RowReference? = nil
     ) throws -> (RowReference, deleted: Bool)? {
         guard let keys = config.foreignKeys[table.name], !keys.isEmpty else { return nil }
         var named: [String: (value: SQLValue, changed: Bool)] = [:]
@@ -474,13 +479,10 @@ struct RowMerger {
             let reference = RowReference(table: parent.name, primaryKey: parentKey)
             // A parent the master never had is absent whoever asks; one it has or had counts as
             // absent too when it lies outside the writer's scope.
-            let inScope =
-                try opd.map { opd in
-                    try parentState(reference).map {
-                        config.access.mayReference(opd: opd, table: parent.name, scope: $0.scope)
-                    }
-                        ?? true
-                } ?? true
+            var inScope = true
+            if let opd, reference != chosenByStaff, let state = try parentState(reference) {
+                inScope = config.access.mayReference(opd: opd, table: parent.name, scope: state.scope)
+            }
             if inScope, try statements[parent.name]!.values(db, key: parentKey) != nil { continue }
             let deleted =
                 try Bool.fetchOne(
@@ -492,8 +494,10 @@ struct RowMerger {
     }
 
     /// Merges, in the order they came, the held changes waiting for `row`: rows that refer to
-    /// it (it has arrived) and later changes of it (queued behind it).
-    mutating func releaseWaiting(for row: RowReference) throws {
+    /// it (it has arrived) and later changes of it (queued behind it). `chosenByStaff`: the records
+    /// of rows a reviewer pointed at `row` (merging two records), which its scope does not hold
+    /// back: their writers did not choose it.
+    mutating func releaseWaiting(for row: RowReference, chosenByStaff: Set<Int64> = []) throws {
         let waiting = try Row.fetchAll(
             db,
             sql: """
@@ -508,17 +512,17 @@ struct RowMerger {
             if kind == ConflictReport.Kind.queued.rawValue, queueStopped { continue }
             guard let table = config.table(named: record["tbl"]), let text: String = record["held"] else { continue }
             let held = try HeldChange(stored: text)
-            let change = try PendingChange(held: held, table: table, writer: resolve(held.writer))
+            var change = try PendingChange(held: held, table: table, writer: resolve(held.writer))
+            let refers = kind == ConflictReport.Kind.foreignKey.rawValue
+            let staffChose = refers && chosenByStaff.contains(id)
+            if staffChose { change.parentChosenByStaff = row }
             // A row waiting for a parent waits on while the parent is outside its writer's
             // scope, as it did while the parent was absent: no new record, nothing the writer
             // could tell apart.
-            if kind == ConflictReport.Kind.foreignKey.rawValue, let opd = writerOPD(change.writer),
-                !(try parentState(row).map {
-                    $0.live && config.access.mayReference(opd: opd, table: row.table, scope: $0.scope)
-                }
-                    ?? false)
-            {
-                continue
+            if refers, !staffChose, let opd = writerOPD(change.writer) {
+                let state = try parentState(row)
+                guard let state, state.live, config.access.mayReference(opd: opd, table: row.table, scope: state.scope)
+                else { continue }
             }
             try close(id, take: .remote, note: "Merged automatically: what it waited for arrived.", by: "kotasync")
             switch try merge(change, queue: false, reported: false) {
