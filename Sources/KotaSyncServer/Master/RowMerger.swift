@@ -480,7 +480,10 @@ struct RowMerger {
             // A parent the master never had is absent whoever asks; one it has or had counts as
             // absent too when it lies outside the writer's scope.
             var inScope = true
-            if let opd, reference != chosenByStaff, let state = try parentState(reference) {
+            // (A parent table without a scope is everyone's: no lookup.)
+            if let opd, reference != chosenByStaff, config.rules.rules(for: parent.name).scope != nil,
+                let state = try parentState(reference)
+            {
                 inScope = config.access.mayReference(opd: opd, table: parent.name, scope: state.scope)
             }
             if inScope, try statements[parent.name]!.values(db, key: parentKey) != nil { continue }
