@@ -172,6 +172,76 @@ struct MergeSidePathTests {
         try expectMasterIntact(server)
     }
 
+    /// Issue 14, item 2, through a quarantine: B registers a person Kebun Lada registered too
+    /// (the same NIK); while B's row waits for the Command Center, K's change moving it to
+    /// Kebun Lada is refused, and when a reviewer keeps both the row is merged as B's.
+    @Test func aChangeOfAnotherClinicsQuarantinedRowIsRefusedAndKeepBothKeepsItTheirs() async throws {
+        let server = try Self.start()
+        defer { server.stop() }
+        let b = try RawDevice(server, opd: "pkm-binjai-kota")
+        let k = try RawDevice(server, opd: "pkm-kebun-lada")
+        let nik = "1275019999990077"
+        let first = try await k.push([RawDevice.patient("p-k", nik: nik, name: "Ani", clinic: "pkm-kebun-lada")])
+        #expect(first.applied == 1)
+        let second = try await b.push([RawDevice.patient("p-b", nik: nik, name: "Ani", clinic: "pkm-binjai-kota")])
+        let record = try #require(second.conflicts.first)
+        #expect(record.kind == .unique && record.status == "open")
+
+        let hijack = try await k.push([
+            RawDevice.patient("p-b", nik: "1275029999990078", name: "Ani", clinic: "pkm-kebun-lada", operation: .update)
+        ])
+        #expect(hijack.applied == 0 && hijack.conflicts.isEmpty)
+        #expect(hijack.rejected?.map(\.code) == ["out_of_scope"])
+
+        let reviewer = try server.staffToken("rina", role: "reviewer")
+        let decided = try await resolve(
+            server.url, id: record.id, ResolveRequest(take: .remote, set: ["nik": .text("1275019999990079")]),
+            token: reviewer)
+        #expect(decided.status == 200, "\(String(decoding: decided.body, as: UTF8.self))")
+        #expect(
+            try masterRows(server, "SELECT clinic_id, nik FROM patients WHERE id = 'p-b'") == [
+                [.text("pkm-binjai-kota"), .text("1275019999990079")]
+            ])
+        #expect(!(try await k.pullAll()).contains { $0.primaryKey == [.text("p-b")] })
+        #expect((try await b.pullAll()).contains { $0.primaryKey == [.text("p-b")] })
+        try expectMasterIntact(server)
+    }
+
+    /// One person registered at two clinics: the reviewer merges B's duplicate into K's patient.
+    /// B's visit that waited for B's patient is re-pointed by the reviewer, not by B, so it is
+    /// merged (as B's visit) although K's patient is outside B's scope; a visit of another clinic
+    /// that itself named K's patient still waits.
+    @Test func mergingTwoRecordsReleasesTheVisitsTheReviewerRepointed() async throws {
+        let server = try Self.start()
+        defer { server.stop() }
+        let b = try RawDevice(server, opd: "pkm-binjai-kota")
+        let k = try RawDevice(server, opd: "pkm-kebun-lada")
+        let t = try RawDevice(server, opd: "pkm-tanah-tinggi")
+        let nik = "1275019999990088"
+        _ = try await k.push([RawDevice.patient("p-k", nik: nik, name: "Ani", clinic: "pkm-kebun-lada")])
+        let duplicate = try await b.push([
+            RawDevice.patient("p-b", nik: nik, name: "Ani", clinic: "pkm-binjai-kota"),
+            RawDevice.visit("v-b", patient: "p-b", clinic: "pkm-binjai-kota"),
+        ])
+        let record = try #require(duplicate.conflicts.first { $0.kind == .unique })
+        let probe = try await t.push([RawDevice.visit("v-t", patient: "p-k", clinic: "pkm-tanah-tinggi")])
+        #expect(probe.applied == 0 && probe.conflicts.map(\.status) == ["held"])
+
+        let reviewer = try server.staffToken("rina", role: "reviewer")
+        let decided = try await resolve(server.url, id: record.id, ResolveRequest(take: .merged), token: reviewer)
+        #expect(decided.status == 200, "\(String(decoding: decided.body, as: UTF8.self))")
+        #expect(
+            try masterRows(server, "SELECT patient_id, clinic_id FROM visits WHERE id = 'v-b'") == [
+                [.text("p-k"), .text("pkm-binjai-kota")]
+            ])
+        #expect(try masterRows(server, "SELECT count(*) FROM visits WHERE id = 'v-t'") == [[.integer(0)]])
+        #expect(try masterRows(server, "SELECT count(*) FROM patients WHERE id = 'p-b'") == [[.integer(0)]])
+        let bSees = try await b.pullAll()
+        #expect(bSees.contains { $0.primaryKey == [.text("v-b")] && $0.operation == .upsert })
+        #expect(!bSees.contains { $0.primaryKey == [.text("p-k")] })
+        try expectMasterIntact(server)
+    }
+
     /// Issue 14, item 2, the second half: a change is judged by its writer's rules again when it
     /// is finally applied. A queued change of K's onto B's waiting visit, as a master from before
     /// the arrival check may hold one (written into the master directly), is refused when B's

@@ -147,6 +147,11 @@ struct AccessOracleTests {
             if Bool.random(using: &g) {
                 // A push of 1-5 rows, many of them not allowed.
                 let before = try await Self.state(store, config: config)
+                // A base that saw every change: the master's latest version (a base above it was
+                // never issued, and is refused).
+                let issued = try await store.pool.read { db in
+                    try UInt64.fetchOne(db, sql: "SELECT max(version) FROM _ks_rows") ?? 0
+                }
                 var rows: [Changeset.Row] = []
                 var used = Set<String>()
                 let tableName = tables.randomElement(using: &g)!
@@ -169,7 +174,7 @@ struct AccessOracleTests {
                     clock += 1
                     rows.append(
                         Changeset.Row(
-                            table: 0, operation: op, version: before[key] == nil ? 0 : UInt64(step + 10_000),
+                            table: 0, operation: op, version: before[key] == nil ? 0 : issued,
                             stamp: HLC(milliseconds: clock, counter: 0), primaryKey: [.text(id)], columns: columns))
                 }
                 devices[d].sequence += 1

@@ -87,7 +87,7 @@ public struct PushReply: Codable, Sendable, Equatable {
     public var masterSequence: UInt64
     /// Conflicts this changeset took part in.
     public var conflicts: [ConflictReport]
-    /// Rows the server refused (outside the device's scope, or a read-only table); absent when none.
+    /// Rows the server refused, each with a stable code (``RejectedRow/code``); absent when none.
     public var rejected: [RejectedRow]?
 
     public init(
@@ -109,7 +109,8 @@ public struct PushReply: Codable, Sendable, Equatable {
 public struct RejectedRow: Codable, Sendable, Equatable, Hashable {
     public var table: String
     public var primaryKey: [SQLValue]
-    /// A stable code: `out_of_scope` or `read_only_table`.
+    /// A stable code: `out_of_scope`, `read_only_table`, `unknown_base_version`, `value_too_large` or
+    /// `row_too_large` (`Protocol/merge.md` §14).
     public var code: String
     public var message: String
     /// What the replica should do with its copy: `restore` (the master sends its version on the

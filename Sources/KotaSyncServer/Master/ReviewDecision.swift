@@ -227,6 +227,7 @@ struct ReviewDecision {
     /// Points every row that refers to `from` (in tables with a foreign key to `table`) at `to`,
     /// on the master (a master write each, so replicas follow) and in held rows.
     private func repoint(from: [SQLValue], to: [SQLValue], table: TableSchema, merger: inout RowMerger) throws {
+        var repointed: Set<Int64> = []
         for child in config.tables {
             for fk in config.foreignKeys[child.name] ?? [] where fk.parentTable == table.name {
                 guard fk.columns.allSatisfy({ name in child.columns.contains { $0.name == name } }) else { continue }
@@ -263,10 +264,13 @@ struct ReviewDecision {
                             try held.stored(),
                             Data(PrimaryKeyCoding.encode(to)), record["id"] as Int64,
                         ])
+                    repointed.insert(record["id"] as Int64)
                 }
             }
         }
-        try merger.releaseWaiting(for: RowReference(table: table.name, primaryKey: to))
+        // The reviewer chose the survivor for the rows re-pointed here: its scope does not hold
+        // them back (rows that named it themselves still wait while it is outside their scope).
+        try merger.releaseWaiting(for: RowReference(table: table.name, primaryKey: to), chosenByStaff: repointed)
     }
 
     // MARK: - Helpers

@@ -23,6 +23,9 @@ struct PendingChange {
     /// merge finds it from the writer's replica (a held, queued or quarantined change released
     /// later). Every change but the master's own is judged by that OPD's rules.
     var opd: String?
+    /// A parent a reviewer pointed this change at (merging two records into one): the writer did
+    /// not choose it, so it is not judged by the writer's scope.
+    var parentChosenByStaff: RowReference?
 
     /// The row as it arrived, by column name (key columns included).
     var heldRow: HeldRow {
@@ -299,7 +302,8 @@ struct RowMerger {
 
         if [.create, .update, .resurrect].contains(decision.effect),
             let (parent, deleted) = try missingParent(
-                of: table, key: change.key, values: values, changed: decision, opd: opd)
+                of: table, key: change.key, values: values, changed: decision, opd: opd,
+                chosenByStaff: change.parentChosenByStaff)
         {
             let name = parent.primaryKey.map(\.description).joined(separator: ", ")
             return .held(
@@ -454,7 +458,8 @@ struct RowMerger {
     /// the master does not have, live or deleted: the change waits exactly as if it were absent,
     /// so a device cannot tell another OPD's row from no row by pointing at it.
     private func missingParent(
-        of table: TableSchema, key: [SQLValue], values: [SQLValue], changed decision: MergeDecision, opd: String?
+        of table: TableSchema, key: [SQLValue], values: [SQLValue], changed decision: MergeDecision, opd: String?,
+        chosenByStaff: RowReference? = nil
     ) throws -> (RowReference, deleted: Bool)? {
         guard let keys = config.foreignKeys[table.name], !keys.isEmpty else { return nil }
         var named: [String: (value: SQLValue, changed: Bool)] = [:]
@@ -473,7 +478,15 @@ struct RowMerger {
                 refs[fk.parentColumns.firstIndex(of: column.name)!].value
             }
             let reference = RowReference(table: parent.name, primaryKey: parentKey)
-            let inScope = try opd.map { try mayReference(reference, opd: $0) } ?? true
+            // A parent the master never had is absent whoever asks; one it has or had counts as
+            // absent too when it lies outside the writer's scope.
+            var inScope = true
+            // (A parent table without a scope is everyone's: no lookup.)
+            if let opd, reference != chosenByStaff, config.rules.rules(for: parent.name).scope != nil,
+                let state = try parentState(reference)
+            {
+                inScope = config.access.mayReference(opd: opd, table: parent.name, scope: state.scope)
+            }
             if inScope, try statements[parent.name]!.values(db, key: parentKey) != nil { continue }
             let deleted =
                 try Bool.fetchOne(
@@ -485,8 +498,10 @@ struct RowMerger {
     }
 
     /// Merges, in the order they came, the held changes waiting for `row`: rows that refer to
-    /// it (it has arrived) and later changes of it (queued behind it).
-    mutating func releaseWaiting(for row: RowReference) throws {
+    /// it (it has arrived) and later changes of it (queued behind it). `chosenByStaff`: the records
+    /// of rows a reviewer pointed at `row` (merging two records), which its scope does not hold
+    /// back: their writers did not choose it.
+    mutating func releaseWaiting(for row: RowReference, chosenByStaff: Set<Int64> = []) throws {
         let waiting = try Row.fetchAll(
             db,
             sql: """
@@ -501,14 +516,17 @@ struct RowMerger {
             if kind == ConflictReport.Kind.queued.rawValue, queueStopped { continue }
             guard let table = config.table(named: record["tbl"]), let text: String = record["held"] else { continue }
             let held = try HeldChange(stored: text)
-            let change = try PendingChange(held: held, table: table, writer: resolve(held.writer))
+            var change = try PendingChange(held: held, table: table, writer: resolve(held.writer))
+            let refers = kind == ConflictReport.Kind.foreignKey.rawValue
+            let staffChose = refers && chosenByStaff.contains(id)
+            if staffChose { change.parentChosenByStaff = row }
             // A row waiting for a parent waits on while the parent is outside its writer's
             // scope, as it did while the parent was absent: no new record, nothing the writer
             // could tell apart.
-            if kind == ConflictReport.Kind.foreignKey.rawValue, let opd = writerOPD(change.writer),
-                !(try mayReference(row, opd: opd))
-            {
-                continue
+            if refers, !staffChose, let opd = writerOPD(change.writer) {
+                let state = try parentState(row)
+                guard let state, state.live, config.access.mayReference(opd: opd, table: row.table, scope: state.scope)
+                else { continue }
             }
             try close(id, take: .remote, note: "Merged automatically: what it waited for arrived.", by: "kotasync")
             switch try merge(change, queue: false, reported: false) {
@@ -575,16 +593,12 @@ struct RowMerger {
         return try HeldChange(stored: text).row.values[column]
     }
 
-    /// Whether a change of a device of `opd` may refer to `row` as its parent: the row is live
-    /// on the master and in the OPD's scope.
-    private func mayReference(_ row: RowReference, opd: String) throws -> Bool {
-        guard
-            let stored = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT deleted, scope FROM _ks_rows WHERE tbl = ? AND pk = ?"),
-                arguments: [row.table, Data(PrimaryKeyCoding.encode(row.primaryKey))])
-        else { return false }
-        return (stored["deleted"] as Bool) == false
-            && config.access.mayReference(opd: opd, table: row.table, scope: SQLValue(stored["scope"] as DatabaseValue))
+    /// Whether the master has `row` live, and its scope value; nil when the master never had it.
+    private func parentState(_ row: RowReference) throws -> (live: Bool, scope: SQLValue)? {
+        try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT deleted, scope FROM _ks_rows WHERE tbl = ? AND pk = ?"),
+            arguments: [row.table, Data(PrimaryKeyCoding.encode(row.primaryKey))]
+        ).map { stored in ((stored["deleted"] as Bool) == false, SQLValue(stored["scope"] as DatabaseValue)) }
     }
 
     /// Marks record `id` resolved.
