@@ -338,6 +338,26 @@ struct MergeSidePathTests {
         try expectMasterIntact(server)
     }
 
+    @Test func aDeleteOfAnotherClinicsPatientLooksLikeADeleteOfNoPatient() async throws {
+        let server = try Self.start()
+        defer { server.stop() }
+        let k = try RawDevice(server, opd: "pkm-kebun-lada")
+        let stamp = RawDevice.now()
+        func delete(_ id: String) -> Changeset.Row {
+            Changeset.Row(table: 0, operation: .delete, version: 1, stamp: stamp, primaryKey: [.text(id)], columns: [])
+        }
+        // Siti is Binjai Kota's patient; "p-none" was never registered anywhere.
+        let ofSiti = try await k.pushRaw([delete(Self.siti)])
+        let ofNobody = try await k.pushRaw([delete("p-none")])
+        #expect(ofSiti.status == 200 && ofNobody.status == 200)
+        #expect(
+            try Self.normalized(ofSiti.body, ids: [Self.siti: "P"])
+                == Self.normalized(ofNobody.body, ids: ["p-none": "P"]),
+            "\(String(decoding: ofSiti.body, as: UTF8.self))\n\(String(decoding: ofNobody.body, as: UTF8.self))")
+        #expect(try masterRows(server, "SELECT count(*) FROM patients WHERE id = '\(Self.siti)'") == [[.integer(1)]])
+        try expectMasterIntact(server)
+    }
+
     /// A reply's JSON with the ids the device chose replaced by placeholders, and what the
     /// server numbers or times itself (changeset id, record ids, decision times) left out.
     static func normalized(_ body: Data, ids: [String: String]) throws -> String {

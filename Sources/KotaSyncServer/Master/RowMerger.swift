@@ -241,6 +241,10 @@ struct RowMerger {
         let opd = change.opd ?? writerOPD(change.writer)
         if let opd, let refusal = try arrivalRefusal(of: change, opd: opd, stored: meta, pk: pk, queue: queue) {
             let visible = meta != nil && config.access.sees(opd: opd, table: table.name, scope: storedScope)
+            // A delete of a row its writer may not see is answered as a delete of a row the
+            // master never had (ignored, nothing in the reply), so deletes cannot probe for
+            // another OPD's keys. The device holds no copy to restore or discard.
+            if change.operation == .delete, !visible { return .ignored }
             try refuse(change, refusal, visible: visible, pk: pk, reported: reported)
             return .refused(refusal)
         }
