@@ -142,7 +142,7 @@ struct EdgeLimitsTests {
     @Test func aMalformedChunkedBodyIsABadRequest() async throws {
         try await InProcessServerTests.withServer { url, store, _ in
             let token = try await store.createToken(opd: "pkm-binjai-kota", expiresAt: nil).token
-            let reply = try RawHTTP.exchange(
+            let reply = try await RawHTTP.exchange(
                 port: url.port!,
                 "POST /v1/push HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(token)\r\n"
                     + "Content-Type: \(changesetMediaType)\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -157,7 +157,17 @@ struct EdgeLimitsTests {
 /// One request written byte for byte to the server's socket, for requests a URL session will not
 /// send (a broken chunked body); returns what the server answered until it closed or went quiet.
 enum RawHTTP {
-    static func exchange(port: Int, _ request: String) throws -> String {
+    /// Runs the blocking socket calls on a dispatch thread: on one of Swift's few cooperative
+    /// threads they would keep an in-process server in the same process from answering.
+    static func exchange(port: Int, _ request: String) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try blockingExchange(port: port, request) })
+            }
+        }
+    }
+
+    private static func blockingExchange(port: Int, _ request: String) throws -> String {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket() failed: errno \(errno)") }
         defer { close(fd) }
