@@ -111,11 +111,18 @@ struct EdgeLimitsTests {
                 for (k, v) in http.allHeaderFields { headers["\(k)".lowercased()] = "\(v)" }
                 return (http.statusCode, headers, data)
             }
+            // The allowance is per calendar minute: count the minutes the requests span (on a
+            // loaded machine they may take more than one).
+            func minute() -> Int { Int(Date().timeIntervalSince1970 / 60) }
+            let firstMinute = minute()
             var statuses: [Int] = []
             for _ in 0..<40 { statuses.append(try await pull(garbage, from: "10.1.2.3").status) }
-            #expect(statuses.filter { $0 == 401 }.count <= 10, "5 a minute (a minute may turn): \(statuses)")
-            #expect(statuses.filter { $0 == 429 }.count >= 30)
-            let limited = try await pull(garbage, from: "10.1.2.3")
+            let minutes = minute() - firstMinute + 1
+            #expect(statuses.filter { $0 == 401 }.count <= 5 * minutes, "5 a minute over \(minutes): \(statuses)")
+            #expect(statuses.filter { $0 == 429 }.count >= 40 - 5 * minutes)
+            // The next refusal over the allowance (a minute that turns meanwhile gives 5 more).
+            var limited = try await pull(garbage, from: "10.1.2.3")
+            for _ in 0..<6 where limited.status != 429 { limited = try await pull(garbage, from: "10.1.2.3") }
             #expect(limited.status == 429)
             #expect(errorCode(limited.body) == "rate_limited")
             #expect(limited.headers["retry-after"].flatMap(Int.init) != nil)
@@ -129,7 +136,8 @@ struct EdgeLimitsTests {
                     db, sql: "SELECT count(*) FROM _ks_audit WHERE address = '10.1.2.3' AND actor_kind = 'anonymous'")
                     ?? 0
             }
-            #expect(refused <= 12, "41 refused requests made \(refused) entries")
+            let spanned = minute() - firstMinute + 1
+            #expect(refused <= 6 * spanned, "up to 47 refused requests over \(spanned) minutes made \(refused) entries")
             for file in [path, path + "-wal"] where FileManager.default.fileExists(atPath: file) {
                 let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
                 #expect(bytes.range(of: Data(String(repeating: "x", count: 43).utf8)) == nil, "no token in \(file)")
@@ -142,7 +150,7 @@ struct EdgeLimitsTests {
     @Test func aMalformedChunkedBodyIsABadRequest() async throws {
         try await InProcessServerTests.withServer { url, store, _ in
             let token = try await store.createToken(opd: "pkm-binjai-kota", expiresAt: nil).token
-            let reply = try RawHTTP.exchange(
+            let reply = try await RawHTTP.exchange(
                 port: url.port!,
                 "POST /v1/push HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(token)\r\n"
                     + "Content-Type: \(changesetMediaType)\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -157,7 +165,17 @@ struct EdgeLimitsTests {
 /// One request written byte for byte to the server's socket, for requests a URL session will not
 /// send (a broken chunked body); returns what the server answered until it closed or went quiet.
 enum RawHTTP {
-    static func exchange(port: Int, _ request: String) throws -> String {
+    /// Runs the blocking socket calls on a dispatch thread: on one of Swift's few cooperative
+    /// threads they would keep an in-process server in the same process from answering.
+    static func exchange(port: Int, _ request: String) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try blockingExchange(port: port, request) })
+            }
+        }
+    }
+
+    private static func blockingExchange(port: Int, _ request: String) throws -> String {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket() failed: errno \(errno)") }
         defer { close(fd) }

@@ -8,7 +8,11 @@
 //    the payload instead of stopping at the checksum;
 // 3. the bytes as an uncompressed payload in a correct envelope (push and pull), so that the
 //    payload reader and the schema check see every mutation;
-// 4. the bytes as the JSON body of `POST /v1/review/conflicts/{id}/resolve`.
+// 4. the bytes as the JSON body of `POST /v1/review/conflicts/{id}/resolve`, and of
+//    `POST /v1/uploads` (the announcement, with its range checks);
+// 5. the bytes as a query string or a dashboard form (`Form`), every field of it parsed as each
+//    kind of number the HTTP API and the dashboard take (`IntegerField`: cursors, page sizes,
+//    the data browser's page, a token's days), and the whole input as one such number.
 // A decode must succeed or throw a `SyncError` with a code the path allows; anything else (a trap,
 // an ASan report, a leak, a code outside the list, an allocation larger than the limits allow)
 // is a finding.
@@ -53,6 +57,8 @@ enum ChangesetFuzz {
             decodeAndValidate(envelope(payload: bytes, kind: kind), limits: tightLimits, allowed: payloadCodes)
         }
         decodeResolveRequest(bytes)
+        checkUploadAnnouncement(bytes)
+        parseParameters(bytes)
     }
 
     // MARK: Changesets
@@ -200,6 +206,56 @@ enum ChangesetFuzz {
             fatalError("The encoding of a decoded ResolveRequest does not decode: \(error)")
         }
         guard again == decoded else { fatalError("JSON round trip changed \(decoded) into \(again)") }
+    }
+
+    /// `POST /v1/uploads`: an announcement is accepted only within its ranges, and anything
+    /// else is refused with `bad_request` (or `body_too_large` for a length above the limit).
+    static func checkUploadAnnouncement(_ bytes: [UInt8]) {
+        let maxLength = 16 << 20
+        do {
+            let announced = try UploadRequest.checked(json: Data(bytes), maxLength: maxLength)
+            guard (1...maxLength).contains(announced.length), announced.sha256.utf8.count == 64,
+                announced.sha256.utf8.allSatisfy(\.isHexDigit)
+            else { fatalError("Accepted an announcement outside its ranges: \(announced)") }
+        } catch {
+            expect(error, in: [.badRequest, .bodyTooLarge], "upload announcement")
+        }
+    }
+
+    // MARK: Query parameters and forms
+
+    /// The numbers the HTTP API and the dashboard take as text, with their ranges.
+    static let fields = [
+        IntegerField("after", IntegerField.cursorRange), IntegerField("limit", 1...10_000, above: .lowered),
+        IntegerField("page", 0...Int64(Int32.max)), IntegerField("expires_days", 1...36_500),
+        IntegerField("Upload-Offset", 0...(16 << 20)),
+    ]
+
+    /// Every field of the input read as a form (and a query string: the same syntax), and the
+    /// whole input, parsed as each kind of number: a value in the field's range (the maximum
+    /// for a lowered one), or `bad_request` with a message; never a trap.
+    static func parseParameters(_ bytes: [UInt8]) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        let form = Form(text)
+        for value in [text] + form.fields.keys.sorted().compactMap({ form[$0] }) {
+            for field in fields {
+                do {
+                    let parsed = try field.parse(value)
+                    guard field.range.contains(parsed) else {
+                        fatalError(
+                            "\(field.name) parsed \(value.debugDescription) as \(parsed), outside \(field.range)")
+                    }
+                    // What is accepted as itself is the number the text says.
+                    if parsed != field.range.upperBound || field.above == .refused {
+                        guard Int64(value) == parsed else {
+                            fatalError("\(field.name) parsed \(value.debugDescription) as \(parsed)")
+                        }
+                    }
+                } catch {
+                    expect(error, in: [.badRequest], "\(field.name) parameter")
+                }
+            }
+        }
     }
 
     static func expect(_ error: SyncError, in allowed: Set<SyncError.Code>, _ step: String) {
