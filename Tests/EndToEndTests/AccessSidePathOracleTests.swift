@@ -414,6 +414,8 @@ final class SidePathWorld {
     let seed: UInt64
     let url: URL
     let config: ServerConfig
+    /// The server's directory: its config, master database, and the push files of the run.
+    let directory: URL
     let master: DatabaseQueue
     var tokens: Tokens
     var deviceTokens: [String] = []
@@ -442,8 +444,10 @@ final class SidePathWorld {
     func firstTime(_ finding: String) -> Bool { reported.insert(finding).inserted }
 
     init(
-        script: Script, seed: UInt64, url: URL, config: ServerConfig, masterPath: String, keepTranscript: Bool
+        script: Script, seed: UInt64, url: URL, config: ServerConfig, directory: URL, keepTranscript: Bool
     ) throws {
+        self.directory = directory
+        let masterPath = directory.appendingPathComponent("master.sqlite").path
         self.script = script
         self.seed = seed
         self.url = url
@@ -466,7 +470,7 @@ final class SidePathWorld {
         try await withScopedServer(name) { url, store, dir, config in
             let world = try SidePathWorld(
                 script: script, seed: seed, url: url, config: config,
-                masterPath: dir.appendingPathComponent("master.sqlite").path, keepTranscript: keepTranscript)
+                directory: dir, keepTranscript: keepTranscript)
             for device in script.devices {
                 world.deviceTokens.append(try await store.createToken(opd: device.opd, expiresAt: nil).token)
             }
@@ -548,9 +552,7 @@ final class SidePathWorld {
             ])
         noteSent(device.opd, key: key, values: values)
         let before = try masterRows()
-        let reply = try await request(
-            "POST", "/v1/push", token: deviceTokens[d], body: ChangesetCodec.encode(changeset),
-            contentType: changesetMediaType)
+        let reply = try await send(changeset, from: d, step: step)
         report.pushes += 1
         let place = "\(context(step)): \(device.name) (\(device.opd)) \(operation) \(name) \(key)"
         try checkDeviceJSON(reply.body, to: d, step: step, what: "push reply")
@@ -593,6 +595,62 @@ final class SidePathWorld {
         }
         try await checkRecords(records, to: d, replica: nil, step: step, what: "push reply")
         try checkMaster(step: step, what: place)
+    }
+
+    /// Sends a push by one of the three routes a device has — `POST /v1/push`, a chunked upload,
+    /// or a push file imported with `kotasync-server import` — chosen by its sequence number (so
+    /// two worlds replaying the script choose alike); the answer as status and `PushReply` bytes.
+    func send(_ changeset: Changeset, from d: Int, step: Int) async throws -> (status: Int, body: Data) {
+        let bytes = ChangesetCodec.encode(changeset)
+        let token = deviceTokens[d]
+        switch changeset.firstSequence % 24 {
+        case 3, 9, 15, 21:
+            let announced = try await request(
+                "POST", "/v1/uploads", token: token,
+                body: Array(
+                    #"{"changeset_id":"\#(changeset.id.uuidString)","length":\#(bytes.count),"sha256":"\#(UploadAPITests.sha256(bytes))"}"#
+                        .utf8), contentType: "application/json")
+            try checkDeviceJSON(announced.body, to: d, step: step, what: "upload announcement")
+            let status = try JSONSerialization.jsonObject(with: announced.body) as? [String: Any]
+            let id = try #require(status?["id"] as? String, "\(context(step)): upload: \(announced.status)")
+            let chunk = try await request(
+                "PATCH", "/v1/uploads/\(id)", token: token, body: bytes,
+                headers: [
+                    "Content-Type": UploadHeaders.chunkMediaType, UploadHeaders.offset: "0",
+                    UploadHeaders.chunkSHA256: UploadAPITests.sha256(bytes),
+                ])
+            try checkDeviceJSON(chunk.body, to: d, step: step, what: "upload chunk reply")
+            let commit = try await request("POST", "/v1/uploads/\(id)/commit", token: token)
+            return (commit.status, commit.body)
+        case 7:  // a process of its own each time: rarer
+            let file = directory.appendingPathComponent("push-\(step).json")
+            let body = TransferBody(
+                kind: .push, opd: script.devices[d].opd, createdAt: "2026-12-01T00:00:00.000Z",
+                replicaId: script.devices[d].replica, cursor: cursors[d], changesets: [Data(bytes)])
+            try TransferFile.seal(
+                body, keys: [(TransferFile.tokenId(of: token)!, TransferFile.key(forToken: token))]
+            ).encoded().write(to: file)
+            let result = try EndToEndTests.run(
+                "kotasync-server",
+                [
+                    "import", file.path, "--config", directory.appendingPathComponent("kotasync.yaml").path, "--db",
+                    directory.appendingPathComponent("master.sqlite").path,
+                ])
+            guard result.status == 0 else {
+                return (result.status == 4 ? 400 : 500, Data((result.stdout + result.stderr).utf8))
+            }
+            // The reply file goes back to the device: every byte of it is the device's.
+            let replyFile = try Data(contentsOf: URL(fileURLWithPath: file.path + ".reply.json"))
+            let sealed = try TransferFile.read(replyFile)
+            try checkDeviceJSON(sealed.body, to: d, step: step, what: "push reply file")
+            let replies = try JSONSerialization.jsonObject(with: sealed.body) as? [String: Any]
+            let first = try #require((replies?["replies"] as? [Any])?.first)
+            return (200, try JSONSerialization.data(withJSONObject: first))
+        default:
+            let reply = try await request(
+                "POST", "/v1/push", token: token, body: bytes, contentType: changesetMediaType)
+            return (reply.status, reply.body)
+        }
     }
 
     func pull(_ d: Int, limit: Int, about: Int?, report text: String?, step: Int) async throws {
@@ -1006,7 +1064,7 @@ final class SidePathWorld {
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         if let body {
             request.httpBody = Data(body)
-            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
+            if let contentType { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
         }
         let (data, response) = try await URLSession.shared.data(for: request)
         let http = response as! HTTPURLResponse
