@@ -56,7 +56,7 @@ struct AccessSidePathOracleTests {
     @Test func everyByteADeviceReceivesStaysWithinItsScope() async throws {
         for seed in Self.seeds {
             var g = SplitMix64(seed: seed)
-            let script = Script.make(using: &g, steps: 300, mode: .adversarial)
+            let script = SidePathScript.make(using: &g, steps: 300, mode: .adversarial)
             let report = try await SidePathWorld.run(
                 script, seed: seed, name: "adversarial-\(seed)", keepTranscript: false)
             print(
@@ -76,7 +76,7 @@ struct AccessSidePathOracleTests {
     @Test func aDevicesRepliesAreTheSameWhetherOrNotAnotherClinicsRowsExist() async throws {
         for seed in Self.seeds {
             var g = SplitMix64(seed: seed &+ 1)
-            let script = Script.make(using: &g, steps: 160, mode: .paired)
+            let script = SidePathScript.make(using: &g, steps: 160, mode: .paired)
             let withOthers = try await SidePathWorld.run(
                 script, seed: seed, name: "paired-with-\(seed)", keepTranscript: true)
             let alone = try await SidePathWorld.run(
@@ -96,14 +96,14 @@ struct AccessSidePathOracleTests {
 // MARK: - The script: operations decided before any runs, so two worlds can replay them
 
 /// One device of the run.
-struct ScriptDevice {
+struct SidePathDevice {
     var name: String
     var opd: String
     var replica: UUID
 }
 
-/// An operation of the script. Keys and values are tokens (see ``Tokens``).
-enum ScriptOp {
+/// An operation of the script. Keys and values are tokens (see ``SidePathTokens``).
+enum SidePathOp {
     /// A new patient, pushed now or kept on the device (`deferred`) until `pushDeferred`.
     case newPatient(device: Int, key: String, clinic: String, nik: String, name: String, phone: String, deferred: Bool)
     case pushDeferred(device: Int, key: String)
@@ -141,7 +141,7 @@ enum ScriptOp {
 }
 
 /// The tokens of a run: recognisable strings, each with the OPDs whose rows it belongs to.
-struct Tokens {
+struct SidePathTokens {
     /// Token → the scope values (OPDs) of the rows it was written into.
     var owners: [String: Set<String>] = [:]
     /// Stamp (raw value) → the scope value of the row it was written into.
@@ -176,7 +176,7 @@ struct Tokens {
 }
 
 /// A whole scripted run: devices, their operations, and the tokens they will write.
-struct Script {
+struct SidePathScript {
     enum Mode {
         /// Everything, attacks and reviews included; NIKs collide across clinics.
         case adversarial
@@ -185,17 +185,17 @@ struct Script {
         case paired
     }
 
-    var devices: [ScriptDevice]
-    var ops: [ScriptOp]
-    var tokens: Tokens
+    var devices: [SidePathDevice]
+    var ops: [SidePathOp]
+    var tokens: SidePathTokens
     /// The stamp of each operation (by index): the same in every world that replays it.
     var stamps: [HLC]
 
     /// The same script without the operations of `opd`'s devices and without writes of rows in
     /// its scope (the health office's registrations for that clinic).
-    func without(opd: String) -> Script {
+    func without(opd: String) -> SidePathScript {
         var copy = self
-        var kept: [ScriptOp] = []
+        var kept: [SidePathOp] = []
         var keptStamps: [HLC] = []
         for (op, stamp) in zip(ops, stamps) {
             if let d = op.device, devices[d].opd == opd { continue }
@@ -219,23 +219,23 @@ struct Script {
             ))
     }
 
-    static func make(using g: inout SplitMix64, steps: Int, mode: Mode) -> Script {
+    static func make(using g: inout SplitMix64, steps: Int, mode: Mode) -> SidePathScript {
         typealias T = AccessSidePathOracleTests
         let devices = [
-            ScriptDevice(name: "K1", opd: T.kebunLada, replica: uuid(using: &g)),
-            ScriptDevice(name: "K2", opd: T.kebunLada, replica: uuid(using: &g)),
-            ScriptDevice(name: "B1", opd: T.binjaiKota, replica: uuid(using: &g)),
-            ScriptDevice(name: "B2", opd: T.binjaiKota, replica: uuid(using: &g)),
-            ScriptDevice(name: "D1", opd: T.dinkes, replica: uuid(using: &g)),
+            SidePathDevice(name: "K1", opd: T.kebunLada, replica: uuid(using: &g)),
+            SidePathDevice(name: "K2", opd: T.kebunLada, replica: uuid(using: &g)),
+            SidePathDevice(name: "B1", opd: T.binjaiKota, replica: uuid(using: &g)),
+            SidePathDevice(name: "B2", opd: T.binjaiKota, replica: uuid(using: &g)),
+            SidePathDevice(name: "D1", opd: T.dinkes, replica: uuid(using: &g)),
         ]
-        var tokens = Tokens()
-        var ops: [ScriptOp] = []
+        var tokens = SidePathTokens()
+        var ops: [SidePathOp] = []
         // NIKs several registrations share: across clinics in the adversarial mode (the same
         // person at two puskesmas), within one clinic in the paired mode.
         var sharedNiks: [String: [String]] = [:]
         for opd in [T.kebunLada, T.binjaiKota, T.dinkes] {
             sharedNiks[opd] = (0..<3).map { i in
-                mode == .adversarial ? "~nik.\(i)~" : "~\(Tokens.tag(opd)).nik.shared\(i)~"
+                mode == .adversarial ? "~nik.\(i)~" : "~\(SidePathTokens.tag(opd)).nik.shared\(i)~"
             }
         }
         // Pushed (or at least sent) rows per clinic, deferred patients per device.
@@ -390,7 +390,7 @@ struct Script {
                 }
             }
         }
-        return Script(devices: devices, ops: ops, tokens: tokens, stamps: stamps)
+        return SidePathScript(devices: devices, ops: ops, tokens: tokens, stamps: stamps)
     }
 }
 
@@ -415,14 +415,14 @@ final class SidePathWorld {
     typealias T = AccessSidePathOracleTests
     typealias Reply = (status: Int, headers: [String: String], body: Data)
 
-    let script: Script
+    let script: SidePathScript
     let seed: UInt64
     let url: URL
     let config: ServerConfig
     /// The server's directory: its config, master database, and the push files of the run.
     let directory: URL
     let master: DatabaseQueue
-    var tokens: Tokens
+    var tokens: SidePathTokens
     var deviceTokens: [String] = []
     var reviewer = ""
     var sequences: [UInt64]
@@ -449,7 +449,7 @@ final class SidePathWorld {
     func firstTime(_ finding: String) -> Bool { reported.insert(finding).inserted }
 
     init(
-        script: Script, seed: UInt64, url: URL, config: ServerConfig, directory: URL, keepTranscript: Bool
+        script: SidePathScript, seed: UInt64, url: URL, config: ServerConfig, directory: URL, keepTranscript: Bool
     ) throws {
         self.directory = directory
         let masterPath = directory.appendingPathComponent("master.sqlite").path
@@ -468,7 +468,7 @@ final class SidePathWorld {
     }
 
     /// Runs `script` against a fresh server with the sample's scoped rules, checking every reply.
-    static func run(_ script: Script, seed: UInt64, name: String, keepTranscript: Bool) async throws
+    static func run(_ script: SidePathScript, seed: UInt64, name: String, keepTranscript: Bool) async throws
         -> SidePathReport
     {
         var result = SidePathReport()
@@ -496,7 +496,7 @@ final class SidePathWorld {
 
     // MARK: Operations
 
-    func perform(_ op: ScriptOp, stamp: HLC, step: Int) async throws {
+    func perform(_ op: SidePathOp, stamp: HLC, step: Int) async throws {
         switch op {
         case .newPatient(let d, let key, let clinic, let nik, let name, let phone, let deferred):
             let values: [String: SQLValue] = [
@@ -548,7 +548,7 @@ final class SidePathWorld {
         }
         sequences[d] += 1
         let changeset = Changeset(
-            kind: .push, id: Script.changesetID(device: d, sequence: sequences[d], seed: seed),
+            kind: .push, id: SidePathScript.changesetID(device: d, sequence: sequences[d], seed: seed),
             replicaID: device.replica, firstSequence: sequences[d], lastSequence: sequences[d], tables: [table],
             rows: [
                 Changeset.Row(
@@ -1178,7 +1178,7 @@ final class SidePathWorld {
     }
 }
 
-extension Script {
+extension SidePathScript {
     /// A changeset id that is the same in every world replaying the script.
     static func changesetID(device: Int, sequence: UInt64, seed: UInt64) -> UUID {
         var g = SplitMix64(seed: seed &* 1_000_003 &+ UInt64(device) &* 65_537 &+ sequence)
