@@ -13,6 +13,7 @@ import calendar
 import hashlib
 import json
 import os
+import sqlite3
 import struct
 import sys
 import uuid
@@ -21,7 +22,8 @@ import zlib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kotasync_codec import (  # noqa: E402
     DELETE, PULL, PUSH, UPDATE, UPSERT, ZERO_UUID, Changeset, ChangesetError, ColumnValue, Row, Table, Value,
-    changeset_from_json, changeset_to_json, decode, encode, hlc,
+    _varint, accepts, affinity, changeset_from_json, changeset_to_json, decode, encode, hlc, kept_value,
+    value_from_json, value_to_json,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -169,12 +171,12 @@ def reseal(head64: bytes, body: bytes) -> bytes:
     return head64 + struct.pack(">I", zlib.crc32(body, zlib.crc32(head64)) & 0xFFFFFFFF) + body
 
 
-def with_payload(kind: int, payload: bytes, declared=None) -> bytes:
+def with_payload(kind: int, payload: bytes, declared=None, sequences=(1, 1)) -> bytes:
     """A well-formed envelope (valid CRC) around an arbitrary payload."""
     body = zlib.compress(payload, 6)
     head = (
         b"KSYN" + struct.pack(">BBH", 1, kind, 0) + uuid.UUID("0badc0de-0000-4000-8000-000000000001").bytes
-        + REPLICA.bytes + struct.pack(">QQII", 1, 1, len(payload) if declared is None else declared, len(body))
+        + REPLICA.bytes + struct.pack(">QQII", *sequences, len(payload) if declared is None else declared, len(body))
     )
     return reseal(head, body)
 
@@ -252,6 +254,10 @@ def invalid_inputs(good: bytes):
         "changeset_malformed", "a row setting column index 0 twice")
     add("varint_overflow", with_payload(1, b"\xff" * 9 + b"\x02" + b"\x00"), "changeset_malformed",
         "a table count whose 10-byte varint exceeds 64 bits")
+    add("varint_overlong", with_payload(1, b"\x80\x00" + b"\x00"), "changeset_malformed",
+        "a table count of 0 written in two bytes (80 00): only the shortest form of a varint is valid")
+    add("varint_overlong_row", with_payload(1, table + b"\x01" + row[:3] + b"\x85\x00" + row[4:]),
+        "changeset_malformed", "a row version of 5 written in two bytes (85 00) instead of one (05)")
 
     flagged = bytearray(good[:64])
     flagged[7] = 0x01
@@ -270,7 +276,88 @@ def invalid_inputs(good: bytes):
         "table t listing its key column id again as a non-key column")
     add("too_many_rows", with_payload(1, b"\x00" + bytes([0xC1, 0x84, 0x3D])), "changeset_too_large",
         "a row count of 1,000,001 (above the default max_rows of 1,000,000 and the sample server's 200,000)")
+    # Sequence numbers and versions above 2^63 - 1 (they fit the wire, not a SQLite integer).
+    add("sequence_above_int64", with_payload(1, table + b"\x01" + row, sequences=(1 << 63, 1 << 63)),
+        "changeset_malformed", "a push whose first and last sequence are 2^63")
+    add("last_sequence_max", with_payload(1, table + b"\x01" + row, sequences=(1, (1 << 64) - 1)),
+        "changeset_malformed", "a push whose last sequence is 2^64 - 1")
+    add("version_above_int64", with_payload(1, table + b"\x01" + row[:3] + _varint(1 << 63) + row[4:]),
+        "changeset_malformed", "an update row whose version is 2^63 (varint 80 80 80 80 80 80 80 80 80 01)")
+    add("base_version_above_int64",
+        with_payload(1, table + b"\x01" + b"\x00\x02\x01" + row[3:-3] + b"\x00" + _varint((1 << 64) - 1) + row[-2:]),
+        "changeset_malformed", "an update row with per-column bases whose column base version is 2^64 - 1")
     return out
+
+
+# What a column keeps of a value (changeset.md 2.2): declared type, value written, value kept.
+AFFINITY_CASES = [
+    ("REAL", r(-0.0), "a negative zero loses its sign"),
+    ("REAL", r(0.0), ""),
+    ("REAL", r(3.0), "a whole-number real stays a real"),
+    ("REAL", r(-2.5), ""),
+    ("REAL", r(5e-324), "the smallest subnormal"),
+    ("REAL", r(float("-inf")), ""),
+    ("REAL", r(2.0 ** 63), ""),
+    ("DOUBLE PRECISION", r(-0.0), "REAL affinity by its DOUB"),
+    ("FLOAT", r(61.25), ""),
+    ("NUMERIC", r(3.0), "a whole-number real becomes an integer"),
+    ("NUMERIC", r(-0.0), "both zeros become the integer 0"),
+    ("NUMERIC", r(0.0), ""),
+    ("NUMERIC", r(-7.0), ""),
+    ("NUMERIC", r(0.5), "a real with a fraction stays a real"),
+    ("NUMERIC", r(2.0 ** 53 + 2), "whole reals beyond 2^53 convert too"),
+    ("NUMERIC", r(2.0 ** 63 - 1024), "the largest real below 2^63"),
+    ("NUMERIC", r(-(2.0 ** 63) + 1024), "the smallest real above -2^63"),
+    ("NUMERIC", r(2.0 ** 63), "2^63 does not fit: stays a real"),
+    ("NUMERIC", r(-(2.0 ** 63)), "-2^63 is the smallest integer: stays a real (SQLite's rule)"),
+    ("NUMERIC", r(float("inf")), ""),
+    ("NUMERIC", i(3), ""),
+    ("NUMERIC", i(-9223372036854775808), ""),
+    ("DECIMAL(10,2)", r(12.0), "NUMERIC affinity (no INT, CHAR, CLOB, TEXT, BLOB, REAL, FLOA, DOUB)"),
+    ("DECIMAL(10,2)", r(12.5), ""),
+    ("BOOLEAN", r(1.0), "NUMERIC affinity"),
+    ("DATE", r(20261128.0), "NUMERIC affinity"),
+    ("INTEGER", i(9223372036854775807), ""),
+    ("INTEGER", i(-1), ""),
+    ("TEXT", t("007"), "text that looks like a number stays text"),
+    ("TEXT", t("1e3"), ""),
+    ("VARCHAR(20)", t("-0.0"), ""),
+    ("BLOB", r(-0.0), "BLOB affinity keeps every value bit for bit"),
+    ("BLOB", r(3.0), ""),
+    ("BLOB", b(b""), "an empty blob is not NULL"),
+    ("BLOB", t(""), ""),
+    ("BLOB", i(3), ""),
+    ("", r(-0.0), "no declared type: BLOB affinity"),
+    ("", r(3.0), ""),
+    ("", b(b""), ""),
+    ("", t("3.0"), ""),
+]
+
+
+def affinity_cases():
+    """affinity.json, each case checked against this machine's SQLite (Python's sqlite3)."""
+    db = sqlite3.connect(":memory:")
+    cases = []
+    for n, (declared, written, note) in enumerate(AFFINITY_CASES):
+        aff = affinity(declared)
+        assert accepts(aff, written), (declared, written)
+        kept = kept_value(aff, written)
+        db.execute(f"CREATE TABLE t{n} (v {declared})")
+        db.execute(f"INSERT INTO t{n} VALUES (?)", (written.as_python(),))
+        (stored,) = db.execute(f"SELECT v FROM t{n}").fetchone()
+        actual = {int: Value.integer, float: Value.real, str: Value.text, bytes: Value.blob}[type(stored)](stored)
+        assert actual == kept, (declared, written, actual, kept)
+        case = {"declared_type": declared, "affinity": aff, "written": value_to_json(written),
+                "kept": value_to_json(kept)}
+        if note:
+            case["note"] = note
+        cases.append(case)
+        assert value_from_json(case["kept"]) == kept
+    return {
+        "description": "What a column keeps of a value written to it, by its declared type (changeset.md 2.2). "
+                       "The generator checks every case against the SQLite of the machine it runs on.",
+        "cases": cases,
+    }
 
 
 def write(path, data):
@@ -300,6 +387,7 @@ def build():
         files["invalid/" + name + ".bin"] = data
         index.append({"file": name + ".bin", "error": code, "description": what})
     files["invalid/invalid.json"] = (json.dumps(index, indent=2) + "\n").encode("utf-8")
+    files["affinity.json"] = (json.dumps(affinity_cases(), indent=2) + "\n").encode("utf-8")
     return files
 
 

@@ -31,7 +31,7 @@ __all__ = [
     "Limits", "Value", "Table", "ColumnValue", "Row", "Changeset", "ChangesetError",
     "encode", "encode_payload", "decode", "decode_header", "decode_payload",
     "value_to_json", "value_from_json", "changeset_to_json", "changeset_from_json",
-    "hlc", "hlc_parts", "ZERO_UUID",
+    "hlc", "hlc_parts", "ZERO_UUID", "affinity", "accepts", "kept_value",
 ]
 
 # --- Constants (changeset.md, "Envelope" and "Payload") ---------------------------------------
@@ -170,6 +170,46 @@ class Changeset:
     last_sequence: int
     tables: List[Table] = field(default_factory=list)
     rows: List[Row] = field(default_factory=list)
+
+
+# --- What a column keeps (changeset.md 2.2) ----------------------------------------------------
+
+
+def affinity(declared_type: str) -> str:
+    """SQLite's type affinity of a declared type: "integer", "text", "blob", "real" or "numeric"."""
+    t = declared_type.upper()
+    if "INT" in t:
+        return "integer"
+    if "CHAR" in t or "CLOB" in t or "TEXT" in t:
+        return "text"
+    if "BLOB" in t or t == "":
+        return "blob"
+    if "REAL" in t or "FLOA" in t or "DOUB" in t:
+        return "real"
+    return "numeric"
+
+
+def accepts(aff: str, v: Value) -> bool:
+    """Whether the server takes a value of v's storage class into a column of this affinity
+    (http-api.md, GET /v1/schema); otherwise it refuses the push with type_mismatch."""
+    if v.type == "null" or aff == "blob":
+        return True
+    return v.type in {"integer": ("integer",), "text": ("text",), "real": ("real",),
+                      "numeric": ("integer", "real")}[aff]
+
+
+def kept_value(aff: str, v: Value) -> Value:
+    """The value a column of affinity `aff` keeps when v (a value it accepts) is written to it:
+    a REAL column keeps -0.0 as 0.0; a NUMERIC column keeps a whole-number real strictly between
+    -2^63 and 2^63 as that integer. Everything else is kept as written."""
+    if v.type != "real":
+        return v
+    r = v.as_python()
+    if aff == "real":
+        return Value.real(0.0) if r == 0 else v
+    if aff in ("numeric", "integer") and math.isfinite(r) and -(2.0 ** 63) < r < 2.0 ** 63 and r == int(r):
+        return Value.integer(int(r))
+    return v
 
 
 def hlc(milliseconds: int, counter: int = 0) -> int:
@@ -338,7 +378,19 @@ def decode_header(data: bytes, limits: Limits = Limits()) -> Header:
         raise ChangesetError("changeset_too_large", f"payload would inflate to {ulen} bytes")
     if ulen > max(clen, 1) * limits.max_compression_ratio:
         raise ChangesetError("changeset_too_large", "compression ratio above the limit")
+    _check_storable(first, "first sequence")
+    _check_storable(last, "last sequence")
     return Header(kind, flags, cid, rid, first, last, ulen, clen, crc)
+
+
+# Sequence numbers and versions are kept as SQLite integers (signed 64-bit): a changeset carrying
+# one above 2^63 - 1 is malformed, although the wire has room for 2^64 - 1.
+MAX_STORABLE = (1 << 63) - 1
+
+
+def _check_storable(v: int, what: str) -> None:
+    if v > MAX_STORABLE:
+        raise ChangesetError("changeset_malformed", f"{what} is {v}, above {MAX_STORABLE}")
 
 
 def _inflate(body: bytes, expected: int) -> bytes:
@@ -411,6 +463,8 @@ class _Reader:
                 raise self.fail(what)
             result |= (byte & 0x7F) << shift
             if byte & 0x80 == 0:
+                if byte == 0 and shift > 0:  # over-long: only the shortest form is valid
+                    raise self.fail(what)
                 return result
             shift += 7
 
@@ -490,6 +544,7 @@ def decode_payload(payload: bytes, kind: int, limits: Limits = Limits()):
         if flags & ~1:
             raise ChangesetError("changeset_malformed", f"row {index} has unknown flags {flags}")
         version = r.varint(f"row {index} version")
+        _check_storable(version, f"row {index} version")
         stamp = (previous + r.zigzag(f"row {index} stamp")) & _U64
         previous = stamp
         pk = [r.value(f"row {index} primary key") for _ in table.primary_key]
@@ -504,6 +559,8 @@ def decode_payload(payload: bytes, kind: int, limits: Limits = Limits()):
                 raise ChangesetError("changeset_malformed", f"row {index} sets column {c} twice or out of range")
             seen.add(c)
             base = r.varint(f"row {index} column base version") if flags & 1 else None
+            if base is not None:
+                _check_storable(base, f"row {index} column base version")
             value = r.value(f"row {index} column {table.columns[c]}")
             columns.append(ColumnValue(c, value, None if base == version else base))
         rows.append(Row(t, op, version, stamp, pk, columns))

@@ -26,6 +26,9 @@ public struct ReplicaError: Error, Sendable, Equatable, CustomStringConvertible 
         public static let database = Code(rawValue: "database_error")
         /// Another process is syncing this replica (it holds `<db>.lock`); try again when it is done.
         public static let locked = Code(rawValue: "replica_locked")
+        /// A pulled page breaks a constraint of the local tables beside a change not yet pushed
+        /// (nothing of it was applied); pushing first resolves it.
+        public static let pullBlocked = Code(rawValue: "pull_blocked")
         /// A transfer file (`kotasync export` / `import`) is damaged, forged, or not for this replica.
         public static let invalidTransferFile = Code(rawValue: "invalid_transfer_file")
 

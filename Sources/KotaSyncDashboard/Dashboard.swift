@@ -392,11 +392,15 @@ public struct Dashboard: Sendable {
             ["tables": store.config.tables.map { ["name": $0.name, "rows": o.rows[$0.name] ?? 0] }])
     }
 
+    /// The data browser's page number: 0 … 2^31 − 1 (a hundred billion rows at 50 a page), so
+    /// that neither its offset nor the next page's number can overflow.
+    static let pageField = IntegerField("page", 0...Int64(Int32.max))
+
     private func table(_ request: Request, _ staff: Staff, name: String, form: Form) async throws -> Response {
         let q = form["q"] ?? ""
         let sort = form["sort"] ?? ""
         let desc = form["desc"] == "1"
-        let pageIndex = max(0, Int(form["page"] ?? "0") ?? 0)
+        let pageIndex = Int(try Self.pageField.parse(form["page"], default: 0))
         let size = 50
         let page = try await store.browse(
             table: name, search: q.isEmpty ? nil : q, sort: sort.isEmpty ? nil : sort, descending: desc,

@@ -25,9 +25,13 @@ public enum SyncServer {
         let limits = RequestLimits(config.limits)
         let logins = logins ?? StaffLogins(store: store, limits: config.limits)
         let authenticator = Authenticator(store: store, limits: limits)
-        router.add(middleware: AuditMiddleware(store: store, trustedProxies: config.trustedProxies))
+        router.add(
+            middleware: AuditMiddleware(
+                store: store, trustedProxies: config.trustedProxies, refusedPerMinute: config.limits.refusedPerMinute))
         router.add(middleware: ErrorMiddleware(logger: logger))
         router.add(middleware: TimeoutMiddleware(seconds: config.limits.requestTimeoutSeconds))
+        let routeTable = RouteTable()
+        router.add(middleware: MethodNotAllowedMiddleware(table: routeTable))
         routes(router)
         SyncAPI(store: store, config: config, authenticator: authenticator).register(on: router)
         do {
@@ -39,6 +43,7 @@ public enum SyncServer {
         ReviewAPI(store: store, logger: logger, authenticator: authenticator).register(on: router)
         SessionAPI(store: store, config: config, authenticator: authenticator, logins: logins).register(on: router)
         AdminAPI(store: store, authenticator: authenticator).register(on: router)
+        routeTable.load(router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "KotaSync"),
@@ -54,6 +59,7 @@ public enum SyncServer {
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("kotasync-uploads")
         return try UploadStore(
             directory: directory, maxChunkBytes: config.limits.maxChunkBytes,
-            expirySeconds: config.limits.uploadExpirySeconds)
+            expirySeconds: config.limits.uploadExpirySeconds,
+            maxPartialPerToken: config.limits.maxPartialUploadsPerToken, maxPartial: config.limits.maxPartialUploads)
     }
 }

@@ -55,6 +55,9 @@ struct TokenCommand: AsyncParsableCommand {
                 throw ValidationError("A staff token needs --role viewer, reviewer or admin.")
             default: break
             }
+            if let expires, !(1...36_500).contains(expires) {
+                throw ValidationError("--expires \(expires) is out of range; give 1 to 36500 days (100 years).")
+            }
         }
 
         func run() async throws {

@@ -155,6 +155,49 @@ struct SyncEndToEndTests {
         #expect(master["_ks_conflicts"]!.isEmpty, "nothing was held: \(master["_ks_conflicts"]!)")
     }
 
+    @Test func aPullTakesAColleaguesEditWhileALocalEditOfTheSameRowWaits() async throws {
+        // Device A edits a patient's name offline; device B of the same clinic edits the
+        // patient's phone and syncs. A's pull must take the phone and keep the name pending
+        // (it failed on `patients.name NOT NULL`: the pull's upsert left the name out).
+        let dir = try makeTemporaryDirectory()
+        let server = try ServerProcess(config: try sampleConfig(in: dir), directory: dir)
+        defer { server.stop() }
+        let siti = "0b6f2a8e-4c1d-4e0a-9d3b-2f6c1a7e5b01"
+        var replicas: [String] = []
+        for name in ["a", "b"] {
+            let db = dir.appendingPathComponent("\(name).sqlite").path
+            let result = try run(
+                "kotasync",
+                [
+                    "init", "--db", db, "--server", server.url.absoluteString, "--token",
+                    try server.token(opd: "pkm-binjai-kota"),
+                ])
+            #expect(result.status == 0, "init failed: \(result.stderr)")
+            replicas.append(db)
+        }
+        let edits = [
+            (replicas[0], "UPDATE patients SET name = 'Siti Aminah Lubis' WHERE id = '\(siti)'"),
+            (replicas[1], "UPDATE patients SET phone = '0812-7777' WHERE id = '\(siti)'"),
+        ]
+        for (db, sql) in edits {
+            let shell = try run("/usr/bin/sqlite3", [db, sql])
+            #expect(shell.status == 0, "sqlite3 failed: \(shell.stderr)")
+        }
+        let synced = try run("kotasync", ["sync", "--db", replicas[1]])
+        #expect(synced.status == 0, "sync failed: \(synced.stderr)")
+
+        let pulled = try run("kotasync", ["pull", "--db", replicas[0]])
+        #expect(pulled.status == 0, "pull failed: \(pulled.stderr)")
+        let query = "SELECT name, phone FROM patients WHERE id = '\(siti)'"
+        let local = try run("/usr/bin/sqlite3", [replicas[0], query])
+        #expect(local.stdout == "Siti Aminah Lubis|0812-7777\n")
+        // A's name edit still goes up, and both edits end on the master.
+        let pushed = try run("kotasync", ["sync", "--db", replicas[0]])
+        #expect(pushed.status == 0, "sync failed: \(pushed.stderr)")
+        let master = try run("/usr/bin/sqlite3", [server.database.path, query])
+        #expect(master.stdout == "Siti Aminah Lubis|0812-7777\n")
+    }
+
     @Test func anAcknowledgedPushRetriedAfterALostReplyChangesNothing() async throws {
         let dir = try makeTemporaryDirectory()
         let server = try ServerProcess(config: try sampleConfig(in: dir), directory: dir)

@@ -109,7 +109,7 @@ struct ChangesetCodecTests {
                     ])
             case 1:
                 .init(
-                    table: 1, operation: .update, version: .max, stamp: HLC(rawValue: s),
+                    table: 1, operation: .update, version: UInt64(Int64.max), stamp: HLC(rawValue: s),
                     primaryKey: [.text("opd-\(i)"), .integer(Int64(i))],
                     columns: [.init(column: 1, value: .text("note"))])
             default:
@@ -197,11 +197,45 @@ struct ChangesetCodecTests {
 
     // MARK: - Header
 
+    /// Sequences and versions are SQLite integers on both sides: 2^63 − 1 is the largest a
+    /// changeset may carry; above it both decoders refuse the changeset where they read the number.
+    @Test func sequencesAndVersionsAboveTheLargestSQLiteIntegerAreMalformed() throws {
+        func changeset(first: UInt64 = 1, last: UInt64 = 1, version: UInt64 = 1, base: UInt64? = nil) -> Changeset {
+            Changeset(
+                kind: .push, id: UUID(), replicaID: UUID(), firstSequence: first, lastSequence: last,
+                tables: [Self.patients],
+                rows: [
+                    .init(
+                        table: 0, operation: .update, version: version, stamp: .zero, primaryKey: [.integer(1)],
+                        columns: [.init(column: 0, value: .text("x"), baseVersion: base)])
+                ])
+        }
+        let largest = UInt64(Int64.max)
+        let accepted = changeset(first: largest, last: largest, version: largest, base: largest - 1)
+        #expect(try ChangesetCodec.decode(ChangesetCodec.encode(accepted)) == accepted)
+        for (what, refused) in [
+            ("first sequence", changeset(first: largest + 1, last: largest + 1)),
+            ("last sequence", changeset(last: .max)), ("version", changeset(version: largest + 1)),
+            ("base version", changeset(base: .max)),
+        ] {
+            let bytes = ChangesetCodec.encode(refused)
+            let whole = try #require(throws: SyncError.self) { try ChangesetCodec.decode(bytes) }
+            #expect(whole.code == .changesetMalformed, "\(what)")
+            #expect(whole.message.contains("above 9223372036854775807"), "\(what): \(whole.message)")
+            let streamed = try #require(throws: SyncError.self) {
+                var stream = try ChangesetStream(bytes, limits: DecodeLimits())
+                while try stream.next() != nil {}
+            }
+            #expect(streamed == whole, "\(what)")
+        }
+    }
+
     @Test func headerLayoutIsAsSpecified() throws {
         let id = UUID(uuidString: "00112233-4455-6677-8899-AABBCCDDEEFF")!
         let replica = UUID(uuidString: "FFEEDDCC-BBAA-9988-7766-554433221100")!
         let c = Changeset(
-            kind: .push, id: id, replicaID: replica, firstSequence: 0x0102_0304_0506_0708, lastSequence: .max,
+            kind: .push, id: id, replicaID: replica, firstSequence: 0x0102_0304_0506_0708,
+            lastSequence: UInt64(Int64.max),
             tables: [Self.patients],
             rows: [
                 .init(table: 0, operation: .delete, version: 1, stamp: .zero, primaryKey: [.integer(1)], columns: [])
@@ -218,14 +252,14 @@ struct ChangesetCodecTests {
             ])
         #expect(Array(bytes[24..<40]) == replica.bytes)
         #expect(Array(bytes[40..<48]) == [1, 2, 3, 4, 5, 6, 7, 8])
-        #expect(Array(bytes[48..<56]) == [UInt8](repeating: 0xFF, count: 8))
+        #expect(Array(bytes[48..<56]) == [0x7F] + [UInt8](repeating: 0xFF, count: 7))
 
         let header = try ChangesetCodec.decodeHeader(bytes)
         #expect(header.kind == .push)
         #expect(header.id == id)
         #expect(header.replicaID == replica)
         #expect(header.firstSequence == 0x0102_0304_0506_0708)
-        #expect(header.lastSequence == .max)
+        #expect(header.lastSequence == UInt64(Int64.max))
         #expect(header.uncompressedLength == payloadBytes.count)
         #expect(header.compressedLength == bytes.count - ChangesetHeader.size)
         let crc = Zlib.crc32(bytes[68...], initial: Zlib.crc32(bytes[0..<64]))
@@ -514,6 +548,23 @@ struct ChangesetCodecTests {
         BadPayload(name: "varint longer than ten bytes", bytes: [UInt8](repeating: 0xFF, count: 11) + [0]),
         BadPayload(name: "tenth varint byte above 1", bytes: [UInt8](repeating: 0xFF, count: 9) + [0x02, 0]),
         BadPayload(name: "varint cut off at the end", bytes: [0x80]),
+        // Only the shortest form of a varint is valid, so no two decoders can read one input two ways.
+        BadPayload(name: "over-long varint 80 00 for 0", bytes: [0x80, 0x00, 0x00]),
+        BadPayload(name: "over-long varint ff 00 for 127", bytes: [0xFF, 0x00, 0x00]),
+        BadPayload(name: "over-long ten-byte varint for 0", bytes: [UInt8](repeating: 0x80, count: 9) + [0x00, 0x00]),
+        BadPayload(
+            name: "over-long varint as a row version",
+            bytes: payload { w in
+                w.writeTables([t2])
+                w.writeVarint(1)
+                w.writeVarint(0)
+                w.writeUInt8(3)
+                w.writeUInt8(0)
+                w.writeBytes([0x85, 0x00])
+                w.writeVarint(0)
+                w.writeValue(.integer(1))
+                w.writeVarint(0)
+            }),
         BadPayload(name: "table count above its limit", bytes: payload { $0.writeVarint(10_001) }),
         BadPayload(
             name: "table without primary key",

@@ -16,6 +16,14 @@ extension Replica {
         _ db: Database, table: TableSchema, key: [SQLValue], values: [Int: SQLValue],
         pending: [RowKey: ChangeLog.PendingRow]
     ) throws {
+        var values = values
+        if values.count < table.columns.count, let local = try statements[table.name]!.values(db, key: key) {
+            // SQLite checks an upsert's INSERT half (NOT NULL, CHECK) before it finds the
+            // conflict: a row that leaves out a column kept local for a pending edit would fail
+            // on a NOT NULL column although the row exists. Give the INSERT half the local values
+            // of the columns left out; the UPDATE half writes them back unchanged.
+            for (c, value) in local.enumerated() where values[c] == nil { values[c] = value }
+        }
         let columns = values.keys.sorted()
         let write = {
             try self.statements[table.name]!.upsert(db, key: key, columns: columns, values: columns.map { values[$0]! })

@@ -156,7 +156,7 @@ extension Replica {
         for bytes in body.changesets ?? [] {
             let page: Changeset
             do {
-                page = try ChangesetCodec.decode([UInt8](bytes))
+                page = try ChangesetCodec.decode([UInt8](bytes), limits: .pullPage)
             } catch {
                 throw ReplicaError(.invalidTransferFile, "A page of the file does not decode: \(error.message)")
             }

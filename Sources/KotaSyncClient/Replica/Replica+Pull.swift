@@ -51,57 +51,69 @@ extension Replica {
                     INSERT INTO _ks_rows(tbl, pk, version) VALUES (?, ?, ?)
                     ON CONFLICT (tbl, pk) DO UPDATE SET version = excluded.version
                     """)
-            for row in page.rows {
-                clock.receive(row.stamp)
-                let plan = plans[row.table]
-                let table = plan.table
-                let pk = PrimaryKeyCoding.encode(row.primaryKey)
+            var tableName = ""
+            do {
+                for row in page.rows {
+                    clock.receive(row.stamp)
+                    let plan = plans[row.table]
+                    tableName = plan.table.name
+                    let table = plan.table
+                    let pk = PrimaryKeyCoding.encode(row.primaryKey)
 
-                // With an empty log (the usual case, and always while bootstrapping) no row can
-                // have a pending change, and the lookup is skipped.
-                if !pending.isEmpty, let local = pending[RowKey(table: table.name, key: row.primaryKey)] {
-                    result.keptLocal += 1
-                    // A row created or removed here stays as it is; its version stays too, so
-                    // the push is judged against what this replica had seen.
-                    guard !local.replacedWhole, row.operation != .delete else { continue }
-                    var values = plan.localValues(of: row)
-                    let base = try Int64.fetchOne(
-                        db.cachedStatement(sql: "SELECT version FROM _ks_rows WHERE tbl = ? AND pk = ?"),
-                        arguments: [table.name, Data(pk)])
-                    let mine = Set(ChangeLog.columns(in: local.mask, count: table.columns.count))
-                    for c in mine where values[c] != nil {
-                        try db.cachedStatement(
-                            sql: "INSERT OR IGNORE INTO _ks_colbase(tbl, pk, col, base) VALUES (?, ?, ?, ?)"
-                        ).execute(arguments: [table.name, Data(pk), table.columns[c].name, base ?? 0])
-                        values[c] = nil
-                    }
-                    try self.writePulled(db, table: table, key: row.primaryKey, values: values, pending: pending)
-                } else if row.operation == .delete {
-                    try plan.delete.run { p in for v in row.primaryKey { p.bind(v) } }
-                    result.applied += 1
-                } else if plan.carriesWholeRow(row) {
-                    // The usual pull row: every column, in the local table's order.
-                    do {
-                        try plan.upsert.run { p in
-                            for v in row.primaryKey { p.bind(v) }
-                            for c in row.columns { p.bind(c.value) }
+                    // With an empty log (the usual case, and always while bootstrapping) no row can
+                    // have a pending change, and the lookup is skipped.
+                    if !pending.isEmpty, let local = pending[RowKey(table: table.name, key: row.primaryKey)] {
+                        result.keptLocal += 1
+                        // A row created or removed here stays as it is; its version stays too, so
+                        // the push is judged against what this replica had seen.
+                        guard !local.replacedWhole, row.operation != .delete else { continue }
+                        var values = plan.localValues(of: row)
+                        let base = try Int64.fetchOne(
+                            db.cachedStatement(sql: "SELECT version FROM _ks_rows WHERE tbl = ? AND pk = ?"),
+                            arguments: [table.name, Data(pk)])
+                        let mine = Set(ChangeLog.columns(in: local.mask, count: table.columns.count))
+                        for c in mine where values[c] != nil {
+                            try db.cachedStatement(
+                                sql: "INSERT OR IGNORE INTO _ks_colbase(tbl, pk, col, base) VALUES (?, ?, ?, ?)"
+                            ).execute(arguments: [table.name, Data(pk), table.columns[c].name, base ?? 0])
+                            values[c] = nil
                         }
-                    } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
-                        // A local row blocks it on a UNIQUE column: `writePulled` makes room.
+                        try self.writePulled(db, table: table, key: row.primaryKey, values: values, pending: pending)
+                    } else if row.operation == .delete {
+                        try plan.delete.run { p in for v in row.primaryKey { p.bind(v) } }
+                        result.applied += 1
+                    } else if plan.carriesWholeRow(row) {
+                        // The usual pull row: every column, in the local table's order.
+                        do {
+                            try plan.upsert.run { p in
+                                for v in row.primaryKey { p.bind(v) }
+                                for c in row.columns { p.bind(c.value) }
+                            }
+                        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+                            // A local row blocks it on a UNIQUE column: `writePulled` makes room.
+                            try self.writePulled(
+                                db, table: table, key: row.primaryKey, values: plan.localValues(of: row),
+                                pending: pending)
+                        }
+                        result.applied += 1
+                    } else {
                         try self.writePulled(
                             db, table: table, key: row.primaryKey, values: plan.localValues(of: row), pending: pending)
+                        result.applied += 1
                     }
-                    result.applied += 1
-                } else {
-                    try self.writePulled(
-                        db, table: table, key: row.primaryKey, values: plan.localValues(of: row), pending: pending)
-                    result.applied += 1
+                    try knownVersion.run { p in
+                        p.bind(.text(table.name))
+                        p.bind(blob: pk)
+                        p.bind(Int64(row.version))
+                    }
                 }
-                try knownVersion.run { p in
-                    p.bind(.text(table.name))
-                    p.bind(blob: pk)
-                    p.bind(Int64(row.version))
-                }
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                // The page is not applied (the transaction rolls back) and the cursor stays:
+                // nothing is lost, and the rows come again on the next pull.
+                throw ReplicaError(
+                    .pullBlocked,
+                    "A pulled row of \(tableName) cannot be written beside this replica's rows (\(error.message ?? "constraint failed")); nothing of the page was applied. Push the local changes first (`kotasync sync`): the server merges them and the next pull fits."
+                )
             }
             try db.execute(sql: "DELETE FROM _ks_applying")
             try Self.setState(db, StateKey.cursor, Int64(bitPattern: page.lastSequence))

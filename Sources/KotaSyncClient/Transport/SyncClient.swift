@@ -99,7 +99,7 @@ public struct SyncClient: Sendable {
         let (data, response) = try await send(request("v1/pull", query: query))
         let page: Changeset
         do {
-            page = try ChangesetCodec.decode([UInt8](data))
+            page = try ChangesetCodec.decode([UInt8](data), limits: .pullPage)
         } catch {
             throw ReplicaError(.invalidResponse, "The server's pull page does not decode: \(error.message)")
         }

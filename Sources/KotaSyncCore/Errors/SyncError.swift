@@ -43,6 +43,9 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let sequenceConflict = Code(rawValue: "sequence_conflict")
         /// No such resource.
         public static let notFound = Code(rawValue: "not_found")
+        /// The path exists but does not take this method; the response's `Allow` header lists
+        /// the methods it takes.
+        public static let methodNotAllowed = Code(rawValue: "method_not_allowed")
         /// The conflict record was already resolved or superseded.
         public static let alreadyResolved = Code(rawValue: "already_resolved")
         /// A transfer file (`Protocol/transfer-files.md`) is damaged, fails its authentication,
@@ -73,6 +76,10 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The assembled changeset does not match the announced SHA-256. The server discarded
         /// the upload; start it again from the outbox's intact copy.
         public static let uploadCorrupt = Code(rawValue: "upload_corrupt")
+        /// The token, or all devices together, already have as many unfinished uploads as the
+        /// server keeps (`limits.max_partial_uploads_per_token`, `limits.max_partial_uploads`).
+        /// Finish or delete one, or try again after `Retry-After` seconds (when the oldest expires).
+        public static let tooManyUploads = Code(rawValue: "too_many_uploads")
 
         /// The HTTP status the server answers with for this code.
         public var httpStatus: Int {
@@ -80,10 +87,11 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
             case .unauthorized: 401
             case .forbidden: 403
             case .notFound, .uploadNotFound: 404
+            case .methodNotAllowed: 405
             case .sequenceConflict, .alreadyResolved, .uploadOffsetMismatch, .uploadIncomplete: 409
             case .bodyTooLarge, .changesetTooLarge: 413
             case .unknownTable, .unknownColumn, .typeMismatch, .invalidPrimaryKey, .constraintViolation: 422
-            case .rateLimited: 429
+            case .rateLimited, .tooManyUploads: 429
             case .internalError: 500
             case .requestTimeout: 503
             default: 400
@@ -97,7 +105,7 @@ public struct SyncError: Error, Sendable, Equatable, CustomStringConvertible {
         public var isRetryable: Bool {
             switch self {
             case .changesetTruncated, .changesetCorrupt, .rateLimited, .uploadNotFound, .uploadOffsetMismatch,
-                .uploadIncomplete, .chunkCorrupt, .uploadCorrupt:
+                .uploadIncomplete, .chunkCorrupt, .uploadCorrupt, .tooManyUploads:
                 true
             default: httpStatus >= 500
             }

@@ -68,6 +68,8 @@ package struct ByteReader {
         return v
     }
 
+    /// Reads an unsigned LEB128 varint in its shortest form; an over-long form (a last byte of 0
+    /// after others) or one beyond 64 bits is `changeset_malformed`.
     package mutating func readVarint(_ what: @autoclosure () -> String) throws(SyncError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
@@ -79,7 +81,12 @@ package struct ByteReader {
             // The tenth byte may only carry the top bit of a 64-bit value.
             if shift == 63 && byte > 1 { throw fail(what) }
             result |= UInt64(byte & 0x7F) << shift
-            if byte & 0x80 == 0 { return result }
+            if byte & 0x80 == 0 {
+                // Only the shortest form is valid (`80 00` for 0 is not): with one encoding per
+                // value, no two conforming decoders can disagree about an input.
+                if byte == 0 && shift > 0 { throw fail(what) }
+                return result
+            }
             shift += 7
         }
     }

@@ -165,6 +165,8 @@ public enum ChangesetCodec {
                 "The payload would inflate \(uncompressed / max(compressed, 1))-fold; the limit is \(limits.maxCompressionRatio)."
             )
         }
+        try checkStorable(first, "The first sequence")
+        try checkStorable(last, "The last sequence")
         return ChangesetHeader(
             kind: kind, id: id, replicaID: replica, firstSequence: first, lastSequence: last,
             uncompressedLength: uncompressed, compressedLength: compressed, checksum: checksum)
@@ -284,6 +286,7 @@ public enum ChangesetCodec {
             throw SyncError(.changesetMalformed, "Row \(index) has unknown flags \(flags).")
         }
         let version = try r.readVarint("row \(index) version")
+        try checkStorable(version, "Row \(index)'s version")
         let delta = try r.readZigzag("row \(index) stamp")
         let stamp = UInt64(bitPattern: Int64(bitPattern: previousStamp) &+ delta)
         var pk: [SQLValue] = []
@@ -316,6 +319,7 @@ public enum ChangesetCodec {
                     "Row \(index) sets column index \(c) of \(table.name) twice or out of range.")
             }
             let base = flags & 1 == 1 ? try r.readVarint("row \(index) column base version") : nil
+            if let base { try checkStorable(base, "Row \(index)'s column base version") }
             let value = try r.readValue("row \(index) column \(table.columns[c])")
             columns.append(
                 Changeset.ColumnValue(column: c, value: value, baseVersion: base == version ? nil : base))
@@ -323,6 +327,24 @@ public enum ChangesetCodec {
         return Changeset.Row(
             table: tableIndex, operation: op, version: version, stamp: HLC(rawValue: stamp), primaryKey: pk,
             columns: columns)
+    }
+}
+
+extension ChangesetCodec {
+    /// The largest sequence number or version a changeset may carry: 2^63 − 1. The wire has room
+    /// for 2^64 − 1 (eight bytes, a varint), but the master and the replicas keep these numbers
+    /// as SQLite integers, which are signed 64-bit, and no master ever issues a larger one.
+    public static let maxStorable = UInt64(Int64.max)
+
+    /// Refuses a sequence number or version above ``maxStorable`` (`changeset_malformed`), where
+    /// it is decoded, so that nothing after the decoder meets one.
+    static func checkStorable(_ value: UInt64, _ what: @autoclosure () -> String) throws(SyncError) {
+        guard value <= maxStorable else {
+            throw SyncError(
+                .changesetMalformed,
+                "\(what()) is \(value), above \(maxStorable), the largest a master stores (Protocol/changeset.md). This changeset cannot be applied; the replica that wrote it is damaged."
+            )
+        }
     }
 }
 

@@ -74,8 +74,70 @@ public struct ServerConfig: Sendable {
         /// How long a chunked upload is kept after its last chunk, in seconds, before it counts
         /// as abandoned and is discarded.
         public var uploadExpirySeconds: Int = 86_400
+        /// The most unfinished chunked uploads one token may have at a time (`429
+        /// too_many_uploads` for the next). A device sends one changeset at a time.
+        public var maxPartialUploadsPerToken: Int = 4
+        /// The most unfinished chunked uploads of all tokens together; with the above, what
+        /// bounds the disk that uploads nobody finishes can take (each up to `max_body_bytes`).
+        public var maxPartialUploads: Int = 64
+        /// Refused requests without a valid credential (401) allowed per client address per
+        /// minute, each audited; beyond it they are answered `429 rate_limited` and audited as one
+        /// entry per address and minute.
+        public var refusedPerMinute: Int = 60
+        /// The largest value (a text's UTF-8 bytes, a blob's bytes) a device may set; a row
+        /// with a larger one is refused on its own (`value_too_large`), the rest of its push
+        /// merges.
+        public var maxValueBytes: Int = 1 << 20
+        /// The largest row (key and values, as merged with what the master holds) the master
+        /// keeps; a change that would make a row larger is refused on its own (`row_too_large`).
+        /// So a row cannot grow past what one pull page carries by many pushes each within
+        /// ``maxValueBytes``.
+        public var maxRowBytes: Int = 4 << 20
+        /// The most bytes of rows in one pull page (besides ``maxPullPage`` rows); a page holds
+        /// at least one row whatever its size. At most what every client accepts in a page
+        /// (``KotaSyncCore/DecodeLimits/pullPage``), and a row of ``maxRowBytes`` must fit in it.
+        public var maxPullPageBytes: Int = 16 << 20
 
         public init() {}
+
+        /// Whether every row the master can hold fits into one pull page every client accepts,
+        /// for the tables of `tables`; the config's refusal if not.
+        func checkRowsFitPages(of tables: [TableSchema]) throws(ConfigError) {
+            guard maxValueBytes >= 1024 else {
+                throw ConfigError(
+                    .invalid, "limits.max_value_bytes is \(maxValueBytes); give at least 1024 (1048576 is the default)."
+                )
+            }
+            guard maxRowBytes >= maxValueBytes else {
+                throw ConfigError(
+                    .invalid,
+                    "limits.max_row_bytes is \(maxRowBytes), less than limits.max_value_bytes (\(maxValueBytes)); a row holds at least one value."
+                )
+            }
+            let clientLimit = DecodeLimits.pullPage.maxUncompressedBytes
+            guard (1024...clientLimit).contains(maxPullPageBytes) else {
+                throw ConfigError(
+                    .invalid,
+                    "limits.max_pull_page_bytes is \(maxPullPageBytes); give 1024 to \(clientLimit), the most a client accepts in one page (16777216 is the default)."
+                )
+            }
+            guard (1...DecodeLimits.pullPage.maxRows).contains(maxPullPage) else {
+                throw ConfigError(
+                    .invalid,
+                    "limits.max_pull_page is \(maxPullPage); give 1 to \(DecodeLimits.pullPage.maxRows), the most rows a client accepts in one page."
+                )
+            }
+            // The widest row of the widest table, with the page's table dictionary and counts.
+            let dictionary = RowLimits.dictionaryBound(tables)
+            let widest = tables.map { $0.primaryKey.count + $0.columns.count }.max() ?? 0
+            let largest = RowLimits.encodedBound(rowBytes: maxRowBytes, valueCount: widest) + dictionary
+            guard largest <= clientLimit else {
+                throw ConfigError(
+                    .invalid,
+                    "limits.max_row_bytes is \(maxRowBytes): a pull page holding one such row could take \(largest) bytes, more than the \(clientLimit) a client accepts. Give a smaller max_row_bytes (4194304 is the default)."
+                )
+            }
+        }
 
         /// The limits as `GET /v1/schema` publishes them, so clients split their pushes to fit.
         package var published: PushLimits {
@@ -203,12 +265,21 @@ public struct ServerConfig: Sendable {
             if let v = l.loginFailures { limits.loginFailures = v }
             if let v = l.loginWindowSeconds { limits.loginWindowSeconds = v }
             if let v = l.sessionMinutes { limits.sessionMinutes = v }
+            if let v = l.maxPartialUploadsPerToken { limits.maxPartialUploadsPerToken = v }
+            if let v = l.maxPartialUploads { limits.maxPartialUploads = v }
+            if let v = l.refusedPerMinute { limits.refusedPerMinute = v }
+            if let v = l.maxValueBytes { limits.maxValueBytes = v }
+            if let v = l.maxRowBytes { limits.maxRowBytes = v }
+            if let v = l.maxPullPageBytes { limits.maxPullPageBytes = v }
         }
+        try limits.checkRowsFitPages(of: tables)
         for (name, value) in [
             ("requests_per_minute", limits.requestsPerMinute),
             ("request_timeout_seconds", limits.requestTimeoutSeconds),
             ("login_failures", limits.loginFailures), ("login_window_seconds", limits.loginWindowSeconds),
             ("session_minutes", limits.sessionMinutes),
+            ("max_partial_uploads_per_token", limits.maxPartialUploadsPerToken),
+            ("max_partial_uploads", limits.maxPartialUploads), ("refused_per_minute", limits.refusedPerMinute),
         ] where value < 1 {
             throw ConfigError(.invalid, "limits.\(name) is \(value); give a number of at least 1.")
         }
@@ -437,6 +508,12 @@ private struct ConfigFile: Decodable {
         var sessionMinutes: Int?
         var maxChunkBytes: Int?
         var uploadExpirySeconds: Int?
+        var maxPartialUploadsPerToken: Int?
+        var maxPartialUploads: Int?
+        var refusedPerMinute: Int?
+        var maxValueBytes: Int?
+        var maxRowBytes: Int?
+        var maxPullPageBytes: Int?
 
         enum CodingKeys: String, CodingKey {
             case requestsPerMinute = "requests_per_minute"
@@ -451,6 +528,12 @@ private struct ConfigFile: Decodable {
             case maxPullPage = "max_pull_page"
             case maxChunkBytes = "max_chunk_bytes"
             case uploadExpirySeconds = "upload_expiry_seconds"
+            case maxPartialUploadsPerToken = "max_partial_uploads_per_token"
+            case maxPartialUploads = "max_partial_uploads"
+            case refusedPerMinute = "refused_per_minute"
+            case maxValueBytes = "max_value_bytes"
+            case maxRowBytes = "max_row_bytes"
+            case maxPullPageBytes = "max_pull_page_bytes"
         }
     }
 

@@ -34,6 +34,14 @@ package struct FailureWindow: Sendable {
         }
     }
 
+    /// Takes back the failure of `key` counted at `date` (an attempt counted before it was
+    /// checked, which succeeded).
+    package mutating func withdraw(_ key: String, at date: Date) {
+        guard var dates = failures[key], let index = dates.lastIndex(of: date) else { return }
+        dates.remove(at: index)
+        failures[key] = dates.isEmpty ? nil : dates
+    }
+
     /// Forgets `key`'s failures (after a successful login).
     package mutating func clear(_ key: String) { failures[key] = nil }
 }

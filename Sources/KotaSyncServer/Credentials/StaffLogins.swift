@@ -21,16 +21,28 @@ public final class StaffLogins: Sendable {
 
     let store: any MasterStore
     let sessionMinutes: Int
-    private let failedNames: Mutex<FailureWindow>
-    private let failedAddresses: Mutex<FailureWindow>
+    /// Failures per name and per address, under one lock: an attempt is checked against both
+    /// and counted in both in one step.
+    private let failures: Mutex<Failures>
+    /// Attempts refused by the limit, per address: audited one by one up to
+    /// `limits.refused_per_minute` a minute, then as one summary (a login flood from one address).
+    private let refusals: RefusedRequests
+
+    struct Failures {
+        var names: FailureWindow
+        var addresses: FailureWindow
+    }
 
     /// Logins over `store`, with the failure limit and session length of `limits`.
     public init(store: any MasterStore, limits: ServerConfig.Limits) {
         self.store = store
         sessionMinutes = limits.sessionMinutes
+        refusals = RefusedRequests(store: store, perMinute: limits.refusedPerMinute, action: "login")
         let window = TimeInterval(limits.loginWindowSeconds)
-        failedNames = Mutex(FailureWindow(limit: limits.loginFailures, window: window))
-        failedAddresses = Mutex(FailureWindow(limit: limits.loginFailures, window: window))
+        failures = Mutex(
+            Failures(
+                names: FailureWindow(limit: limits.loginFailures, window: window),
+                addresses: FailureWindow(limit: limits.loginFailures, window: window)))
     }
 
     /// Tries to log `name` in from `address` (the client's, see `trusted_proxies`), and records
@@ -45,19 +57,30 @@ public final class StaffLogins: Sendable {
                     actor: known ? key : "?", actorKind: "user", address: address, action: "login", status: status,
                     code: code?.rawValue, detail: detail))
         }
-        let byName = failedNames.withLock { $0.retryAfter(key, now: now) }
-        let byAddress = address.flatMap { a in failedAddresses.withLock { $0.retryAfter(a, now: now) } }
-        if let wait = [byName, byAddress].compactMap({ $0 }).max() {
-            audit(429, .rateLimited)
+        // The attempt is counted as a failure before the password is checked, in the same step
+        // as the limit is checked: attempts that arrive together each take a place under the
+        // limit, and those beyond it never reach the (slow) password check. A success takes its
+        // place back.
+        let wait = failures.withLock { failures -> Int? in
+            let byName = failures.names.retryAfter(key, now: now)
+            let byAddress = address.flatMap { failures.addresses.retryAfter($0, now: now) }
+            if let wait = [byName, byAddress].compactMap({ $0 }).max() { return wait }
+            failures.names.fail(key, now: now)
+            if let address { failures.addresses.fail(address, now: now) }
+            return nil
+        }
+        if let wait {
+            if refusals.refuse(address: address, now: now) == nil { audit(429, .rateLimited) }
             return .limited(retryAfterSeconds: wait)
         }
         guard let session = try await store.login(name: name, password: password, minutes: sessionMinutes) else {
-            failedNames.withLock { $0.fail(key, now: now) }
-            if let address { failedAddresses.withLock { $0.fail(address, now: now) } }
             audit(401, .unauthorized)
             return .wrongCredentials
         }
-        failedNames.withLock { $0.clear(key) }
+        failures.withLock { failures in
+            failures.names.clear(key)
+            if let address { failures.addresses.withdraw(address, at: now) }
+        }
         audit(200, nil, ["session": session.id, "role": session.role.rawValue])
         return .session(session)
     }

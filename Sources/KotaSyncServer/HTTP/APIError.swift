@@ -4,6 +4,7 @@ import Hummingbird
 import KotaSyncCore
 import Logging
 import NIOCore
+import NIOHTTP1
 
 /// A ``SyncError`` rendered as the protocol's JSON error body with its HTTP status.
 struct APIError: HTTPResponseError {
@@ -37,6 +38,13 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(error: error)
         } catch is NIOTooManyBytesError {
             throw APIError(error: SyncError(.bodyTooLarge, "The request body is larger than this server accepts."))
+        } catch let error as HTTPParserError {
+            // The request's bytes are not HTTP/1.1 (a chunk size that is not hex, a chunk
+            // without its CRLF, ...): found while its body is read, so after the route began.
+            // The client's fault, not the server's.
+            throw APIError(
+                error: SyncError(
+                    .badRequest, "The request is not valid HTTP/1.1 (\(error)); its body could not be read."))
         } catch let error as HTTPError {
             let code: SyncError.Code =
                 switch error.status.code {

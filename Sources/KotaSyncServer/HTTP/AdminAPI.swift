@@ -11,6 +11,10 @@ struct AdminAPI {
 
     static let maxBodyBytes = 16 << 10
 
+    /// The longest a token may be issued for: 100 years, so that `expires_at` stays a date every
+    /// RFC 3339 reader takes (years up to 9999) and the arithmetic on it cannot overflow.
+    static let expiresDays = IntegerField("expires_days", 1...36_500)
+
     func register(on router: Router<ServerRequestContext>) {
         router.get("/v1/admin/tokens") { request, _ in
             RequestAudit.note(action: "admin.tokens.list")
@@ -27,13 +31,19 @@ struct AdminAPI {
             else {
                 throw SyncError(
                     .badRequest,
-                    "The body must be JSON {\"opd\": ID} for a device token or {\"staff\": NAME, \"role\": \"viewer\"|\"reviewer\"|\"admin\"}, with an optional \"expires_days\"."
+                    "The body must be JSON {\"opd\": ID} for a device token or {\"staff\": NAME, \"role\": \"viewer\"|\"reviewer\"|\"admin\"}, with an optional \"expires_days\" (an integer from \(Self.expiresDays.range.lowerBound) to \(Self.expiresDays.range.upperBound))."
                 )
             }
-            if let days = create.expiresDays, days < 1 {
-                throw SyncError(.badRequest, "`expires_days` must be at least 1; leave it out for no expiry.")
+            // Checked as the text of the number, so that 0, a negative and a value beyond the
+            // maximum each get their message; leave it out for no expiry.
+            let days = try create.expiresDays.map { days throws(SyncError) in
+                try Self.expiresDays.parse(String(days))
             }
-            let expiry = create.expiresDays.map { Date().addingTimeInterval(TimeInterval($0) * 86_400) }
+            // A role that is not one is refused, not taken for "no role" (which reads as a device token).
+            if let role = create.role, Device.Role(rawValue: role) == nil {
+                throw SyncError(.badRequest, "`role` must be viewer, reviewer or admin.")
+            }
+            let expiry = days.map { Date().addingTimeInterval(TimeInterval($0) * 86_400) }
             let issued: IssuedToken
             switch (create.opd, create.staff, create.role.flatMap(Device.Role.init(rawValue:))) {
             case (let opd?, nil, nil):

@@ -24,7 +24,7 @@ struct ReviewAPI {
                 status: try nonEmpty(query.get("status"), "status"), table: try nonEmpty(query.get("table"), "table"),
                 opd: try nonEmpty(query.get("opd"), "opd"),
                 after: try integer(request, "after", default: 0, minimum: 0),
-                limit: try integer(request, "limit", default: 100, minimum: 1))
+                limit: try integer(request, "limit", default: 100, minimum: 1, lowering: 1000))
             return try json(try await store.reviewConflicts(filter))
         }
         router.get("/v1/review/conflicts/:id") { request, context in

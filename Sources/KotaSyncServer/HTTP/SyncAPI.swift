@@ -42,7 +42,8 @@ struct SyncAPI {
             RequestAudit.note(action: "pull")
             let device = try await authenticator.device(request, to: "pull rows")
             let after: UInt64 = try integer(request, "after", default: 0, minimum: 0)
-            let limit: Int = try integer(request, "limit", default: config.limits.maxPullPage, minimum: 1)
+            let limit: Int = try integer(
+                request, "limit", default: config.limits.maxPullPage, minimum: 1, lowering: config.limits.maxPullPage)
             noteReport(request, cursor: after)
             let page = try await store.pull(after: after, limit: limit, opd: device.opd)
             RequestAudit.note(["after": String(after), "next": String(page.nextCursor), "rows": String(page.rows)])
@@ -64,7 +65,7 @@ struct SyncAPI {
                 throw SyncError(.badRequest, "Pass the replica id as `replica=<uuid>`.")
             }
             let after: Int64 = try integer(request, "after", default: 0, minimum: 0)
-            let limit: Int = try integer(request, "limit", default: 500, minimum: 1)
+            let limit: Int = try integer(request, "limit", default: 500, minimum: 1, lowering: 1000)
             return try json(try await store.conflicts(involving: replica, of: device, after: after, limit: limit))
         }
     }
@@ -82,15 +83,6 @@ struct SyncAPI {
             cursor: cursor)
         Task { [store] in try? await store.record(report, pulled: cursor != nil) }
     }
-}
-
-/// An integer query parameter, or `fallback` when it is absent; anything else is a bad request.
-func integer<T: FixedWidthInteger>(_ request: Request, _ name: String, default fallback: T, minimum: T) throws -> T {
-    guard let text = request.uri.queryParameters.get(name) else { return fallback }
-    guard let value = T(text), value >= minimum else {
-        throw SyncError(.badRequest, "`\(name)` must be an integer of at least \(minimum).")
-    }
-    return value
 }
 
 /// A `200` response with `value` as the protocol's JSON.

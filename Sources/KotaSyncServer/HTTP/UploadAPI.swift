@@ -21,24 +21,10 @@ struct UploadAPI {
             // Abandoned uploads are discarded as new ones arrive (and at start).
             try await uploads.sweepIfDue()
             let body = try await request.body.collect(upTo: 64 * 1024)
-            guard
-                let announced = try? ProtocolJSON.decoder().decode(
-                    UploadRequest.self, from: Data(body.readableBytesView)),
-                announced.length >= 1, announced.sha256.utf8.count == 64,
-                announced.sha256.utf8.allSatisfy({ $0.isHexDigit })
-            else {
-                throw SyncError(
-                    .badRequest,
-                    "Announce an upload as JSON {\"changeset_id\": UUID, \"length\": bytes (at least 1), \"sha256\": 64 hex digits}."
-                )
-            }
-            guard announced.length <= config.limits.maxBodyBytes else {
-                throw SyncError(
-                    .bodyTooLarge,
-                    "The changeset is \(announced.length) bytes; this server accepts at most \(config.limits.maxBodyBytes)."
-                )
-            }
-            let (status, created) = try await uploads.create(announced, opd: device.opd)
+            let announced = try UploadRequest.checked(
+                json: Data(body.readableBytesView), maxLength: config.limits.maxBodyBytes)
+            let (status, created) = try await uploads.create(
+                announced, opd: device.opd, token: device.tokenID)
             return try Self.reply(status, status: created ? .created : .ok)
         }
         router.get("/v1/uploads/:id") { request, context in
@@ -48,9 +34,11 @@ struct UploadAPI {
         router.patch("/v1/uploads/:id") { request, context in
             let device = try await authenticator.device(request, to: "push changes")
             let id = try Self.id(context)
-            guard let offset = request.headers[.uploadOffset].flatMap(Int.init), offset >= 0 else {
+            guard let offsetText = request.headers[.uploadOffset] else {
                 throw SyncError(.badRequest, "Send where the chunk starts as `\(UploadHeaders.offset): <bytes>`.")
             }
+            let offset = Int(
+                try IntegerField(UploadHeaders.offset, 0...Int64(config.limits.maxBodyBytes)).parse(offsetText))
             guard let sha = request.headers[.chunkSHA256], sha.utf8.count == 64 else {
                 throw SyncError(
                     .badRequest, "Send the chunk's SHA-256 as `\(UploadHeaders.chunkSHA256): <64 hex digits>`.")
@@ -166,10 +154,4 @@ extension ByteBuffer: ChangesetSource {
 extension HTTPField.Name {
     static let uploadOffset = Self(UploadHeaders.offset)!
     static let chunkSHA256 = Self(UploadHeaders.chunkSHA256)!
-}
-
-extension UInt8 {
-    fileprivate var isHexDigit: Bool {
-        (48...57).contains(self) || (97...102).contains(self) || (65...70).contains(self)
-    }
 }

@@ -128,7 +128,15 @@ struct ReviewDecision {
                         })
             ).sorted()
             try merger.close(id, take: .remote, values: set.isEmpty ? nil : set, note: request.note, by: reviewer)
-            guard case .merged = try merger.merge(change, queue: false, reported: false) else {
+            switch try merger.merge(change, queue: false, reported: false) {
+            case .merged:
+                break
+            case .refused(let refusal):
+                // Judged again by its writer's rules, which it breaks: it is not merged, and
+                // its record closes with the refusal, as a rejection.
+                try reject(record, held: held, merger: &merger, note: RowMerger.refusedNote(refusal))
+                return
+            case .held, .ignored:
                 throw SyncError(
                     .constraintViolation,
                     "The corrected row still cannot be merged (it collides again, or its parent is missing); correct it with set column=value."
@@ -169,7 +177,14 @@ struct ReviewDecision {
             let change = try PendingChange(
                 held: held, table: record.table, writer: merger.resolve(held.writer), set: set)
             try merger.close(id, take: request.take, values: set.isEmpty ? nil : set, note: request.note, by: reviewer)
-            guard case .merged = try merger.merge(change, queue: false, reported: false) else {
+            switch try merger.merge(change, queue: false, reported: false) {
+            case .merged:
+                break
+            case .refused(let refusal):
+                // Judged again by its writer's rules, which it breaks: closed as a rejection.
+                try reject(record, held: held, merger: &merger, note: RowMerger.refusedNote(refusal))
+                return
+            case .held, .ignored:
                 throw SyncError(
                     .constraintViolation,
                     "The row still cannot be merged: the row it refers to is still missing, or it collides. Point it elsewhere with set column=value, or reject it (take local)."
@@ -181,8 +196,8 @@ struct ReviewDecision {
 
     /// Rejects a row the master never merged: the record closes, rows queued behind it close
     /// with it, rows that refer to it wait for a person, and replicas holding a copy drop it.
-    private func reject(_ record: Record, held: HeldChange, merger: inout RowMerger) throws {
-        try merger.close(id, take: .local, note: request.note, by: reviewer)
+    private func reject(_ record: Record, held: HeldChange, merger: inout RowMerger, note: String? = nil) throws {
+        try merger.close(id, take: .local, note: note ?? request.note, by: reviewer)
         try rejectFollowers(of: record, note: "Rejected with record \(id).", merger: &merger)
         let pk = Data(PrimaryKeyCoding.encode(record.key))
         try db.execute(
@@ -323,6 +338,7 @@ struct ReviewDecision {
 
     /// Values named in `set` must be columns of the table, of a storage class the column takes.
     private func typed(_ set: [String: SQLValue], in table: TableSchema) throws -> [String: SQLValue] {
+        var stored: [String: SQLValue] = [:]
         for (name, value) in set {
             if case .real(let r) = value, r.isNaN {
                 throw SyncError(.badRequest, "Column \(table.name).\(name): a NaN is not a value SQLite can keep.")
@@ -334,8 +350,10 @@ struct ReviewDecision {
                 throw SyncError(
                     .typeMismatch, "Column \(table.name).\(name) does not take a \(value.storageClass.rawValue) value.")
             }
+            // What the column keeps: the decision records the value the master holds.
+            stored[name] = column.stored(value)
         }
-        return set
+        return stored
     }
 
     private func badSet(_ why: String) -> SyncError {

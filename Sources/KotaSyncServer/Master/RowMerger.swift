@@ -19,8 +19,9 @@ struct PendingChange {
     var bases: [Int: UInt64]
     var writer: Writer
     var changesetID: UUID
-    /// The pushing device's OPD, whose scope the change must stay in; nil for changes that were
-    /// checked before (held rows) or are the master's own.
+    /// The OPD of the device that wrote the change, when it is known already (a push); else the
+    /// merge finds it from the writer's replica (a held, queued or quarantined change released
+    /// later). Every change but the master's own is judged by that OPD's rules.
     var opd: String?
 
     /// The row as it arrived, by column name (key columns included).
@@ -107,6 +108,9 @@ enum MergeResult: Equatable {
     case merged(MergeDecision.Effect)
     /// Not applied: kept in conflict record `id` (quarantined, held for a parent, or queued).
     case held(Int64)
+    /// Not applied: its writer may not make it (out of its scope, too large, a base version the
+    /// master never issued).
+    case refused(RowRefusal)
 }
 
 /// Merges changes into the master inside a write transaction: reads each row's clocks and values,
@@ -172,7 +176,8 @@ struct RowMerger {
             }
         }
         var change = PendingChange(
-            table: table, operation: row.operation, key: row.primaryKey, stamp: stamp, clamped: wasClamped,
+            table: table, operation: row.operation, key: row.primaryKey, stamp: stamp,
+            clamped: wasClamped,
             rowBase: row.version, columns: columns, incoming: incoming, bases: bases, writer: writer,
             changesetID: validated.changeset.id)
         change.opd = opd
@@ -199,15 +204,20 @@ struct RowMerger {
         return table.columns.firstIndex { $0.name == column }.map { values[$0] }
     }
 
-    /// Refuses a row outside the device's scope: reported, and the row's master version moves
-    /// when the device may see it, so its next pull restores it.
-    private mutating func refuse(_ change: PendingChange, _ refusal: RowRefusal, visible: Bool, pk: [UInt8]) throws {
+    /// Refuses a change its writer may not make: reported (when it is the pusher's own), and the
+    /// row's master version moves when the writer may see it, so its next pull restores it.
+    private mutating func refuse(
+        _ change: PendingChange, _ refusal: RowRefusal, visible: Bool, pk: [UInt8], reported: Bool
+    ) throws {
         if visible {
             version += 1
             try db.execute(
                 sql: "UPDATE _ks_rows SET version = ? WHERE tbl = ? AND pk = ?",
                 arguments: [Int64(version), change.table.name, Data(pk)])
         }
+        // A change released later is refused inside another device's push or a reviewer's
+        // decision: its refusal goes into its record, never into that reply.
+        guard reported else { return }
         rejected.append(
             RejectedRow(
                 table: change.table.name, primaryKey: change.key, code: refusal.code.rawValue,
@@ -222,14 +232,14 @@ struct RowMerger {
         let pk = PrimaryKeyCoding.encode(change.key)
         let meta = try prepared.storedRow(table: table.name, pk: pk)
         let storedScope = meta?.scope
-        if let opd = change.opd,
-            let refusal = config.access.writeRefusal(
-                opd: opd, table: table.name, old: storedScope, new: newScope(of: change, stored: storedScope))
-        {
-            let visible =
-                meta != nil && config.access.sees(opd: opd, table: table.name, scope: storedScope)
-            try refuse(change, refusal, visible: visible, pk: pk)
-            return .ignored
+        // Every change but the master's own is judged by the rules of the OPD that wrote it,
+        // whatever brought it here: a push, a release of a held or queued change, a reviewer
+        // keeping a quarantined row.
+        let opd = change.opd ?? writerOPD(change.writer)
+        if let opd, let refusal = try arrivalRefusal(of: change, opd: opd, stored: meta, pk: pk, queue: queue) {
+            let visible = meta != nil && config.access.sees(opd: opd, table: table.name, scope: storedScope)
+            try refuse(change, refusal, visible: visible, pk: pk, reported: reported)
+            return .refused(refusal)
         }
         if queue, holdsExist,
             let blocker = try Int64.fetchOne(
@@ -279,8 +289,17 @@ struct RowMerger {
             return value
         }
 
+        if let opd, [.create, .update, .resurrect].contains(decision.effect),
+            let refusal = RowLimits(config.limits).rowRefusal(key: change.key, values: values, table: table.name)
+        {
+            let visible = meta != nil && config.access.sees(opd: opd, table: table.name, scope: storedScope)
+            try refuse(change, refusal, visible: visible, pk: pk, reported: reported)
+            return .refused(refusal)
+        }
+
         if [.create, .update, .resurrect].contains(decision.effect),
-            let (parent, deleted) = try missingParent(of: table, key: change.key, values: values, changed: decision)
+            let (parent, deleted) = try missingParent(
+                of: table, key: change.key, values: values, changed: decision, opd: opd)
         {
             let name = parent.primaryKey.map(\.description).joined(separator: ", ")
             return .held(
@@ -430,8 +449,12 @@ struct RowMerger {
 
     /// The first parent `values` refer to that the master does not hold live, and whether it
     /// was deleted (as opposed to not arrived yet). Only references the change touches count.
+    ///
+    /// A parent outside the scope of the writer's OPD (`opd`; nil for the master) counts as one
+    /// the master does not have, live or deleted: the change waits exactly as if it were absent,
+    /// so a device cannot tell another OPD's row from no row by pointing at it.
     private func missingParent(
-        of table: TableSchema, key: [SQLValue], values: [SQLValue], changed decision: MergeDecision
+        of table: TableSchema, key: [SQLValue], values: [SQLValue], changed decision: MergeDecision, opd: String?
     ) throws -> (RowReference, deleted: Bool)? {
         guard let keys = config.foreignKeys[table.name], !keys.isEmpty else { return nil }
         var named: [String: (value: SQLValue, changed: Bool)] = [:]
@@ -449,12 +472,14 @@ struct RowMerger {
             let parentKey = parent.primaryKey.map { column in
                 refs[fk.parentColumns.firstIndex(of: column.name)!].value
             }
-            if try statements[parent.name]!.values(db, key: parentKey) != nil { continue }
+            let reference = RowReference(table: parent.name, primaryKey: parentKey)
+            let inScope = try opd.map { try mayReference(reference, opd: $0) } ?? true
+            if inScope, try statements[parent.name]!.values(db, key: parentKey) != nil { continue }
             let deleted =
                 try Bool.fetchOne(
                     db, sql: "SELECT deleted FROM _ks_rows WHERE tbl = ? AND pk = ?",
                     arguments: [parent.name, Data(PrimaryKeyCoding.encode(parentKey))]) ?? false
-            return (RowReference(table: parent.name, primaryKey: parentKey), deleted)
+            return (reference, deleted && inScope)
         }
         return nil
     }
@@ -477,13 +502,89 @@ struct RowMerger {
             guard let table = config.table(named: record["tbl"]), let text: String = record["held"] else { continue }
             let held = try HeldChange(stored: text)
             let change = try PendingChange(held: held, table: table, writer: resolve(held.writer))
-            try close(id, take: .remote, note: "Merged automatically: what it waited for arrived.", by: "kotasync")
-            if case .held = try merge(change, queue: false, reported: false),
-                kind == ConflictReport.Kind.queued.rawValue
+            // A row waiting for a parent waits on while the parent is outside its writer's
+            // scope, as it did while the parent was absent: no new record, nothing the writer
+            // could tell apart.
+            if kind == ConflictReport.Kind.foreignKey.rawValue, let opd = writerOPD(change.writer),
+                !(try mayReference(row, opd: opd))
             {
+                continue
+            }
+            try close(id, take: .remote, note: "Merged automatically: what it waited for arrived.", by: "kotasync")
+            switch try merge(change, queue: false, reported: false) {
+            case .held where kind == ConflictReport.Kind.queued.rawValue:
                 queueStopped = true
+            case .refused(let refusal):
+                try close(id, take: .local, note: Self.refusedNote(refusal), by: "kotasync")
+            default:
+                break
             }
         }
+    }
+
+    /// The note that closes the record of a change refused when it was finally to be applied.
+    static func refusedNote(_ refusal: RowRefusal) -> String {
+        "Refused when it was to be merged (\(refusal.code.rawValue)): \(refusal.message)"
+    }
+
+    // MARK: - Judging a writer's change
+
+    /// The OPD whose rules judge a change of `writer`: the OPD its replica was registered with
+    /// by its first push; nil for the master's own changes (reviewers' decisions, seeds).
+    func writerOPD(_ writer: Writer) -> String? {
+        writer.number == Writer.master.number ? nil : describe(writer.number)
+    }
+
+    /// Why a device of `opd` may not make `change`, judged before it is merged, or nil.
+    ///
+    /// First what the change alone decides (a base the master never issued, a value too large),
+    /// then the scope: a change to a new row whose scope is not the writer's is refused with the
+    /// same words whether or not another OPD holds a row under that key, so the reply does not
+    /// tell. `stored` is the master's row; when the master has none but a held or quarantined
+    /// change of that key waits (`queue`: on arrival), that change's scope is the row's, so no
+    /// other OPD can queue changes onto it.
+    private func arrivalRefusal(
+        of change: PendingChange, opd: String, stored: StoredRowState?, pk: [UInt8], queue: Bool
+    ) throws -> RowRefusal? {
+        let table = change.table.name
+        let limits = RowLimits(config.limits)
+        if let refusal = limits.baseRefusal(
+            rowBase: change.rowBase, columnBases: change.bases.values, issued: version, table: table)
+        {
+            return refusal
+        }
+        if let refusal = limits.valueRefusal(key: change.key, values: change.incoming.values, table: table) {
+            return refusal
+        }
+        var old = stored?.scope
+        if stored == nil, queue, holdsExist { old = try pendingScope(of: change.table, pk: pk) }
+        let new = newScope(of: change, stored: old)
+        return config.access.writeRefusal(opd: opd, table: table, old: nil, new: new)
+            ?? config.access.writeRefusal(opd: opd, table: table, old: old, new: new)
+    }
+
+    /// The scope value of the earliest held or quarantined change of a row the master does not
+    /// hold, if any.
+    private func pendingScope(of table: TableSchema, pk: [UInt8]) throws -> SQLValue? {
+        guard let column = config.rules.rules(for: table.name).scope,
+            let text = try String.fetchOne(
+                db.cachedStatement(
+                    sql: "SELECT held FROM _ks_conflicts \(Self.blocking) AND tbl = ? AND pk = ? ORDER BY id LIMIT 1"),
+                arguments: [table.name, Data(pk)])
+        else { return nil }
+        return try HeldChange(stored: text).row.values[column]
+    }
+
+    /// Whether a change of a device of `opd` may refer to `row` as its parent: the row is live
+    /// on the master and in the OPD's scope.
+    private func mayReference(_ row: RowReference, opd: String) throws -> Bool {
+        guard
+            let stored = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT deleted, scope FROM _ks_rows WHERE tbl = ? AND pk = ?"),
+                arguments: [row.table, Data(PrimaryKeyCoding.encode(row.primaryKey))])
+        else { return false }
+        return (stored["deleted"] as Bool) == false
+            && config.access.mayReference(opd: opd, table: row.table, scope: SQLValue(stored["scope"] as DatabaseValue))
     }
 
     /// Marks record `id` resolved.

@@ -61,6 +61,11 @@ extension SQLiteMasterStore {
     /// The page's statements are prepared once per page and stepped through the C API: the
     /// `_ks_rows` query is walked in place (no GRDB `Row` per entry, no column lookups by name)
     /// and each live row's values are read by key with its table's statement.
+    ///
+    /// A page ends at `limit` rows or before the row that would take its payload past
+    /// `limits.max_pull_page_bytes`, whichever comes first; it holds at least one row, and the
+    /// config keeps the largest row within what every client accepts in a page
+    /// (``KotaSyncCore/DecodeLimits/pullPage``), so every row reaches every replica.
     private func readPage(_ db: Database, after cursor: UInt64, limit: Int, opd: String?) throws -> PullPage {
         let (sql, visibleArguments) = pageQuery(to: opd)
         let metas = try db.cachedStatement(sql: sql)
@@ -71,6 +76,8 @@ extension SQLiteMasterStore {
         var next = cursor
         var read = 0
         var hasMore = false
+        let budget = config.limits.maxPullPageBytes - RowLimits.dictionaryBound(config.tables)
+        var bytes = 0
         let arguments =
             [SQLValue.integer(Int64(cursor))] + visibleArguments.map { SQLValue($0.databaseValue) }
             + [.integer(Int64(limit + 1))]
@@ -79,12 +86,14 @@ extension SQLiteMasterStore {
                 hasMore = true
                 return false
             }
-            read += 1
             let name = meta.text(0)
             let version = UInt64(meta.int64(2))
-            next = version
             // Rows of a table no longer replicated are passed over, cursor and all.
-            guard let t = tableIndex[name] else { return true }
+            guard let t = tableIndex[name] else {
+                read += 1
+                next = version
+                return true
+            }
             let table = config.tables[t]
             let clocks = try RowClocksCoding.decode(
                 meta.bytes(3), version: version, columnCount: table.columns.count,
@@ -98,6 +107,15 @@ extension SQLiteMasterStore {
                 clocks.isDeleted || gone
                 ? nil : try selects[t].firstRow(key).map { table.columns.isEmpty ? [] : $0 }
             for c in hiddenColumns[name] ?? [] { values?[c] = .null }
+            let size = RowLimits.encodedBound(
+                rowBytes: RowLimits.bytes(key: key, values: values ?? []), valueCount: key.count + (values?.count ?? 0))
+            if !rows.isEmpty, bytes + size > budget {
+                hasMore = true
+                return false
+            }
+            bytes += size
+            read += 1
+            next = version
             if let values {
                 rows.append(
                     Changeset.Row(

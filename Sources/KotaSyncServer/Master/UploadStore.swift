@@ -30,10 +30,20 @@ public final class UploadStore: Sendable {
     public let maxChunkBytes: Int
     /// Seconds without activity after which an upload is discarded.
     public let expiry: TimeInterval
+    /// The most unfinished uploads one token may have at a time.
+    public let maxPartialPerToken: Int
+    /// The most unfinished uploads of all tokens together: with ``maxPartialPerToken`` what bounds
+    /// the disk a device, or all of them, can fill with uploads they never finish (each at most
+    /// `max_body_bytes`).
+    public let maxPartial: Int
     let now: @Sendable () -> Date
     private let queue = DispatchQueue(label: "kotasync.uploads")
     /// When the directory was last swept for abandoned uploads.
     private let lastSweep: Mutex<Date>
+    /// The unfinished (not committed) uploads on disk: id → the token that started it and when
+    /// it was last touched. Built from the records when the store opens, kept in step on the
+    /// queue, so that counting them reads no file.
+    private let partial = Mutex<[String: (token: String, updatedAt: Date)]>([:])
 
     /// How often ``sweepIfDue()`` sweeps, at most: often enough that disk space comes back
     /// within a minute of the expiry, rarely enough that a busy server does not list the
@@ -49,6 +59,8 @@ public final class UploadStore: Sendable {
         var sha256: String
         var offset: Int
         var updatedAt: Date
+        /// The id of the token that started the upload (records of older versions have none).
+        var token: String?
         /// The push reply once the assembled changeset was merged (its bytes are deleted then).
         var reply: Data?
     }
@@ -63,20 +75,27 @@ public final class UploadStore: Sendable {
 
     /// Opens (creating if needed) the upload directory and discards expired uploads.
     public init(
-        directory: URL, maxChunkBytes: Int, expirySeconds: Int, now: @escaping @Sendable () -> Date = { Date() }
+        directory: URL, maxChunkBytes: Int, expirySeconds: Int, maxPartialPerToken: Int = 4, maxPartial: Int = 64,
+        now: @escaping @Sendable () -> Date = { Date() }
     ) throws {
         self.directory = directory
         self.maxChunkBytes = maxChunkBytes
         self.expiry = TimeInterval(expirySeconds)
+        self.maxPartialPerToken = maxPartialPerToken
+        self.maxPartial = maxPartial
         self.now = now
         self.lastSweep = Mutex(now())
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try sweepNow()
     }
 
-    /// The upload for `request` from a device of `opd`: the one already started for the same
-    /// changeset, or a new, empty one. `created` tells which.
-    func create(_ request: UploadRequest, opd: String) async throws -> (status: UploadStatus, created: Bool) {
+    /// The upload for `request` from a device of `opd` with the token `token` (its id): the one
+    /// already started for the same changeset, or a new, empty one. `created` tells which. A new
+    /// one beyond ``maxPartialPerToken`` unfinished uploads of the token, or ``maxPartial`` in
+    /// all, is refused with `too_many_uploads`.
+    func create(_ request: UploadRequest, opd: String, token: String = "") async throws -> (
+        status: UploadStatus, created: Bool
+    ) {
         try await run { [self] in
             let id = Self.uploadID(opd: opd, request: request)
             if var record = try load(id), now().timeIntervalSince(record.updatedAt) <= expiry {
@@ -85,9 +104,10 @@ public final class UploadStore: Sendable {
                 return (status(of: record), false)
             }
             try remove(id)
+            try admitNew(token: token)
             let record = Record(
                 id: id, opd: opd, changesetId: request.changesetId, length: request.length, sha256: request.sha256,
-                offset: 0, updatedAt: now())
+                offset: 0, updatedAt: now(), token: token)
             FileManager.default.createFile(atPath: partURL(id).path, contents: nil)
             try save(record)
             return (status(of: record), true)
@@ -165,6 +185,7 @@ public final class UploadStore: Sendable {
             record.updatedAt = now()
             try save(record)
             try? FileManager.default.removeItem(at: partURL(id))
+            partial.withLock { _ = $0.removeValue(forKey: id) }
         }
     }
 
@@ -200,13 +221,40 @@ public final class UploadStore: Sendable {
         }
     }
 
+    /// Refuses a new upload of `token` when it, or all tokens together, already have as many
+    /// unfinished uploads as allowed: `429 too_many_uploads`, with the seconds until the oldest of
+    /// those expires (or is finished sooner).
+    private func admitNew(token: String) throws {
+        let now = now()
+        let live = partial.withLock { uploads in
+            uploads = uploads.filter { now.timeIntervalSince($0.value.updatedAt) <= expiry }
+            return uploads
+        }
+        let own = live.values.filter { $0.token == token }
+        let (full, limit, holder) =
+            own.count >= maxPartialPerToken
+            ? (own, maxPartialPerToken, "This token has")
+            : (Array(live.values), maxPartial, "The server holds")
+        guard full.count >= limit else { return }
+        let oldest = full.map(\.updatedAt).min() ?? now
+        let wait = max(1, Int((expiry - now.timeIntervalSince(oldest)).rounded(.up)))
+        throw SyncError(
+            .tooManyUploads,
+            "\(holder) \(full.count) unfinished uploads, the most allowed (\(limit)). Finish or delete one (DELETE /v1/uploads/{id}), or try again in \(wait) s.",
+            retryAfterSeconds: wait)
+    }
+
     private func sweepNow() throws {
         for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) {
             let url = directory.appendingPathComponent(name)
             if name.hasSuffix(".json") {
                 let id = String(name.dropLast(5))
                 let record = try? load(id)
-                if record.map({ now().timeIntervalSince($0.updatedAt) > expiry }) ?? true { try remove(id) }
+                if record.map({ now().timeIntervalSince($0.updatedAt) > expiry }) ?? true {
+                    try remove(id)
+                } else if let record, record.reply == nil {
+                    partial.withLock { $0[id] = (record.token ?? "", record.updatedAt) }
+                }
             } else if name.hasSuffix(".part"),
                 !FileManager.default.fileExists(atPath: recordURL(String(name.dropLast(5))).path)
             {
@@ -258,9 +306,11 @@ public final class UploadStore: Sendable {
         if rename(temporary.path, recordURL(record.id).path) != 0 {
             throw SyncError(.internalError, "Cannot store the state of upload \(record.id) (errno \(errno)).")
         }
+        if record.reply == nil { partial.withLock { $0[record.id] = (record.token ?? "", record.updatedAt) } }
     }
 
     private func remove(_ id: String) throws {
+        partial.withLock { _ = $0.removeValue(forKey: id) }
         for url in [partURL(id), recordURL(id)] where FileManager.default.fileExists(atPath: url.path) {
             try FileManager.default.removeItem(at: url)
         }

@@ -24,22 +24,30 @@ package struct ValidatedChangeset: Sendable {
         columnAffinities = zip(tables, columnMaps).map { table, map in map.map { table.columns[$0].affinity } }
     }
 
-    /// A row's changed columns in schema indexes: their order, their values, and the base
-    /// versions that differ from the row's.
+    /// A row's changed columns in schema indexes: their order, their values as their columns
+    /// keep them (``Affinity/stored(_:)``), and the base versions that differ from the row's.
     package func schemaColumns(of row: Changeset.Row) -> (
         columns: [Int], values: [Int: SQLValue], bases: [Int: UInt64]
     ) {
         let map = columnMaps[row.table]
+        let affinities = columnAffinities[row.table]
         var columns: [Int] = []
         var values: [Int: SQLValue] = [:]
         var bases: [Int: UInt64] = [:]
         for c in row.columns {
             let i = map[c.column]
             columns.append(i)
-            values[i] = c.value
+            values[i] = affinities[c.column].stored(c.value)
             if let base = c.baseVersion { bases[i] = base }
         }
         return (columns, values, bases)
+    }
+
+    /// A row's key as the key columns keep it (``Affinity/stored(_:)``): the key the master's
+    /// table will hold, so that its bookkeeping names the row by the same values. (A NUMERIC key
+    /// pushed as the real `3.0` is the row `3`.)
+    package func schemaKey(of row: Changeset.Row) -> [SQLValue] {
+        zip(keyAffinities[row.table], row.primaryKey).map { $0.stored($1) }
     }
 
     /// Checks row `index` against the schema: a table, key and columns the changeset declares, no
