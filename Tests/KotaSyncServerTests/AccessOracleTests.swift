@@ -147,6 +147,11 @@ struct AccessOracleTests {
             if Bool.random(using: &g) {
                 // A push of 1-5 rows, many of them not allowed.
                 let before = try await Self.state(store, config: config)
+                // A base that saw every change: the master's latest version (a base above it was
+                // never issued, and is refused).
+                let issued = try await store.pool.read { db in
+                    try UInt64.fetchOne(db, sql: "SELECT max(version) FROM _ks_rows") ?? 0
+                }
                 var rows: [Changeset.Row] = []
                 var used = Set<String>()
                 let tableName = tables.randomElement(using: &g)!
@@ -169,7 +174,7 @@ struct AccessOracleTests {
                     clock += 1
                     rows.append(
                         Changeset.Row(
-                            table: 0, operation: op, version: before[key] == nil ? 0 : UInt64(step + 10_000),
+                            table: 0, operation: op, version: before[key] == nil ? 0 : issued,
                             stamp: HLC(milliseconds: clock, counter: 0), primaryKey: [.text(id)], columns: columns))
                 }
                 devices[d].sequence += 1
@@ -334,17 +339,18 @@ struct AccessOracleTests {
         try await store.pool.read { db in Set(try String.fetchAll(db, sql: "SELECT id FROM \(table)")) }
     }
 
-    /// A visit the health office wrote for Puskesmas B waits for its patient; meanwhile B leaves
-    /// the health office. When the patient arrives, the visit is judged by the rules of the OPD
-    /// that wrote it as they are now — the health office no longer sees B — so it is not merged,
-    /// and its record does not stay waiting.
+    /// A visit the health office wrote for Puskesmas B waits for its patient (one of A's);
+    /// meanwhile B leaves the health office. When the patient arrives — still in the health
+    /// office's scope, so the hold is released — the visit is judged by the rules of the OPD that
+    /// wrote it as they are now: the health office no longer sees B, so it is not merged, and its
+    /// record is closed rather than left waiting.
     @Test func aHeldChangeIsJudgedAgainByItsWritersRulesWhenItIsReleased() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "kotasync-release-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let dinkes = UUID()
-        let clinic = UUID()
+        let clinicA = UUID()
         do {
             let store = try Self.openRelease(dir, bUnderDinkes: true)
             let reply = try await Self.pushRow(
@@ -355,9 +361,9 @@ struct AccessOracleTests {
         }
         let store = try Self.openRelease(dir, bUnderDinkes: false)
         let reply = try await Self.pushRow(
-            store, opd: "pkm-b", replica: clinic, sequence: 1, table: "patients", id: "p-later",
-            values: ["nik": .text("111"), "clinic_id": .text("pkm-b"), "name": .text("Sari")])
-        #expect(reply.rejected == nil, "B writes its own patient")
+            store, opd: "pkm-a", replica: clinicA, sequence: 1, table: "patients", id: "p-later",
+            values: ["nik": .text("111"), "clinic_id": .text("pkm-a"), "name": .text("Sari")])
+        #expect(reply.rejected == nil, "A writes its own patient")
         #expect(
             try await Self.liveIDs(store, "visits").isEmpty, "the released visit was merged outside its writer's scope")
         let records = try await store.reviewConflicts(ReviewFilter(table: "visits")).conflicts
