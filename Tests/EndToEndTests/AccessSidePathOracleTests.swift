@@ -481,7 +481,10 @@ final class SidePathWorld {
             }
             world.reviewer = try await store.createStaffToken(name: "Ani Lubis", role: .reviewer, expiresAt: nil).token
             try world.readSeed()
+            // `KOTASYNC_ORACLE_TRACE=1` prints each step, to follow a seed's failure back.
+            let trace = ProcessInfo.processInfo.environment["KOTASYNC_ORACLE_TRACE"] != nil
             for (i, op) in script.ops.enumerated() {
+                if trace { print("\(name) step \(i): \(op)") }
                 try await world.perform(op, stamp: script.stamps[i], step: i)
             }
             try await world.checkTransferFiles(dir: dir)
@@ -572,7 +575,12 @@ final class SidePathWorld {
             return
         }
         #expect(reply.status == 200, "\(place): \(String(decoding: reply.body, as: UTF8.self))")
-        let json = try #require(try? JSONSerialization.jsonObject(with: reply.body) as? [String: Any])
+        guard reply.status == 200, let json = try? JSONSerialization.jsonObject(with: reply.body) as? [String: Any]
+        else {
+            // Refused whole: nothing of it may have changed the master; the run goes on.
+            #expect(try masterRows() == before, "\(place): a refused changeset changed the master")
+            return
+        }
         let rejected = (json["rejected"] as? [[String: Any]] ?? []).compactMap { Self.textKey($0["primary_key"]) }
         report.rejected += rejected.count
         if mustBeRefused {
@@ -642,7 +650,13 @@ final class SidePathWorld {
                     directory.appendingPathComponent("master.sqlite").path,
                 ])
             guard result.status == 0 else {
-                return (result.status == 4 ? 400 : 500, Data((result.stdout + result.stderr).utf8))
+                // A refusal prints "error: MESSAGE [CODE]": the error body a push would carry.
+                let text = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+                let code = text.split(separator: "[").last.map { String($0.dropLast()) } ?? "internal_error"
+                let body = try JSONSerialization.data(withJSONObject: [
+                    "error": ["code": code, "message": text]
+                ])
+                return (result.status == 4 ? (code == "constraint_violation" ? 422 : 400) : 500, body)
             }
             // The reply file goes back to the device: every byte of it is the device's.
             let replyFile = try Data(contentsOf: URL(fileURLWithPath: file.path + ".reply.json"))
