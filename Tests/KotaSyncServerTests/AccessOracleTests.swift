@@ -282,4 +282,123 @@ struct AccessOracleTests {
         #expect(checkedPushes + checkedPulls == 2_000)
         #expect(refusedRows > 100 && acceptedRows > 100 && sentRows > 100, "the random requests exercise both sides")
     }
+
+    // MARK: - Judged again when finally applied (issue 14, decision D4)
+
+    /// The health office with Puskesmas B under it (`under: true`) or not: the rules of the
+    /// releases below change between a change's arrival and its release.
+    static func releaseYAML(bUnderDinkes: Bool) -> String {
+        """
+        name: Release
+        opds:
+          - id: dinkes
+            name: Dinas Kesehatan
+          - id: pkm-a
+            name: Puskesmas A
+            parent: dinkes
+          - id: pkm-b
+            name: Puskesmas B
+        \(bUnderDinkes ? "    parent: dinkes" : "")
+        tables:
+          - name: patients
+            sync:
+              scope: clinic_id
+            ddl: "CREATE TABLE patients (id TEXT PRIMARY KEY, nik TEXT UNIQUE, clinic_id TEXT, name TEXT)"
+          - name: visits
+            sync:
+              scope: clinic_id
+            ddl: "CREATE TABLE visits (id TEXT PRIMARY KEY, patient_id TEXT REFERENCES patients(id), clinic_id TEXT)"
+        """
+    }
+
+    static func openRelease(_ dir: URL, bUnderDinkes: Bool) throws -> SQLiteMasterStore {
+        let config = try ServerConfig.parse(yaml: releaseYAML(bUnderDinkes: bUnderDinkes), baseURL: dir)
+        return try SQLiteMasterStore(path: dir.appendingPathComponent("m.sqlite").path, config: config)
+    }
+
+    /// One row pushed by a replica of `opd`.
+    static func pushRow(
+        _ store: SQLiteMasterStore, opd: String, replica: UUID, sequence: UInt64, table name: String, id: String,
+        values: [String: SQLValue]
+    ) async throws -> PushReply {
+        let table = store.config.table(named: name)!.changesetTable
+        let row = Changeset.Row(
+            table: 0, operation: .upsert, version: 0, stamp: HLC(milliseconds: 1_000 + sequence, counter: 0),
+            primaryKey: [.text(id)],
+            columns: values.sorted { $0.key < $1.key }.map { name, value in
+                Changeset.ColumnValue(column: table.columns.firstIndex(of: name)!, value: value)
+            })
+        let changeset = Changeset(
+            kind: .push, id: UUID(), replicaID: replica, firstSequence: sequence, lastSequence: sequence,
+            tables: [table], rows: [row])
+        let outcome = try await store.push(changeset, from: KotaSyncServer.Device(tokenID: "t-\(opd)", opd: opd))
+        return try ProtocolJSON.decoder().decode(PushReply.self, from: outcome.reply)
+    }
+
+    static func liveIDs(_ store: SQLiteMasterStore, _ table: String) async throws -> Set<String> {
+        try await store.pool.read { db in Set(try String.fetchAll(db, sql: "SELECT id FROM \(table)")) }
+    }
+
+    /// A visit the health office wrote for Puskesmas B waits for its patient (one of A's);
+    /// meanwhile B leaves the health office. When the patient arrives — still in the health
+    /// office's scope, so the hold is released — the visit is judged by the rules of the OPD that
+    /// wrote it as they are now: the health office no longer sees B, so it is not merged, and its
+    /// record is closed rather than left waiting.
+    @Test func aHeldChangeIsJudgedAgainByItsWritersRulesWhenItIsReleased() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "kotasync-release-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let dinkes = UUID()
+        let clinicA = UUID()
+        do {
+            let store = try Self.openRelease(dir, bUnderDinkes: true)
+            let reply = try await Self.pushRow(
+                store, opd: "dinkes", replica: dinkes, sequence: 1, table: "visits", id: "v-held",
+                values: ["patient_id": .text("p-later"), "clinic_id": .text("pkm-b")])
+            #expect(reply.rejected == nil, "the health office may write B's rows while B is under it")
+            #expect(reply.conflicts.map(\.kind) == [.foreignKey], "held until its patient arrives")
+        }
+        let store = try Self.openRelease(dir, bUnderDinkes: false)
+        let reply = try await Self.pushRow(
+            store, opd: "pkm-a", replica: clinicA, sequence: 1, table: "patients", id: "p-later",
+            values: ["nik": .text("111"), "clinic_id": .text("pkm-a"), "name": .text("Sari")])
+        #expect(reply.rejected == nil, "A writes its own patient")
+        #expect(
+            try await Self.liveIDs(store, "visits").isEmpty, "the released visit was merged outside its writer's scope")
+        let records = try await store.reviewConflicts(ReviewFilter(table: "visits")).conflicts
+        #expect(records.count == 1)
+        #expect(
+            !["held", "open"].contains(records.first?.status ?? "?"),
+            "a change refused at release closes its record (with the refusal), it does not wait again")
+    }
+
+    /// A patient the health office registered for Puskesmas B collides with one of A's (the same
+    /// NIK) and is quarantined; B leaves the health office; a reviewer keeps both. Keeping it
+    /// releases the health office's change, which its rules no longer allow: it is not merged.
+    @Test func aQuarantinedChangeKeptByAReviewerIsJudgedAgainByItsWritersRules() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "kotasync-release-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        do {
+            let store = try Self.openRelease(dir, bUnderDinkes: true)
+            _ = try await Self.pushRow(
+                store, opd: "pkm-a", replica: UUID(), sequence: 1, table: "patients", id: "p-a",
+                values: ["nik": .text("222"), "clinic_id": .text("pkm-a"), "name": .text("Andi")])
+            let reply = try await Self.pushRow(
+                store, opd: "dinkes", replica: UUID(), sequence: 1, table: "patients", id: "p-b",
+                values: ["nik": .text("222"), "clinic_id": .text("pkm-b"), "name": .text("Andi B")])
+            #expect(reply.conflicts.map(\.kind) == [.unique], "quarantined beside A's patient")
+        }
+        let store = try Self.openRelease(dir, bUnderDinkes: false)
+        let record = try #require(
+            try await store.reviewConflicts(ReviewFilter(status: "open", table: "patients")).conflicts.first)
+        // However the server answers the decision, the health office's change does not land.
+        _ = try? await store.resolveConflict(
+            id: record.id, ResolveRequest(take: .remote, set: ["nik": .text("333")]), by: "Ani Lubis")
+        #expect(
+            try await Self.liveIDs(store, "patients") == ["p-a"],
+            "a row the writer may no longer write was merged when a reviewer kept it")
+    }
 }

@@ -1,0 +1,106 @@
+import Foundation
+import GRDB
+import KotaSyncCore
+import Testing
+
+@testable import KotaSyncServer
+
+/// Changes queued behind a row the master does not hold yet (a visit waiting for its patient, a
+/// quarantined patient), released later: two sequences the side-path access oracle found
+/// (`AccessSidePathOracleTests`, seeds 6 and 1) that end in a refusal or a crash instead of a
+/// merge or a clear answer.
+@Suite("Releases of queued changes")
+struct QueuedReleaseTests {
+    static let yaml = """
+        name: Release
+        opds:
+          - id: pkm-a
+            name: Puskesmas A
+        tables:
+          - name: patients
+            ddl: "CREATE TABLE patients (id TEXT PRIMARY KEY, nik TEXT UNIQUE, name TEXT NOT NULL, phone TEXT)"
+          - name: visits
+            sync:
+              scope: clinic_id
+            ddl: "CREATE TABLE visits (id TEXT PRIMARY KEY, patient_id TEXT NOT NULL REFERENCES patients(id), clinic_id TEXT, complaint TEXT)"
+        """
+
+    static func open() throws -> SQLiteMasterStore {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "kotasync-queued-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let config = try ServerConfig.parse(yaml: yaml, baseURL: dir)
+        return try SQLiteMasterStore(path: dir.appendingPathComponent("m.sqlite").path, config: config)
+    }
+
+    /// One row pushed by `replica` (of Puskesmas A).
+    static func push(
+        _ store: SQLiteMasterStore, replica: UUID, sequence: UInt64, _ operation: Changeset.Operation,
+        table name: String, id: String, values: [String: SQLValue]
+    ) async throws -> PushReply {
+        let table = store.config.table(named: name)!.changesetTable
+        let row = Changeset.Row(
+            table: 0, operation: operation, version: 0, stamp: HLC(milliseconds: 1_000 + sequence, counter: 0),
+            primaryKey: [.text(id)],
+            columns: values.sorted { $0.key < $1.key }.map { name, value in
+                Changeset.ColumnValue(column: table.columns.firstIndex(of: name)!, value: value)
+            })
+        let changeset = Changeset(
+            kind: .push, id: UUID(), replicaID: replica, firstSequence: sequence, lastSequence: sequence,
+            tables: [table], rows: [row])
+        let outcome = try await store.push(changeset, from: Device(tokenID: "t", opd: "pkm-a"))
+        return try ProtocolJSON.decoder().decode(PushReply.self, from: outcome.reply)
+    }
+
+    /// A visit waits for its patient; another device of the clinic, which never saw it, changes its
+    /// complaint (queued behind the visit), and a reviewer rejects that change. When the patient
+    /// arrives, the patient's push is accepted: whatever the release of the waiting visit meets, it
+    /// does not refuse the arriving changeset, whose rows are valid — a refusal would come back on
+    /// every retry of the device's outbox.
+    @Test func aPatientArrivesAfterAQueuedChangeOfItsWaitingVisitWasRejectedAndIsAccepted() async throws {
+        let store = try Self.open()
+        let first = UUID()
+        let second = UUID()
+        _ = try await Self.push(
+            store, replica: first, sequence: 1, .upsert, table: "visits", id: "v1",
+            values: ["patient_id": .text("p1"), "clinic_id": .text("pkm-a"), "complaint": .text("demam")])
+        _ = try await Self.push(
+            store, replica: second, sequence: 1, .update, table: "visits", id: "v1",
+            values: ["clinic_id": .text("pkm-a"), "complaint": .text("batuk")])
+        // A reviewer rejects the queued change (the visit itself still waits for its patient).
+        let queued = try #require(
+            try await store.reviewConflicts(ReviewFilter(table: "visits")).conflicts.first { $0.kind == .queued })
+        _ = try await store.resolveConflict(id: queued.id, ResolveRequest(take: .local), by: "Ani Lubis")
+        await #expect(throws: Never.self, "the patient's own push is refused for a released change") {
+            _ = try await Self.push(
+                store, replica: first, sequence: 2, .upsert, table: "patients", id: "p1",
+                values: ["nik": .text("1"), "name": .text("Sari")])
+        }
+        let patients = try await store.pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM patients") }
+        #expect(patients == ["p1"])
+    }
+
+    /// A quarantined patient (the same NIK twice) with a later update queued behind it; a reviewer
+    /// applies the queued update. The answer is the record, or a refusal with a stable code —
+    /// never the database's own constraint error (a 500 over HTTP).
+    @Test func applyingAQueuedUpdateOfAQuarantinedRowAnswersWithACode() async throws {
+        let store = try Self.open()
+        let replica = UUID()
+        _ = try await Self.push(
+            store, replica: replica, sequence: 1, .upsert, table: "patients", id: "p1",
+            values: ["nik": .text("7"), "name": .text("Sari")])
+        _ = try await Self.push(
+            store, replica: replica, sequence: 2, .upsert, table: "patients", id: "p2",
+            values: ["nik": .text("7"), "name": .text("Sari B")])
+        _ = try await Self.push(
+            store, replica: replica, sequence: 3, .update, table: "patients", id: "p2",
+            values: ["phone": .text("0812")])
+        let queued = try #require(
+            try await store.reviewConflicts(ReviewFilter(table: "patients")).conflicts.first { $0.kind == .queued })
+        do {
+            _ = try await store.resolveConflict(id: queued.id, ResolveRequest(take: .remote), by: "Ani Lubis")
+        } catch {
+            #expect(error is SyncError, "a reviewer's decision failed with \(error)")
+        }
+    }
+}
