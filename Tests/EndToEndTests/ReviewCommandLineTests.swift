@@ -85,12 +85,14 @@ struct ReviewCommandLineTests {
 
         let shown = try server.admin(["conflicts", "show", String(record.id)])
         #expect(shown.status == 0)
+        let winner = try #require(record.winner, "staff are told both sides")
+        let loser = try #require(record.loser)
         for text in [
             "Conflict \(record.id): update_update on patients.phone", "base:      '081260001111'",
-            "local  (winner, the master's value): \(record.winner?.value!)",
-            "remote (loser):                     \(record.loser?.value!)",
-            "replica \(record.winner?.replicaId.uuidString)", "replica \(record.loser?.replicaId.uuidString)",
-            "stamp \(record.loser?.stamp)",
+            "local  (winner, the master's value): \(winner.value!)",
+            "remote (loser):                     \(loser.value!)",
+            "replica \(winner.replicaId.uuidString)", "replica \(loser.replicaId.uuidString)",
+            "stamp \(loser.stamp)",
         ] {
             #expect(shown.stdout.contains(text), "show prints \(text):\n\(shown.stdout)")
         }
