@@ -296,4 +296,53 @@ struct DeviceScopeTests {
             #expect(revoke.status == 403, "only a session logs out")
         }
     }
+
+    /// The same with the real binaries, as a clinic's operator would see it: B registers, in the
+    /// sqlite3 shell, a patient with the NIK of Kebun Lada's Budi. `kotasync conflicts` and
+    /// `kotasync status` on B say its row waits for review and name nothing of Budi's record;
+    /// Kebun Lada's device lists no record at all.
+    @Test func theClinicsCommandLineShowsItsWaitingRowAndNothingOfTheOther() throws {
+        let dir = try makeTemporaryDirectory()
+        let server = try ServerProcess(config: try sampleConfig(in: dir, scoped: true), directory: dir)
+        defer { server.stop() }
+        var paths: [String: String] = [:]
+        for opd in [Self.binjaiKota, Self.kebunLada] {
+            let path = dir.appendingPathComponent("\(opd).sqlite").path
+            let result = try run(
+                "kotasync",
+                ["init", "--db", path, "--server", server.url.absoluteString, "--token", try server.token(opd: opd)])
+            try #require(result.status == 0, "init \(opd): \(result.stderr)")
+            paths[opd] = path
+        }
+        let b = try #require(paths[Self.binjaiKota])
+        let shell = try run(
+            "/usr/bin/sqlite3",
+            [
+                b,
+                """
+                INSERT INTO patients (id, nik, name, birth_date, clinic_id)
+                VALUES ('p-dup', '1275021207750002', 'Budi S', '1975-07-12', 'pkm-binjai-kota');
+                """,
+            ])
+        try #require(shell.status == 0, "\(shell.stderr)")
+        _ = try run("kotasync", ["sync", "--db", b])
+        // Budi's record as Kebun Lada holds it: none of it may reach Binjai Kota.
+        let budi = ["0b6f2a8e-4c1d-4e0a-9d3b-2f6c1a7e5b02", "Budi Santoso", "081370002222", Self.kebunLada]
+
+        let listed = try run("kotasync", ["conflicts", "--db", b, "--json"])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        Self.expectNone(of: budi, in: listed.stdout, "kotasync conflicts --json")
+        #expect(listed.stdout.contains("Another record in the city already uses this nik"))
+        let text = try run("kotasync", ["conflicts", "--db", b])
+        Self.expectNone(of: budi, in: text.stdout, "kotasync conflicts")
+        #expect(text.stdout.contains("unique on patients.nik ['p-dup']"), "\(text.stdout)")
+        let status = try run("kotasync", ["status", "--db", b])
+        Self.expectNone(of: budi, in: status.stdout + status.stderr, "kotasync status")
+
+        let k = try #require(paths[Self.kebunLada])
+        _ = try run("kotasync", ["sync", "--db", k])
+        let kebun = try run("kotasync", ["conflicts", "--db", k, "--json"])
+        #expect(kebun.status == 0)
+        Self.expectNone(of: ["p-dup", "Budi S\"", Self.binjaiKota], in: kebun.stdout, "Kebun Lada's conflicts")
+    }
 }
