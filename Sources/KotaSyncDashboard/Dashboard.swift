@@ -83,13 +83,9 @@ public struct Dashboard: Sendable {
         var device: Device
         var token: String
         var name: String { device.name ?? device.tokenID }
-        func may(_ role: Device.Role) -> Bool {
-            let order: [Device.Role] = [.viewer, .reviewer, .admin]
-            guard let mine = order.firstIndex(of: device.role), let needed = order.firstIndex(of: role) else {
-                return false
-            }
-            return mine >= needed
-        }
+        /// Whether their role opens what needs `role`: the access service's ranking, the same the
+        /// HTTP API's staff routes ask.
+        func may(_ role: Device.Role) -> Bool { AccessPolicy.grants(device.role, role) }
     }
 
     public func register(on router: Router<ServerRequestContext>) {
@@ -323,8 +319,8 @@ public struct Dashboard: Sendable {
                     [
                         "id": r.id, "status": r.status, "kind": r.kind.rawValue, "table": r.table,
                         "column": r.column ?? "",
-                        "policy": r.policy, "winner": "\(r.winner.opd) \(Self.show(r.winner.value))",
-                        "loser": "\(r.loser.opd) \(Self.show(r.loser.value))", "decided": wib(r.decidedAt),
+                        "policy": r.policy, "winner": "\(r.winner?.opd ?? "-") \(Self.show(r.winner?.value))",
+                        "loser": "\(r.loser?.opd ?? "-") \(Self.show(r.loser?.value))", "decided": wib(r.decidedAt),
                     ]
                 },
             ])
@@ -338,8 +334,8 @@ public struct Dashboard: Sendable {
         var fields: [[String: Any]] = []
         if let column = r.column {
             fields.append([
-                "name": column, "base": Self.show(r.base), "remote": Self.show(r.loser.value),
-                "local": Self.show(r.winner.value), "differs": r.loser.value != r.winner.value,
+                "name": column, "base": Self.show(r.base), "remote": Self.show(r.loser?.value),
+                "local": Self.show(r.winner?.value), "differs": r.loser?.value != r.winner?.value,
             ])
         } else if let held = r.held {
             // A row kept out of the master: every column, the incoming row against the master's.
@@ -362,7 +358,7 @@ public struct Dashboard: Sendable {
                 "key": r.primaryKey.map(\.description).joined(separator: ", "),
                 "historyLink": "/dashboard/data/\(r.table)/row/\(Self.hex(r.primaryKey))",
                 "reason": r.reason ?? explanation(request, policy: r.policy) ?? false,
-                "loserOPD": r.loser.opd, "winnerOPD": r.winner.opd, "fields": fields,
+                "loserOPD": r.loser?.opd ?? "-", "winnerOPD": r.winner?.opd ?? "-", "fields": fields,
                 "related": r.related.map { "\($0.table) \($0.primaryKey.map(\.description).joined(separator: ", "))" }
                     ?? "",
                 "resolution": r.resolution.map { res -> [String: Any] in
@@ -542,7 +538,7 @@ public struct Dashboard: Sendable {
                     ReviewFilter(status: status, table: r.table, after: after, limit: 1000))
                 out += list.conflicts.filter {
                     $0.column == r.column && $0.kind == r.kind && $0.policy == r.policy
-                        && $0.loser.value == r.loser.value && $0.winner.value == r.winner.value
+                        && $0.loser?.value == r.loser?.value && $0.winner?.value == r.winner?.value
                 }
                 guard let next = list.next else { break }
                 after = next
@@ -587,7 +583,7 @@ public struct Dashboard: Sendable {
 
     func staff(_ request: Request) async throws -> Staff? {
         guard let token = request.cookies[Self.sessionCookie]?.value, !token.isEmpty,
-            let device = try await store.authenticate(token: token), device.role != .device
+            let device = try await store.authenticate(token: token), !AccessPolicy.isDevice(device.role)
         else { return nil }
         return Staff(device: device, token: token)
     }

@@ -50,10 +50,14 @@ struct ConflictDetail {
         ]
         if let reason = r.reason { lines.append("  reason:    \(reason)") }
         if r.column != nil { lines.append("  base:      \(r.base?.description ?? "(not kept)")") }
-        lines.append("  local  (winner, the master's value): \(valueText(r.winner.value))")
-        lines.append("         \(sideOrigin(r.winner))")
-        lines.append("  remote (loser):                     \(valueText(r.loser.value))")
-        lines.append("         \(sideOrigin(r.loser))")
+        // Staff are told both sides; only a device's view leaves one out.
+        for (label, side) in [
+            ("local  (winner, the master's value):", r.winner), ("remote (loser):                    ", r.loser),
+        ] {
+            guard let side else { continue }
+            lines.append("  \(label) \(valueText(side.value))")
+            lines.append("         \(sideOrigin(side))")
+        }
         if let held = r.held {
             lines.append("  held row (not in the master): \(held.operation)")
             for (column, value) in held.values.sorted(by: { $0.key < $1.key }) {
@@ -103,8 +107,9 @@ private func keyText(_ key: [SQLValue]) -> String {
     key.map(\.description).joined(separator: ", ")
 }
 
-private func sideText(_ side: ConflictReport.Side, _ record: ConflictReport) -> String {
+private func sideText(_ side: ConflictReport.Side?, _ record: ConflictReport) -> String {
+    guard let side else { return "-" }
     // A delete_update record has no values: the kind says which side deleted.
-    "\(side.opd) \(side.value?.description ?? (record.column == nil ? "" : "(delete)"))".trimmingCharacters(
+    return "\(side.opd) \(side.value?.description ?? (record.column == nil ? "" : "(delete)"))".trimmingCharacters(
         in: .whitespaces)
 }

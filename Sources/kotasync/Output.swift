@@ -21,10 +21,12 @@ func pullLine(_ s: PullSummary) -> String {
 func describe(_ c: ConflictReport, replica: UUID) -> String {
     let key = c.primaryKey.map(\.description).joined(separator: ", ")
     let what = c.column.map { "\(c.table).\($0)" } ?? c.table
-    let mine = c.loser.replicaId == replica ? "yours lost" : (c.winner.replicaId == replica ? "yours won" : "")
+    let mine = c.loser?.replicaId == replica ? "yours lost" : (c.winner?.replicaId == replica ? "yours won" : "")
     // Row-level records (delete_update, unique, foreign_key, queued) carry no value on a side.
-    func side(_ s: ConflictReport.Side) -> String {
-        "\(s.opd)" + (s.value.map { " \($0)" } ?? (c.column == nil ? "" : " (delete)"))
+    // A side the device is not told of (another OPD's row) shows as "another device".
+    func side(_ s: ConflictReport.Side?) -> String {
+        guard let s else { return "another device" }
+        return "\(s.opd)" + (s.value.map { " \($0)" } ?? (c.column == nil ? "" : " (delete)"))
     }
     return
         "#\(c.id) \(c.kind.rawValue) on \(what) [\(key)], \(c.status): \(side(c.winner)) won over \(side(c.loser)) (\(c.policy)) \(mine)"
@@ -33,7 +35,8 @@ func describe(_ c: ConflictReport, replica: UUID) -> String {
 /// One record in full: the row, both sides with their values, and what it means for this replica.
 func detail(_ c: ConflictReport, replica: UUID, outcome: ChangeOutcome?) -> String {
     let key = c.primaryKey.map(\.description).joined(separator: ", ")
-    func side(_ label: String, _ s: ConflictReport.Side) -> String {
+    func side(_ label: String, _ s: ConflictReport.Side?) -> String {
+        guard let s else { return "  \(label): another device's, not shown to this OPD" }
         let value = s.value?.description ?? (c.column == nil ? "" : "(delete)")
         let yours = s.replicaId == replica ? " (this replica)" : ""
         return "  \(label): \(value.isEmpty ? "" : value + " ")from \(s.opd)\(yours), stamp \(s.stamp)"

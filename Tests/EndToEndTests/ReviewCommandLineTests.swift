@@ -46,7 +46,7 @@ struct ReviewCommandLineTests {
         #expect(listed.stdout == String(decoding: api.body, as: UTF8.self) + "\n")
         let list = try ProtocolJSON.decoder().decode(ConflictList.self, from: Data(listed.stdout.utf8))
         let record = try #require(list.conflicts.first { $0.column == "phone" })
-        #expect(Set([record.winner.value, record.loser.value]) == [.text("0811-1111"), .text("0822-2222")])
+        #expect(Set([record.winner?.value, record.loser?.value]) == [.text("0811-1111"), .text("0822-2222")])
 
         let filtered = try server.admin(["conflicts", "list", "--json", "--table", "villages"])
         #expect(filtered.stdout == #"{"conflicts":[]}"# + "\n")
@@ -85,12 +85,14 @@ struct ReviewCommandLineTests {
 
         let shown = try server.admin(["conflicts", "show", String(record.id)])
         #expect(shown.status == 0)
+        let winner = try #require(record.winner, "staff are told both sides")
+        let loser = try #require(record.loser)
         for text in [
             "Conflict \(record.id): update_update on patients.phone", "base:      '081260001111'",
-            "local  (winner, the master's value): \(record.winner.value!)",
-            "remote (loser):                     \(record.loser.value!)",
-            "replica \(record.winner.replicaId.uuidString)", "replica \(record.loser.replicaId.uuidString)",
-            "stamp \(record.loser.stamp)",
+            "local  (winner, the master's value): \(winner.value!)",
+            "remote (loser):                     \(loser.value!)",
+            "replica \(winner.replicaId.uuidString)", "replica \(loser.replicaId.uuidString)",
+            "stamp \(loser.stamp)",
         ] {
             #expect(shown.stdout.contains(text), "show prints \(text):\n\(shown.stdout)")
         }
@@ -173,16 +175,16 @@ struct ReviewCommandLineTests {
             #expect(listed.status == 0, "\(listed.stderr)")
             let view = try ProtocolJSON.decoder().decode(ConflictsView.self, from: Data(listed.stdout.utf8))
             let record = try #require(view.conflicts.first { $0.column == "phone" })
-            #expect(Set([record.winner.value, record.loser.value]) == [.text("0811-1111"), .text("0822-2222")])
+            #expect(Set([record.winner?.value, record.loser?.value]) == [.text("0811-1111"), .text("0822-2222")])
             #expect(record.base == .text("081260001111"))
             records.append(record)
             replicaIDs.append(view.replicaId)
         }
         #expect(records[0].id == records[1].id, "both clinics know the same record")
         let record = records[0]
-        let loser = try #require(replicaIDs.firstIndex(of: record.loser.replicaId))
+        let loser = try #require(record.loser.flatMap { replicaIDs.firstIndex(of: $0.replicaId) })
         let winner = 1 - loser
-        #expect(replicaIDs[winner] == record.winner.replicaId)
+        #expect(replicaIDs[winner] == record.winner?.replicaId)
 
         // The loser is told its change did not stand, and why; the winner is told nothing.
         let loserStatus = try ProtocolJSON.decoder().decode(

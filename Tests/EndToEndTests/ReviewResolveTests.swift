@@ -32,8 +32,8 @@ struct ReviewResolveTests {
                     $0.column == "phone"
                 })
             let master = dir.appendingPathComponent("master.sqlite").path
-            #expect(try Self.phone(master) == record.winner.value)
-            let loserValue = try #require(record.loser.value)
+            #expect(try Self.phone(master) == record.winner?.value)
+            let loserValue = try #require(record.loser?.value)
             let reviewer = try await store.createStaffToken(name: "Ani Lubis", role: .reviewer, expiresAt: nil)
 
             let response = try await resolve(
@@ -65,7 +65,7 @@ struct ReviewResolveTests {
                 let stored = try #require(try replica.conflicts().first { $0.id == record.id })
                 #expect(stored.status == "resolved")
                 let outcome = ChangeOutcome.of(stored, for: replica.id)
-                if replica.id == record.loser.replicaId {
+                if replica.id == record.loser?.replicaId {
                     #expect(outcome == nil)
                 } else {
                     #expect(outcome?.kind == .overridden)

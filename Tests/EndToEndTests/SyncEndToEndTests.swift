@@ -105,10 +105,10 @@ struct SyncEndToEndTests {
         let view = try ProtocolJSON.decoder().decode(StatusView.self, from: Data(loser.stdout.utf8))
         let conflict = try #require(view.conflicts.first { $0.column == "phone" })
         #expect(conflict.kind == .updateUpdate)
-        #expect(Set([conflict.winner.value, conflict.loser.value]) == [.text("0811-1111"), .text("0822-2222")])
+        #expect(Set([conflict.winner?.value, conflict.loser?.value]) == [.text("0811-1111"), .text("0822-2222")])
         #expect(conflict.base == .text("081260001111"))
-        #expect(Set([conflict.winner.opd, conflict.loser.opd]) == ["pkm-binjai-kota", "pkm-kebun-lada"])
-        let winning = patients.contains(conflict.winner.value!)
+        #expect(Set([conflict.winner?.opd, conflict.loser?.opd]) == ["pkm-binjai-kota", "pkm-kebun-lada"])
+        let winning = patients.contains((conflict.winner?.value)!)
         #expect(winning, "the master holds the winner's value")
         let stored = try DatabaseQueue(path: server.database.path).read { db in
             try Row.fetchAll(db, sql: "SELECT loser_value, winner_value FROM _ks_conflicts WHERE col = 'phone'")

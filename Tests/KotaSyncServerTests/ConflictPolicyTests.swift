@@ -206,8 +206,8 @@ struct ConflictPolicyTests {
         #expect(record.status == "auto")
         #expect(record.policy == c.policy)
         #expect(record.column == c.column)
-        #expect(record.winner.value == .text(c.winner))
-        #expect(record.loser.value == .text(c.winner == "first" ? "second" : "first"), "the losing value stays")
+        #expect(record.winner?.value == .text(c.winner))
+        #expect(record.loser?.value == .text(c.winner == "first" ? "second" : "first"), "the losing value stays")
         #expect(record.base == .text("base"))
     }
 
@@ -263,8 +263,8 @@ struct ConflictPolicyTests {
         #expect(try await bench.value("items", "i1", "server_col") == .text("A"), "the Command Center wins")
         let standing = try await bench.records(status: "auto")
         #expect(standing.count == 1)
-        #expect(standing.first?.loser.value == .text("B2"))
-        #expect(standing.first?.winner.opd == "master")
+        #expect(standing.first?.loser?.value == .text("B2"))
+        #expect(standing.first?.winner?.opd == "master")
     }
 
     @Test(arguments: [false, true])
@@ -295,7 +295,7 @@ struct ConflictPolicyTests {
         #expect(waiting.count == 1)
         let record = try #require(waiting.first)
         #expect(record.policy == "manual")
-        #expect(record.loser.value == .text(second))
+        #expect(record.loser?.value == .text(second))
         // A reviewer takes the waiting value; it becomes the master's, as a new version.
         let before = try await bench.version("items", "i1")
         _ = try await bench.store.resolveConflict(id: record.id, ResolveRequest(take: .remote), by: "rev")
@@ -385,7 +385,7 @@ struct ConflictPolicyTests {
         #expect(record.kind == .deleteUpdate)
         #expect(record.policy == c.policy)
         #expect(record.status == c.status)
-        #expect(record.loser.opd == (c.loserIsDelete ? "pkm-b" : "pkm-a"))
+        #expect(record.loser?.opd == (c.loserIsDelete ? "pkm-b" : "pkm-a"))
 
         // The reviewer reverses it: the losing side's action happens.
         _ = try await bench.store.resolveConflict(id: record.id, ResolveRequest(take: .remote), by: "rev")
@@ -415,8 +415,8 @@ struct ConflictPolicyTests {
         let resolved = try await bench.store.reviewConflict(id: record.id)
         #expect(resolved.resolution?.values?["lww_col"] == .text("A+B"))
         #expect(resolved.resolution?.note == "both")
-        #expect(resolved.loser.value == .text("B"), "the record keeps both sides")
-        #expect(resolved.winner.value == .text("A"))
+        #expect(resolved.loser?.value == .text("B"), "the record keeps both sides")
+        #expect(resolved.winner?.value == .text("A"))
     }
 }
 
@@ -454,7 +454,7 @@ struct QuarantineTests {
         #expect(quarantined.related == RowReference(table: "patients", primaryKey: [.text("PA")]))
         #expect(quarantined.held?.values["name"] == .text("Siti Aminah"), "not applied, not lost")
         #expect(quarantined.column == "nik")
-        #expect(quarantined.winner.opd == "pkm-a")
+        #expect(quarantined.winner?.opd == "pkm-a")
         let held = try #require(reply.conflicts.first { $0.kind == .foreignKey })
         #expect(held.status == "held")
         #expect(held.related == RowReference(table: "patients", primaryKey: [.text("PB")]))

@@ -133,14 +133,14 @@ struct PolicyOrderIndependenceTests {
             }
         }
         let names = Dictionary(uniqueKeysWithValues: scenario.replicas.enumerated().map { ($1.id, "R\($0)") })
-        func who(_ side: ConflictReport.Side) -> String { names[side.replicaId] ?? side.opd }
+        func who(_ side: ConflictReport.Side?) -> String { side.map { names[$0.replicaId] ?? $0.opd } ?? "-" }
         for record in try await bench.records() where record.status == "auto" || record.status == "open" {
             guard case .text(let id) = record.primaryKey.first else { continue }
             let key = "\(record.table):\(id)"
             if record.policy == "manual", record.column != nil {
                 var entry = outcome.manual[key] ?? (values: [], waiting: 0)
-                entry.values.insert(who(record.winner) + "=" + (record.winner.value?.description ?? "-"))
-                entry.values.insert(who(record.loser) + "=" + (record.loser.value?.description ?? "-"))
+                entry.values.insert(who(record.winner) + "=" + (record.winner?.value?.description ?? "-"))
+                entry.values.insert(who(record.loser) + "=" + (record.loser?.value?.description ?? "-"))
                 entry.waiting += 1
                 outcome.manual[key] = entry
                 continue
@@ -150,8 +150,8 @@ struct PolicyOrderIndependenceTests {
             outcome.records.insert(
                 [
                     key, record.column ?? "-", record.kind.rawValue, record.policy, record.status,
-                    who(record.loser), record.loser.value?.description ?? "-", who(record.winner),
-                    record.winner.value?.description ?? "-",
+                    who(record.loser), record.loser?.value?.description ?? "-", who(record.winner),
+                    record.winner?.value?.description ?? "-",
                 ].joined(separator: " "))
         }
         // The manual column's master value must be one of the values involved.

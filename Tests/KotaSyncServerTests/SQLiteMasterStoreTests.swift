@@ -97,10 +97,10 @@ struct SQLiteMasterStoreTests {
         #expect(try Self.notes(store) == [[.text("n1"), .text("dari B"), .text("badan A")]])
         let title = try #require(reply.conflicts.first { $0.column == "title" })
         #expect(title.kind == .insertInsert)
-        #expect(title.winner.value == .text("dari B"))
-        #expect(title.loser.value == .text("dari A"))
-        #expect(title.loser.opd == "pkm-a")
-        #expect(title.winner.replicaId == b.replica)
+        #expect(title.winner?.value == .text("dari B"))
+        #expect(title.loser?.value == .text("dari A"))
+        #expect(title.loser?.opd == "pkm-a")
+        #expect(title.winner?.replicaId == b.replica)
     }
 
     @Test func aDeleteRacingAnUpdateLosesInEitherOrder() async throws {
@@ -122,8 +122,8 @@ struct SQLiteMasterStoreTests {
             let conflict = try #require(replies.flatMap(\.conflicts).first)
             #expect(conflict.kind == .deleteUpdate)
             #expect(conflict.policy == "update-wins")
-            #expect(conflict.loser.replicaId == a.replica)
-            #expect(conflict.loser.value == nil)
+            #expect(conflict.loser?.replicaId == a.replica)
+            #expect(conflict.loser?.value == nil)
             finals.append(try Self.notes(store))
         }
         #expect(
@@ -141,7 +141,7 @@ struct SQLiteMasterStoreTests {
         let bCursor = try await Self.pullAll(store).last!.version
         let reply = try await b.push(store, [(.update, "n1", base, [(0, .text("B kalah"))])])
         #expect(reply.applied == 0)
-        #expect(reply.conflicts.first?.winner.value == .text("A menang"))
+        #expect(reply.conflicts.first?.winner?.value == .text("A menang"))
         let forB = try await Self.pullAll(store, after: bCursor)
         #expect(forB.count == 1)
         #expect(forB.first?.columns.first?.value == .text("A menang"))
@@ -248,18 +248,23 @@ struct SQLiteMasterStoreTests {
         var a = Device(opd: "pkm-a")
         _ = try await a.push(store, [(.upsert, "n1", 0, [(0, .text("x")), (1, .null)])])
         _ = try await a.push(store, [(.upsert, "n2", 0, [(0, .text("y")), (1, .null)])])
-        let stranger = DeviceReport(replicaId: UUID(), clientVersion: "x", pending: 1, lastError: nil, cursor: 0)
+        let stranger = DeviceReport(
+            replicaId: UUID(), opd: "pkm-a", clientVersion: "x", pending: 1, lastError: nil, cursor: 0)
         try await store.record(stranger, pulled: true)
         // A push's report, then a pull's that says less, then one with an error.
         try await store.record(
-            DeviceReport(replicaId: a.replica, clientVersion: "kotasync 1.2", pending: 3, lastError: nil, cursor: nil),
+            DeviceReport(
+                replicaId: a.replica, opd: "pkm-a", clientVersion: "kotasync 1.2", pending: 3, lastError: nil,
+                cursor: nil),
             pulled: false)
         try await store.record(
-            DeviceReport(replicaId: a.replica, clientVersion: nil, pending: nil, lastError: nil, cursor: 1),
+            DeviceReport(
+                replicaId: a.replica, opd: "pkm-a", clientVersion: nil, pending: nil, lastError: nil, cursor: 1),
             pulled: true)
         try await store.record(
             DeviceReport(
-                replicaId: a.replica, clientVersion: nil, pending: 0, lastError: "network_unreachable", cursor: nil),
+                replicaId: a.replica, opd: "pkm-a", clientVersion: nil, pending: 0, lastError: "network_unreachable",
+                cursor: nil),
             pulled: false)
         let overview = try await store.overview(timeZone: TimeZone(identifier: "Asia/Jakarta")!)
         #expect(overview.devices.count == 1, "a replica the master does not know is not shown")
@@ -273,7 +278,8 @@ struct SQLiteMasterStoreTests {
 
         // A later batch keeps what it does not say, and clears the error.
         try await store.record(
-            DeviceReport(replicaId: a.replica, clientVersion: nil, pending: nil, lastError: nil, cursor: 2),
+            DeviceReport(
+                replicaId: a.replica, opd: "pkm-a", clientVersion: nil, pending: nil, lastError: nil, cursor: 2),
             pulled: true)
         let later = try #require(
             try await store.overview(timeZone: TimeZone(identifier: "Asia/Jakarta")!).devices.first)

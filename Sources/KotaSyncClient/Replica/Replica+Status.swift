@@ -147,12 +147,15 @@ public struct ChangeOutcome: Codable, Sendable, Equatable {
     public static func of(_ report: ConflictReport, for replica: UUID) -> ChangeOutcome? {
         let rowKinds: Set<ConflictReport.Kind> = [.unique, .foreignKey, .queued]
         let isRowRecord = rowKinds.contains(report.kind)
-        let isLoser = report.loser.replicaId == replica
-        guard isLoser || report.winner.replicaId == replica else { return nil }
+        let isLoser = report.loser?.replicaId == replica
+        guard isLoser || report.winner?.replicaId == replica else { return nil }
         func outcome(_ kind: Kind, _ why: String) -> ChangeOutcome {
             ChangeOutcome(conflictId: report.id, kind: kind, why: why)
         }
+        // A device is not told the other side of a record when it is another OPD's row.
         let other = isLoser ? report.winner : report.loser
+        let otherName = other?.opd ?? "another device"
+        let otherValue = other.map { valueText($0.value) } ?? "its value"
         let reason = report.reason.map { " (\($0))" } ?? ""
         func overridden() -> ChangeOutcome {
             guard report.column != nil else {
@@ -162,11 +165,11 @@ public struct ChangeOutcome: Codable, Sendable, Equatable {
                     case "delete-wins": "deleted the row while this replica changed it; delete-wins removes it"
                     default: "changed the row too, and its change won (\(report.policy))"
                     }
-                return outcome(.overridden, "\(other.opd) \(what)\(reason)")
+                return outcome(.overridden, "\(otherName) \(what)\(reason)")
             }
             return outcome(
                 .overridden,
-                "\(other.opd) changed it too, without seeing this change; \(policyText(report.policy)) kept \(valueText(other.value))\(reason)"
+                "\(otherName) changed it too, without seeing this change; \(policyText(report.policy)) kept \(otherValue)\(reason)"
             )
         }
         switch ConflictReport.Status(rawValue: report.status) {
@@ -179,7 +182,7 @@ public struct ChangeOutcome: Codable, Sendable, Equatable {
             case (.local, true):
                 return isRowRecord
                     ? outcome(.rejected, "rejected at the Command Center\(by)")
-                    : outcome(.overridden, "the Command Center kept \(other.opd)'s \(valueText(other.value))\(by)")
+                    : outcome(.overridden, "the Command Center kept \(otherName)'s \(otherValue)\(by)")
             case (.merged, true):
                 return outcome(
                     .overridden,
@@ -190,7 +193,7 @@ public struct ChangeOutcome: Codable, Sendable, Equatable {
                 return outcome(
                     .overridden,
                     resolution?.take == .remote
-                        ? "the Command Center took \(other.opd)'s \(valueText(other.value)) instead\(by)"
+                        ? "the Command Center took \(otherName)'s \(otherValue) instead\(by)"
                         : "the Command Center wrote a merged value\(by)")
             case (nil, true):
                 return outcome(.overridden, "resolved at the Command Center against this change")

@@ -191,8 +191,12 @@ public struct ConflictReport: Codable, Sendable, Equatable, Hashable {
     public var policy: String
     /// The value before either change, where the master still has it.
     public var base: SQLValue?
-    public var winner: Side
-    public var loser: Side
+    /// The side the master kept. Absent in a device's view of a record whose other side is
+    /// outside its OPD's scope, when the kept side is that other one (`Protocol/access.md`).
+    public var winner: Side?
+    /// The side that lost, or the change the master holds back (quarantined, held, queued).
+    /// Absent in a device's view when it is another OPD's and out of scope.
+    public var loser: Side?
     /// One of ``Status``: `auto`, `open`, `held`, `resolved` or `superseded`.
     public var status: String
     /// When the server decided (ISO 8601).
@@ -209,7 +213,7 @@ public struct ConflictReport: Codable, Sendable, Equatable, Hashable {
 
     public init(
         id: Int64, table: String, primaryKey: [SQLValue], column: String?, kind: Kind, policy: String,
-        base: SQLValue?, winner: Side, loser: Side, status: String, decidedAt: String
+        base: SQLValue?, winner: Side?, loser: Side?, status: String, decidedAt: String
     ) {
         self.id = id
         self.table = table

@@ -30,7 +30,8 @@ public enum Visibility: Sendable, Equatable {
     case everyone
     case opds(Set<String>)
 
-    func contains(_ opd: String) -> Bool {
+    /// Whether a device of `opd` is among them.
+    public func contains(_ opd: String) -> Bool {
         switch self {
         case .everyone: true
         case .opds(let set): set.contains(opd)
@@ -38,8 +39,8 @@ public enum Visibility: Sendable, Equatable {
     }
 }
 
-/// The sync rules of the whole master: each table's rules and the OPD hierarchy. Pure: who may
-/// see and write what follows from a device's OPD and the row's scope value alone.
+/// The sync rules of the whole master, as the config states them: each table's rules and the OPD
+/// hierarchy. Data only: who may see and write what is ``AccessPolicy``'s to decide.
 public struct SyncRules: Sendable, Equatable {
     public var tables: [String: TableRules]
     /// Each OPD's parent.
@@ -72,44 +73,11 @@ public struct SyncRules: Sendable, Equatable {
         opds.filter { ancestors(of: $0).contains(opd) }
     }
 
-    /// Who sees a row of `table` whose scope value is `scope` (nil for a row the master does not hold).
+    /// Who sees a row of `table` whose scope value is `scope`: ``AccessPolicy/visibility(table:scope:)``
+    /// decides; kept here for the merge's visibility bookkeeping (``VisibilityChange``), which
+    /// holds the rules rather than the policy.
     public func visibility(table: String, scope: SQLValue?) -> Visibility {
-        if rules(for: table).direction == .up { return .opds([]) }
-        return owners(table: table, scope: scope)
-    }
-
-    /// Who a row of `table` with scope value `scope` belongs to, whatever the direction: its
-    /// OPD and every OPD above it; everyone for a table without a scope.
-    public func owners(table: String, scope: SQLValue?) -> Visibility {
-        guard rules(for: table).scope != nil else { return .everyone }
-        guard case .text(let owner) = scope, opds.contains(owner) else { return .opds([]) }
-        return .opds(Set(ancestors(of: owner)))
-    }
-
-    /// Whether a device of `opd` may make a change to a row of `table`. `old` is the row's scope
-    /// value on the master (nil: the master never had the row), `new` its scope value after the
-    /// change (nil for a delete): both must be the device's OPD or one under it, so nobody moves
-    /// a row out of, or into, another OPD. Nil when it may; else the refusal.
-    public func refusal(opd: String, table: String, old: SQLValue?, new: SQLValue?) -> RowRefusal? {
-        let rules = rules(for: table)
-        if rules.direction == .down {
-            return RowRefusal(
-                code: .readOnlyTable, message: "Table \(table) is reference data: replicas may read it, not change it.")
-        }
-        guard let column = rules.scope else { return nil }
-        if let old, !owners(table: table, scope: old).contains(opd) {
-            return RowRefusal(
-                code: .outOfScope,
-                message: "This row of \(table) belongs to another OPD (\(column) is not \(opd) or an OPD under it).")
-        }
-        if let new, !owners(table: table, scope: new).contains(opd) {
-            return RowRefusal(
-                code: .outOfScope,
-                message:
-                    "The row would belong to another OPD: \(table).\(column) must be \(opd) or an OPD under it; a row cannot be moved out of, or into, another OPD."
-            )
-        }
-        return nil
+        AccessPolicy(rules: self).visibility(table: table, scope: scope)
     }
 }
 

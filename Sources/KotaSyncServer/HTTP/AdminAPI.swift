@@ -16,14 +16,11 @@ struct AdminAPI {
     static let expiresDays = IntegerField("expires_days", 1...36_500)
 
     func register(on router: Router<ServerRequestContext>) {
-        router.get("/v1/admin/tokens") { request, _ in
-            RequestAudit.note(action: "admin.tokens.list")
-            _ = try await authenticator.staff(request, atLeast: .admin, to: "manage tokens")
+        let admins = router.guarded(.staff(.admin), authenticator: authenticator)
+        admins.on(.get, "/v1/admin/tokens", audit: "admin.tokens.list", to: "manage tokens") { _, _, _ in
             return try json(TokenList(tokens: try await store.tokens()))
         }
-        router.post("/v1/admin/tokens") { request, _ in
-            RequestAudit.note(action: "token.create")
-            _ = try await authenticator.staff(request, atLeast: .admin, to: "manage tokens")
+        admins.on(.post, "/v1/admin/tokens", audit: "token.create", to: "manage tokens") { request, _, _ in
             let body = try await request.body.collect(upTo: Self.maxBodyBytes)
             guard
                 let create = try? ProtocolJSON.decoder().decode(
@@ -63,16 +60,22 @@ struct AdminAPI {
             response.status = .created
             return response
         }
-        router.post("/v1/admin/tokens/:id/revoke") { request, context in
-            let id = String((context.parameters.get("id") ?? "").prefix(64))
-            RequestAudit.note(action: "token.revoke", ["token": id])
-            _ = try await authenticator.staff(request, atLeast: .admin, to: "manage tokens")
+        let noteToken: @Sendable (Request, ServerRequestContext) -> Void = { _, context in
+            RequestAudit.note(["token": Self.tokenID(context)])
+        }
+        admins.on(
+            .post, "/v1/admin/tokens/:id/revoke", audit: "token.revoke", to: "manage tokens", noting: noteToken
+        ) { _, context, _ in
+            let id = Self.tokenID(context)
             return try json(try await store.revokeToken(id: id))
         }
-        router.get("/v1/admin/users") { request, _ in
-            RequestAudit.note(action: "admin.users.list")
-            _ = try await authenticator.staff(request, atLeast: .admin, to: "manage staff accounts")
+        admins.on(.get, "/v1/admin/users", audit: "admin.users.list", to: "manage staff accounts") { _, _, _ in
             return try json(UserList(users: try await store.users()))
         }
+    }
+
+    /// The `{id}` path segment of a token route, cut to a token id's length.
+    private static func tokenID(_ context: ServerRequestContext) -> String {
+        String((context.parameters.get("id") ?? "").prefix(64))
     }
 }

@@ -3,41 +3,43 @@ import Hummingbird
 import KotaSyncCore
 
 /// Checks a request's bearer token and what its role allows: device tokens sync for their OPD,
-/// staff tokens open the review API, and neither opens the other's routes.
+/// staff tokens open the review API, and neither opens the other's routes. The roles' ranking is
+/// the access service's (``AccessPolicy/grants(_:_:)``); ``CredentialMiddleware`` asks this for
+/// every route of a guarded group.
 struct Authenticator: Sendable {
     let store: any MasterStore
     /// The per-token request budget, shared by every route.
     let limits: RequestLimits
 
-    /// The device behind the request's token, for a sync route (`push`, `pull`, `conflicts`):
-    /// a staff token is refused with `forbidden`, so a reviewer's token can never write data as
-    /// if it were an OPD's.
-    func device(_ request: Request, to action: String) async throws -> Device {
+    /// The credential behind the request's token if it meets `requirement`; `purpose` says, in
+    /// the refusal, what the route does. A staff token on a device route and a device token (or
+    /// a lower role) on a staff route are refused with `forbidden`.
+    func admit(_ request: Request, as requirement: CredentialRequirement, to purpose: String) async throws -> Device {
         let credential = try await authenticate(request)
-        guard credential.role == .device else {
-            throw SyncError(
-                .forbidden,
-                "A staff token (role \(credential.role.rawValue)) cannot \(action); it opens the review API only. Sync with a device token of an OPD (`kotasync-server token create --opd ID`)."
-            )
-        }
-        return credential
-    }
-
-    /// The staff member behind the request's token, whose role is `role` or above
-    /// (viewer < reviewer < admin); device tokens and lower roles are refused with `forbidden`.
-    func staff(_ request: Request, atLeast role: Device.Role, to action: String) async throws -> Device {
-        let credential = try await authenticate(request)
-        guard credential.role != .device else {
-            throw SyncError(
-                .forbidden,
-                "This is a device token of OPD \(credential.opd); it cannot \(action). The review API needs a staff token (`kotasync-server token create --staff NAME --role viewer|reviewer|admin`)."
-            )
-        }
-        guard credential.role.rank >= role.rank else {
-            throw SyncError(
-                .forbidden,
-                "This \(credential.role.rawValue) token cannot \(action); that needs a \(role.rawValue) token or above."
-            )
+        switch requirement {
+        case .any:
+            return credential
+        case .device:
+            // So that a reviewer's token can never write data as if it were an OPD's.
+            guard AccessPolicy.isDevice(credential.role) else {
+                throw SyncError(
+                    .forbidden,
+                    "A staff token (role \(credential.role.rawValue)) cannot \(purpose); it opens the review API only. Sync with a device token of an OPD (`kotasync-server token create --opd ID`)."
+                )
+            }
+        case .staff(let role):
+            guard !AccessPolicy.isDevice(credential.role) else {
+                throw SyncError(
+                    .forbidden,
+                    "This is a device token of OPD \(credential.opd); it cannot \(purpose). The review API needs a staff token (`kotasync-server token create --staff NAME --role viewer|reviewer|admin`)."
+                )
+            }
+            guard AccessPolicy.grants(credential.role, role) else {
+                throw SyncError(
+                    .forbidden,
+                    "This \(credential.role.rawValue) token cannot \(purpose); that needs a \(role.rawValue) token or above."
+                )
+            }
         }
         return credential
     }
@@ -60,15 +62,12 @@ struct Authenticator: Sendable {
     }
 }
 
-extension Device.Role {
-    /// Staff roles in increasing power; a device is below every staff role and opens none of
-    /// their routes (``Authenticator`` checks that separately).
-    fileprivate var rank: Int {
-        switch self {
-        case .device: 0
-        case .viewer: 1
-        case .reviewer: 2
-        case .admin: 3
-        }
-    }
+/// What a group of routes needs of a request's credential.
+enum CredentialRequirement: Sendable, Equatable {
+    /// Any valid token (logout).
+    case any
+    /// A device token of an OPD: the sync routes.
+    case device
+    /// A staff token of this role or above: the review and admin routes.
+    case staff(Device.Role)
 }

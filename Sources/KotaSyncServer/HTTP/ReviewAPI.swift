@@ -16,9 +16,12 @@ struct ReviewAPI {
     let authenticator: Authenticator
 
     func register(on router: Router<ServerRequestContext>) {
-        router.get("/v1/review/conflicts") { request, _ in
-            RequestAudit.note(action: "review.list")
-            _ = try await authenticator.staff(request, atLeast: .viewer, to: "read the review queue")
+        let viewers = router.guarded(.staff(.viewer), authenticator: authenticator)
+        let reviewers = router.guarded(.staff(.reviewer), authenticator: authenticator)
+        let noteID: @Sendable (Request, ServerRequestContext) -> Void = { _, context in
+            RequestAudit.note(["conflict_id": context.parameters.get("id") ?? ""])
+        }
+        viewers.on(.get, "/v1/review/conflicts", audit: "review.list", to: "read the review queue") { request, _, _ in
             let query = request.uri.queryParameters
             let filter = ReviewFilter(
                 status: try nonEmpty(query.get("status"), "status"), table: try nonEmpty(query.get("table"), "table"),
@@ -27,14 +30,15 @@ struct ReviewAPI {
                 limit: try integer(request, "limit", default: 100, minimum: 1, lowering: 1000))
             return try json(try await store.reviewConflicts(filter))
         }
-        router.get("/v1/review/conflicts/:id") { request, context in
-            RequestAudit.note(action: "review.show", ["conflict_id": context.parameters.get("id") ?? ""])
-            _ = try await authenticator.staff(request, atLeast: .viewer, to: "read the review queue")
+        viewers.on(
+            .get, "/v1/review/conflicts/:id", audit: "review.show", to: "read the review queue", noting: noteID
+        ) { _, context, _ in
             return try json(try await store.reviewConflict(id: try recordID(context)))
         }
-        router.post("/v1/review/conflicts/:id/resolve") { request, context in
-            RequestAudit.note(action: "review.resolve", ["conflict_id": context.parameters.get("id") ?? ""])
-            let reviewer = try await authenticator.staff(request, atLeast: .reviewer, to: "resolve conflicts")
+        reviewers.on(
+            .post, "/v1/review/conflicts/:id/resolve", audit: "review.resolve", to: "resolve conflicts",
+            noting: noteID
+        ) { request, context, reviewer in
             let id = try recordID(context)
             let body = try await request.body.collect(upTo: Self.maxResolveBodyBytes)
             let decision: ResolveRequest

@@ -2,13 +2,17 @@ import Hummingbird
 import NIOCore
 
 /// The request context of every route of the server: Hummingbird's basic context plus the
-/// connection's peer address, for the audit log and the failed-login limit. Routes added from
+/// connection's peer address, for the audit log and the failed-login limit, and the credential
+/// that opened a guarded route. Routes added from
 /// outside (the dashboard) register on a `Router<ServerRequestContext>`.
 public struct ServerRequestContext: RequestContext {
     /// Hummingbird's per-request storage (logger, parameters).
     public var coreContext: CoreRequestContextStorage
     /// The address of the connection's other end: the client, or a reverse proxy.
     public let peer: String?
+    /// The credential that opened the route, set by the route group's credential check
+    /// (``CredentialMiddleware``); nil on a route that needs none.
+    public internal(set) var credential: Device?
 
     /// The context of a request arriving on `source`'s channel.
     public init(source: ApplicationRequestContextSource) {

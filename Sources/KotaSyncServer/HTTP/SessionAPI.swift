@@ -39,9 +39,8 @@ struct SessionAPI {
                     retryAfterSeconds: wait)
             }
         }
-        router.post("/v1/logout") { request, _ in
-            RequestAudit.note(action: "logout")
-            let credential = try await authenticator.authenticate(request)
+        router.guarded(.any, authenticator: authenticator).on(.post, "/v1/logout", audit: "logout", to: "log out") {
+            _, _, credential in
             guard credential.session else {
                 throw SyncError(
                     .forbidden,

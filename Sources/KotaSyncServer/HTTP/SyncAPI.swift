@@ -15,18 +15,15 @@ struct SyncAPI {
         router.get("/v1/health") { _, _ in
             try json(["status": "ok", "server": config.name])
         }
-        router.get("/v1/schema") { request, _ in
-            // Staff tokens open the review API only; refusing them here keeps `kotasync init`
-            // from making a replica that could never sync.
-            RequestAudit.note(action: "schema")
-            let device = try await authenticator.device(request, to: "make a replica")
-            return try json(
+        let devices = router.guarded(.device, authenticator: authenticator)
+        // Staff tokens open the review API only; refusing them here keeps `kotasync init` from
+        // making a replica that could never sync.
+        devices.on(.get, "/v1/schema", audit: "schema", to: "make a replica") { _, _, device in
+            try json(
                 SchemaDocument(
                     server: config.name, opd: device.opd, tables: config.tables, limits: config.limits.published))
         }
-        router.post("/v1/push") { request, _ in
-            RequestAudit.note(action: "push")
-            let device = try await authenticator.device(request, to: "push changes")
+        devices.on(.post, "/v1/push", audit: "push", to: "push changes") { request, _, device in
             if let length = request.headers[.contentLength].flatMap(Int.init), length > config.limits.maxBodyBytes {
                 throw SyncError(
                     .bodyTooLarge,
@@ -35,16 +32,14 @@ struct SyncAPI {
             let buffer = try await request.body.collect(upTo: config.limits.maxBodyBytes)
             let outcome = try await pushChangeset(buffer, from: device, store: store, config: config)
             // After the push: a replica's first push is what registers it.
-            noteReport(request, cursor: nil)
+            await noteReport(request, from: device, cursor: nil)
             return UploadAPI.pushResponse(outcome)
         }
-        router.get("/v1/pull") { request, _ in
-            RequestAudit.note(action: "pull")
-            let device = try await authenticator.device(request, to: "pull rows")
+        devices.on(.get, "/v1/pull", audit: "pull", to: "pull rows") { request, _, device in
             let after: UInt64 = try integer(request, "after", default: 0, minimum: 0)
             let limit: Int = try integer(
                 request, "limit", default: config.limits.maxPullPage, minimum: 1, lowering: config.limits.maxPullPage)
-            noteReport(request, cursor: after)
+            await noteReport(request, from: device, cursor: after)
             let page = try await store.pull(after: after, limit: limit, opd: device.opd)
             RequestAudit.note(["after": String(after), "next": String(page.nextCursor), "rows": String(page.rows)])
             return Response(
@@ -56,11 +51,13 @@ struct SyncAPI {
                 ],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: page.body)))
         }
-        router.get("/v1/conflicts") { request, _ in
-            RequestAudit.note(
-                action: "conflicts", replica: request.uri.queryParameters.get("replica").map { String($0.prefix(64)) })
-            let device = try await authenticator.device(
-                request, to: "list a replica's conflicts (staff use GET /v1/review/conflicts)")
+        let noteReplica: @Sendable (Request, ServerRequestContext) -> Void = { request, _ in
+            RequestAudit.note(replica: request.uri.queryParameters.get("replica").map { String($0.prefix(64)) })
+        }
+        devices.on(
+            .get, "/v1/conflicts", audit: "conflicts",
+            to: "list a replica's conflicts (staff use GET /v1/review/conflicts)", noting: noteReplica
+        ) { request, _, device in
             guard let text = request.uri.queryParameters.get("replica"), let replica = UUID(uuidString: text) else {
                 throw SyncError(.badRequest, "Pass the replica id as `replica=<uuid>`.")
             }
@@ -70,18 +67,21 @@ struct SyncAPI {
         }
     }
 
-    /// Keeps what the device says about itself (`KotaSync-*` headers) for the overview, without
-    /// holding up the request; a failure to keep it is not the request's.
-    private func noteReport(_ request: Request, cursor: UInt64?) {
+    /// Keeps what the device says about itself (`KotaSync-*` headers) for the overview: folded
+    /// into the store's next audit batch, so the request waits for no write; a failure to keep it
+    /// is not the request's. The store keeps it only for a replica of the device's own OPD (the
+    /// access service decides, ``AccessPolicy/acceptsReport(from:aboutReplicaOf:)``); the reply
+    /// is the same either way.
+    private func noteReport(_ request: Request, from device: Device, cursor: UInt64?) async {
         guard let text = request.headers[.init(DeviceHeaders.replica)!], let replica = UUID(uuidString: text) else {
             return
         }
         let header = { (name: String) in request.headers[.init(name)!].map { String($0.prefix(100)) } }
         let report = DeviceReport(
-            replicaId: replica, clientVersion: header(DeviceHeaders.client),
+            replicaId: replica, opd: device.opd, clientVersion: header(DeviceHeaders.client),
             pending: header(DeviceHeaders.pending).flatMap(Int.init), lastError: header(DeviceHeaders.lastError),
             cursor: cursor)
-        Task { [store] in try? await store.record(report, pulled: cursor != nil) }
+        try? await store.record(report, pulled: cursor != nil)
     }
 }
 

@@ -16,8 +16,8 @@ struct UploadAPI {
     let authenticator: Authenticator
 
     func register(on router: Router<ServerRequestContext>) {
-        router.post("/v1/uploads") { request, _ in
-            let device = try await authenticator.device(request, to: "push changes")
+        let devices = router.guarded(.device, authenticator: authenticator)
+        devices.on(.post, "/v1/uploads", audit: nil, to: "push changes") { request, _, device in
             // Abandoned uploads are discarded as new ones arrive (and at start).
             try await uploads.sweepIfDue()
             let body = try await request.body.collect(upTo: 64 * 1024)
@@ -27,12 +27,10 @@ struct UploadAPI {
                 announced, opd: device.opd, token: device.tokenID)
             return try Self.reply(status, status: created ? .created : .ok)
         }
-        router.get("/v1/uploads/:id") { request, context in
-            let device = try await authenticator.device(request, to: "push changes")
+        devices.on(.get, "/v1/uploads/:id", audit: nil, to: "push changes") { request, context, device in
             return try Self.reply(try await uploads.status(id: try Self.id(context), opd: device.opd))
         }
-        router.patch("/v1/uploads/:id") { request, context in
-            let device = try await authenticator.device(request, to: "push changes")
+        devices.on(.patch, "/v1/uploads/:id", audit: nil, to: "push changes") { request, context, device in
             let id = try Self.id(context)
             guard let offsetText = request.headers[.uploadOffset] else {
                 throw SyncError(.badRequest, "Send where the chunk starts as `\(UploadHeaders.offset): <bytes>`.")
@@ -57,8 +55,7 @@ struct UploadAPI {
                 return Self.mismatch(mismatch, asked: offset)
             }
         }
-        router.post("/v1/uploads/:id/commit") { request, context in
-            let device = try await authenticator.device(request, to: "push changes")
+        devices.on(.post, "/v1/uploads/:id/commit", audit: nil, to: "push changes") { request, context, device in
             let id = try Self.id(context)
             let assembled: UploadStore.Assembled
             do {
@@ -75,8 +72,7 @@ struct UploadAPI {
                 return Self.pushResponse(outcome)
             }
         }
-        router.delete("/v1/uploads/:id") { request, context in
-            let device = try await authenticator.device(request, to: "push changes")
+        devices.on(.delete, "/v1/uploads/:id", audit: nil, to: "push changes") { request, context, device in
             try await uploads.delete(id: try Self.id(context), opd: device.opd)
             return Response(status: .noContent)
         }

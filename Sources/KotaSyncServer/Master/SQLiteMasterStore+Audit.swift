@@ -8,8 +8,9 @@ struct AuditBuffer: Sendable {
     var entries: [AuditEntry] = []
     /// Token id → the last time it authenticated a request, not yet written.
     var tokenUses: [String: Date] = [:]
-    /// Replica → what its devices said about themselves since the last write, folded together.
-    var deviceReports: [UUID: PendingDeviceReport] = [:]
+    /// Replica and sender's OPD → what its devices said about themselves since the last write,
+    /// folded together.
+    var deviceReports: [DeviceReportKey: PendingDeviceReport] = [:]
     /// Whether a flush is already scheduled.
     var scheduled = false
 }
@@ -42,7 +43,9 @@ extension SQLiteMasterStore {
     /// batch, folded with the replica's other reports since the last one.
     func noteDeviceReport(_ report: DeviceReport, pulled: Bool, at date: Date) {
         auditBuffer.withLock { buffer in
-            buffer.deviceReports[report.replicaId, default: PendingDeviceReport()].fold(
+            buffer.deviceReports[
+                DeviceReportKey(replica: report.replicaId, opd: report.opd), default: PendingDeviceReport()
+            ].fold(
                 report, pulled: pulled, at: date)
         }
         scheduleAuditFlush(now: false)
@@ -86,7 +89,7 @@ extension SQLiteMasterStore {
                             sql: "UPDATE _ks_tokens SET last_used_at = ? WHERE id = ?",
                             arguments: [Timestamp.string(date), id])
                     }
-                    try Self.write(reports, db: db)
+                    try Self.write(reports, access: self.config.access, db: db)
                     return .commit
                 }
             }

@@ -60,19 +60,32 @@ public struct TablePage: Sendable, Equatable {
 /// What a device says about itself on each request (headers `KotaSync-*`), kept for the overview.
 public struct DeviceReport: Sendable, Equatable {
     public var replicaId: UUID
+    /// The OPD of the token that sent it: it is kept only for a replica of that OPD
+    /// (``AccessPolicy/acceptsReport(from:aboutReplicaOf:)``).
+    public var opd: String
     public var clientVersion: String?
     public var pending: Int?
     public var lastError: String?
     /// The cursor it pulled from, for its lag.
     public var cursor: UInt64?
 
-    public init(replicaId: UUID, clientVersion: String?, pending: Int?, lastError: String?, cursor: UInt64?) {
+    public init(
+        replicaId: UUID, opd: String, clientVersion: String?, pending: Int?, lastError: String?, cursor: UInt64?
+    ) {
         self.replicaId = replicaId
+        self.opd = opd
         self.clientVersion = clientVersion
         self.pending = pending
         self.lastError = lastError
         self.cursor = cursor
     }
+}
+
+/// Whose reports are folded together: one replica's, as told by devices of one OPD (a report
+/// about another OPD's replica is folded apart, and dropped when written).
+struct DeviceReportKey: Hashable, Sendable {
+    var replica: UUID
+    var opd: String
 }
 
 /// A replica's device reports since the last write, folded into one: the latest report (later
@@ -186,13 +199,17 @@ extension SQLiteMasterStore {
     }
 
     /// Writes folded device reports inside the caller's transaction; reports of replicas the
-    /// master does not know (yet) are dropped.
-    static func write(_ reports: [UUID: PendingDeviceReport], db: Database) throws {
-        for (replica, pending) in reports {
+    /// master does not know (yet), and reports about a replica of another OPD than the sender's,
+    /// are dropped (the access service decides).
+    static func write(_ reports: [DeviceReportKey: PendingDeviceReport], access: AccessPolicy, db: Database) throws {
+        for (key, pending) in reports {
             guard
-                let number = try Int64.fetchOne(
-                    db, sql: "SELECT number FROM _ks_replicas WHERE uuid = ?", arguments: [Data(replica.bytes)])
+                let replica = try Row.fetchOne(
+                    db, sql: "SELECT number, opd FROM _ks_replicas WHERE uuid = ?", arguments: [Data(key.replica.bytes)]
+                ),
+                access.acceptsReport(from: key.opd, aboutReplicaOf: replica["opd"])
             else { continue }
+            let number: Int64 = replica["number"]
             let report = pending.report
             try db.execute(
                 sql: """

@@ -116,7 +116,8 @@ extension SQLiteMasterStore {
                 let row = try Row.fetchOne(
                     db, sql: "SELECT id, opd, hash, expires_at, revoked_at, role FROM _ks_tokens WHERE id = ?",
                     arguments: [tokenId]),
-                row["revoked_at"] as String? == nil, row["role"] as String == Device.Role.device.rawValue
+                row["revoked_at"] as String? == nil,
+                Device.Role(rawValue: row["role"]).map(AccessPolicy.isDevice) == true
             else { return nil }
             if let expires = (row["expires_at"] as String?).flatMap(Timestamp.date), expires <= Date() { return nil }
             return (Device(tokenID: row["id"], opd: row["opd"]), row["hash"])

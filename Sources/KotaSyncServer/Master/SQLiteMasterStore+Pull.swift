@@ -14,25 +14,26 @@ extension SQLiteMasterStore {
         try await pull(after: cursor, limit: limit, opd: nil)
     }
 
-    /// The rows a device of `opd` may be sent: rows of tables it sees whole, rows in its scope,
-    /// and rows that left its scope (it is sent their removal). Nil: everything.
+    /// The rows a device of `opd` may be sent, as the access service's pull reach of each table
+    /// says (``AccessPolicy/pullReach(opd:table:)``), and rows that left its scope (it is sent
+    /// their removal). Nil: everything.
     private func visibleRows(to opd: String?) -> (sql: String, arguments: [any DatabaseValueConvertible]) {
         guard let opd else { return ("1", []) }
-        let rules = config.rules
+        let access = config.access
         var clauses: [String] = []
         var arguments: [any DatabaseValueConvertible] = []
-        let subtree = rules.subtree(of: opd)
         for table in config.tables {
-            let r = rules.rules(for: table.name)
-            if r.direction == .up { continue }
-            if r.scope == nil {
+            switch access.pullReach(opd: opd, table: table.name) {
+            case .none:
+                continue
+            case .whole:
                 clauses.append("tbl = ?")
                 arguments.append(table.name)
-            } else {
-                let marks = subtree.map { _ in "?" }.joined(separator: ", ")
+            case .scopes(let scopes):
+                let marks = scopes.map { _ in "?" }.joined(separator: ", ")
                 clauses.append("(tbl = ? AND (scope IN (\(marks)) OR instr(gone_for, ?) > 0))")
                 arguments.append(table.name)
-                arguments.append(contentsOf: subtree as [any DatabaseValueConvertible])
+                arguments.append(contentsOf: scopes as [any DatabaseValueConvertible])
                 arguments.append(",\(opd),")
             }
         }
@@ -71,6 +72,7 @@ extension SQLiteMasterStore {
         let metas = try db.cachedStatement(sql: sql)
         let selects = try config.tables.map { try db.cachedStatement(sql: statements[$0.name]!.select) }
         let hiddenColumns = hidden
+        let access = config.access
         var rows: [Changeset.Row] = []
         rows.reserveCapacity(limit)
         var next = cursor
@@ -100,8 +102,7 @@ extension SQLiteMasterStore {
                 resolve: { Writer(number: $0, id: .zero) })
             let stamp = clocks.stamp
             let key = try PrimaryKeyCoding.decode(meta.bytes(1))
-            let gone =
-                opd.map { !config.rules.visibility(table: name, scope: meta.value(5)).contains($0) } ?? false
+            let gone = opd.map { !access.sees(opd: $0, table: name, scope: meta.value(5)) } ?? false
             // A table of key columns only selects a constant, not a column.
             var values =
                 clocks.isDeleted || gone
@@ -146,13 +147,16 @@ extension SQLiteMasterStore {
             uniqueKeysWithValues: config.tables.map { table in
                 (
                     table.name,
-                    config.rules.rules(for: table.name).hidden.compactMap { name in
+                    config.access.hiddenColumns(table: table.name).compactMap { name in
                         table.columns.firstIndex { $0.name == name }
                     }
                 )
             })
     }
 
+    /// The records `replica` took part in, as its device may see them (``deviceView(_:for:db:)``).
+    /// A replica of another OPD, or one the master does not know, has none: the reply does not
+    /// tell which.
     public func conflicts(involving replica: UUID, of device: Device, after: Int64, limit: Int) async throws
         -> ConflictList
     {
@@ -160,20 +164,72 @@ extension SQLiteMasterStore {
         return try await read { db in
             guard
                 let owner = try Row.fetchOne(
-                    db, sql: "SELECT number, opd FROM _ks_replicas WHERE uuid = ?", arguments: [Data(replica.bytes)])
+                    db, sql: "SELECT number, opd FROM _ks_replicas WHERE uuid = ?", arguments: [Data(replica.bytes)]),
+                owner["opd"] as String == device.opd
             else { return ConflictList(conflicts: [], next: nil) }
-            guard owner["opd"] as String == device.opd else {
-                throw SyncError(.forbidden, "Replica \(replica) belongs to another OPD.")
-            }
             let number: Int64 = owner["number"]
-            return try self.conflictList(
+            let list = try self.conflictList(
                 db.cachedStatement(
                     sql: """
                         SELECT \(ConflictReport.columns) FROM _ks_conflicts
                         WHERE id > ? AND (loser_writer = ? OR winner_writer = ?) ORDER BY id LIMIT ?
                         """), [.integer(after), .integer(number), .integer(number), .integer(Int64(limit + 1))],
                 limit: limit, db: db)
+            // The page's end is where the query stopped, whether or not its last record is shown.
+            return ConflictList(
+                conflicts: try self.deviceView(list.conflicts, for: device.opd, db: db), next: list.next)
         }
     }
 
+    /// Conflict records as a device of `opd` is told of them — its conflict list and its push
+    /// reply both pass through here: the access service decides each one
+    /// (``AccessPolicy/deviceView(of:for:scopes:)``) from the scopes of the rows it names.
+    func deviceView(_ records: [ConflictReport], for opd: String, db: Database) throws -> [ConflictReport] {
+        let access = config.access
+        return try records.compactMap { record in
+            try access.deviceView(of: record, for: opd, scopes: scopes(of: record, db: db))
+        }
+    }
+
+    /// The scope values of the rows `record` names: each as the master holds it, or, for a row
+    /// the master does not hold yet, as the change that holds its place gives it.
+    func scopes(of record: ConflictReport, db: Database) throws -> ConflictScopes {
+        let row =
+            try storedScope(record.table, key: record.primaryKey, db: db)
+            ?? heldScope(record.held?.values, table: record.table)
+            ?? pendingScope(record.table, key: record.primaryKey, db: db)
+        let related = try record.related.flatMap { r in
+            try storedScope(r.table, key: r.primaryKey, db: db) ?? pendingScope(r.table, key: r.primaryKey, db: db)
+        }
+        return ConflictScopes(row: row, related: related)
+    }
+
+    /// The scope value of a row the master holds (live or deleted); nil when it holds no such row.
+    private func storedScope(_ table: String, key: [SQLValue], db: Database) throws -> SQLValue? {
+        try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT scope FROM _ks_rows WHERE tbl = ? AND pk = ?"),
+            arguments: [table, Data(PrimaryKeyCoding.encode(key))]
+        ).map { SQLValue($0["scope"] as DatabaseValue) }
+    }
+
+    /// The scope value a held change gives its row (nil for a table without a scope column).
+    private func heldScope(_ values: [String: SQLValue]?, table: String) -> SQLValue? {
+        guard let column = config.rules.rules(for: table).scope else { return nil }
+        return values?[column]
+    }
+
+    /// The scope of a row the master does not hold but whose place a quarantined or held change
+    /// keeps (the first such record of the key).
+    private func pendingScope(_ table: String, key: [SQLValue], db: Database) throws -> SQLValue? {
+        guard
+            let stored = try String.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT held FROM _ks_conflicts
+                        WHERE kind IN ('unique', 'foreign_key') AND status IN ('open', 'held') AND tbl = ? AND pk = ?
+                        ORDER BY id LIMIT 1
+                        """), arguments: [table, Data(PrimaryKeyCoding.encode(key))])
+        else { return nil }
+        return heldScope(try? HeldChange(stored: stored).row.values, table: table)
+    }
 }

@@ -154,7 +154,10 @@ extension SQLiteMasterStore {
         let reply = PushReply(
             changesetId: changeset.id, replicaId: changeset.replicaID, rows: rows.count,
             applied: merge.applied,
-            clampedStamps: merge.clamped, masterSequence: merge.version, conflicts: merge.reports,
+            clampedStamps: merge.clamped, masterSequence: merge.version,
+            // The access service's device view: the merge reports every record it makes or
+            // re-points, other OPDs' among them.
+            conflicts: try deviceView(merge.reports, for: device.opd, db: db),
             rejected: merge.rejected.isEmpty ? nil : merge.rejected)
         let replyData = try ProtocolJSON.encoder().encode(reply)
         try db.execute(
