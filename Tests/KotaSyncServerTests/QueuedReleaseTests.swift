@@ -16,6 +16,8 @@ struct QueuedReleaseTests {
         opds:
           - id: pkm-a
             name: Puskesmas A
+          - id: pkm-b
+            name: Puskesmas B
         tables:
           - name: patients
             ddl: "CREATE TABLE patients (id TEXT PRIMARY KEY, nik TEXT UNIQUE, name TEXT NOT NULL, phone TEXT)"
@@ -87,6 +89,40 @@ struct QueuedReleaseTests {
         }
         #expect(visit?["patient_id"] == "p1")
         #expect(visit?["complaint"] == "demam")
+    }
+
+    /// A visit waits for its patient with an update of it queued behind; when the patient
+    /// arrives the visit is refused by its writer's rules (a clinic it may not write, as a master
+    /// from before the arrival check may hold). The queued update is released in turn, and as
+    /// there is no row to update it waits for a person instead of becoming a row of its two
+    /// columns; the patient's push is accepted.
+    @Test func aQueuedUpdateBehindARowRefusedAtReleaseWaitsForAPerson() async throws {
+        let store = try Self.open()
+        let first = UUID()
+        let second = UUID()
+        _ = try await Self.push(
+            store, replica: first, sequence: 1, .upsert, table: "visits", id: "v1",
+            values: ["patient_id": .text("p1"), "clinic_id": .text("pkm-a"), "complaint": .text("demam")])
+        _ = try await Self.push(
+            store, replica: second, sequence: 1, .update, table: "visits", id: "v1",
+            values: ["clinic_id": .text("pkm-a"), "complaint": .text("batuk")])
+        try await store.pool.write { db in
+            try db.execute(
+                sql: "UPDATE _ks_conflicts SET held = replace(held, 'pkm-a', 'pkm-b') WHERE kind = 'foreign_key'")
+        }
+        let reply = try await Self.push(
+            store, replica: first, sequence: 2, .upsert, table: "patients", id: "p1",
+            values: ["nik": .text("1"), "name": .text("Sari")])
+        #expect(reply.applied == 1)
+        let records = try await store.reviewConflicts(ReviewFilter(table: "visits")).conflicts
+        let head = try #require(records.first { $0.kind == .foreignKey })
+        #expect(head.status == "resolved")
+        #expect(head.resolution?.note?.contains("out_of_scope") == true)
+        let queued = try #require(records.first { $0.kind == .queued })
+        #expect(queued.status == "open")
+        #expect(queued.reason?.contains("does not hold") == true)
+        let visits = try await store.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM visits") }
+        #expect(visits == 0)
     }
 
     /// A row held for its parent that breaks a CHECK constraint (never written while it waited)
