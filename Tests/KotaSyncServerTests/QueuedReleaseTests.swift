@@ -16,6 +16,8 @@ struct QueuedReleaseTests {
         opds:
           - id: pkm-a
             name: Puskesmas A
+          - id: pkm-b
+            name: Puskesmas B
         tables:
           - name: patients
             ddl: "CREATE TABLE patients (id TEXT PRIMARY KEY, nik TEXT UNIQUE, name TEXT NOT NULL, phone TEXT)"
@@ -23,6 +25,8 @@ struct QueuedReleaseTests {
             sync:
               scope: clinic_id
             ddl: "CREATE TABLE visits (id TEXT PRIMARY KEY, patient_id TEXT NOT NULL REFERENCES patients(id), clinic_id TEXT, complaint TEXT)"
+          - name: vitals
+            ddl: "CREATE TABLE vitals (id TEXT PRIMARY KEY, patient_id TEXT NOT NULL REFERENCES patients(id), weight REAL CHECK (weight > 0))"
         """
 
     static func open() throws -> SQLiteMasterStore {
@@ -78,6 +82,107 @@ struct QueuedReleaseTests {
         }
         let patients = try await store.pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM patients") }
         #expect(patients == ["p1"])
+        // The visit itself was released behind its patient, as its writer sent it: rejecting one
+        // queued change of it rejected that change, not the visit.
+        let visit = try await store.pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT patient_id, complaint FROM visits WHERE id = 'v1'")
+        }
+        #expect(visit?["patient_id"] == "p1")
+        #expect(visit?["complaint"] == "demam")
+    }
+
+    /// A visit waits for its patient with an update of it queued behind; when the patient
+    /// arrives the visit is refused by its writer's rules (a clinic it may not write, as a master
+    /// from before the arrival check may hold). The queued update is released in turn, and as
+    /// there is no row to update it waits for a person instead of becoming a row of its two
+    /// columns; the patient's push is accepted.
+    @Test func aQueuedUpdateBehindARowRefusedAtReleaseWaitsForAPerson() async throws {
+        let store = try Self.open()
+        let first = UUID()
+        let second = UUID()
+        _ = try await Self.push(
+            store, replica: first, sequence: 1, .upsert, table: "visits", id: "v1",
+            values: ["patient_id": .text("p1"), "clinic_id": .text("pkm-a"), "complaint": .text("demam")])
+        _ = try await Self.push(
+            store, replica: second, sequence: 1, .update, table: "visits", id: "v1",
+            values: ["clinic_id": .text("pkm-a"), "complaint": .text("batuk")])
+        try await store.pool.write { db in
+            try db.execute(
+                sql: "UPDATE _ks_conflicts SET held = replace(held, 'pkm-a', 'pkm-b') WHERE kind = 'foreign_key'")
+        }
+        let reply = try await Self.push(
+            store, replica: first, sequence: 2, .upsert, table: "patients", id: "p1",
+            values: ["nik": .text("1"), "name": .text("Sari")])
+        #expect(reply.applied == 1)
+        let records = try await store.reviewConflicts(ReviewFilter(table: "visits")).conflicts
+        let head = try #require(records.first { $0.kind == .foreignKey })
+        #expect(head.status == "resolved")
+        #expect(head.resolution?.note?.contains("out_of_scope") == true)
+        let queued = try #require(records.first { $0.kind == .queued })
+        #expect(queued.status == "open")
+        #expect(queued.reason?.contains("does not hold") == true)
+        let visits = try await store.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM visits") }
+        #expect(visits == 0)
+    }
+
+    /// A row held for its parent that breaks a CHECK constraint (never written while it waited)
+    /// is released when the parent arrives: the parent's push is accepted, and the row stays in
+    /// its record, `open` for a person, with the constraint as the reason.
+    @Test func aReleasedRowThatBreaksACheckWaitsForAPersonAndThePushIsAccepted() async throws {
+        let store = try Self.open()
+        let replica = UUID()
+        _ = try await Self.push(
+            store, replica: replica, sequence: 1, .upsert, table: "vitals", id: "w1",
+            values: ["patient_id": .text("p1"), "weight": .real(-1)])
+        let reply = try await Self.push(
+            store, replica: replica, sequence: 2, .upsert, table: "patients", id: "p1",
+            values: ["nik": .text("1"), "name": .text("Sari")])
+        #expect(reply.applied == 1)
+        let record = try #require(
+            try await store.reviewConflicts(ReviewFilter(table: "vitals")).conflicts.first { $0.kind == .foreignKey })
+        #expect(record.status == "open")
+        #expect(record.reason?.contains("CHECK") == true)
+        #expect(record.held?.values["weight"] == .real(-1), "the change is kept as it arrived")
+        let (patients, vitals) = try await store.pool.read { db in
+            (
+                try String.fetchAll(db, sql: "SELECT id FROM patients"),
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM vitals")
+            )
+        }
+        #expect(patients == ["p1"])
+        #expect(vitals == 0)
+        // A reviewer applies it corrected.
+        let resolved = try await store.resolveConflict(
+            id: record.id, ResolveRequest(take: .remote, set: ["weight": .real(61.5)]), by: "Ani Lubis")
+        #expect(resolved.status == "resolved")
+        let weight = try await store.pool.read { db in try Double.fetchOne(db, sql: "SELECT weight FROM vitals") }
+        #expect(weight == 61.5)
+    }
+
+    /// A reviewer applying a held row whose correction breaks a CHECK constraint gets the
+    /// constraint as a `constraint_violation`, and nothing of the decision stays.
+    @Test func applyingAHeldRowThatBreaksACheckAnswersWithACodeAndChangesNothing() async throws {
+        let store = try Self.open()
+        let replica = UUID()
+        _ = try await Self.push(
+            store, replica: replica, sequence: 1, .upsert, table: "patients", id: "p1",
+            values: ["nik": .text("1"), "name": .text("Sari")])
+        _ = try await Self.push(
+            store, replica: replica, sequence: 2, .upsert, table: "vitals", id: "w1",
+            values: ["patient_id": .text("p9"), "weight": .real(60)])
+        let record = try #require(
+            try await store.reviewConflicts(ReviewFilter(table: "vitals")).conflicts.first { $0.kind == .foreignKey })
+        do {
+            _ = try await store.resolveConflict(
+                id: record.id, ResolveRequest(take: .remote, set: ["patient_id": .text("p1"), "weight": .real(-2)]),
+                by: "Ani Lubis")
+            Issue.record("a row breaking a CHECK was applied")
+        } catch let error as SyncError {
+            #expect(error.code == .constraintViolation)
+        }
+        #expect(try await store.reviewConflict(id: record.id).status == "held")
+        let vitals = try await store.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM vitals") }
+        #expect(vitals == 0)
     }
 
     /// A quarantined patient (the same NIK twice) with a later update queued behind it; a reviewer
@@ -102,5 +207,19 @@ struct QueuedReleaseTests {
         } catch {
             #expect(error is SyncError, "a reviewer's decision failed with \(error)")
         }
+        // The update waits behind the quarantined row: applying it first would make a row of
+        // its one column. It is refused, changes nothing, and is merged once the row is kept.
+        #expect(try await store.reviewConflict(id: queued.id).status == "held")
+        let quarantined = try #require(
+            try await store.reviewConflicts(ReviewFilter(table: "patients")).conflicts.first { $0.kind == .unique })
+        _ = try await store.resolveConflict(
+            id: quarantined.id, ResolveRequest(take: .remote, set: ["nik": .text("8")]), by: "Ani Lubis")
+        #expect(try await store.reviewConflict(id: queued.id).status == "resolved")
+        let p2 = try await store.pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT nik, name, phone FROM patients WHERE id = 'p2'")
+        }
+        #expect(p2?["nik"] == "8")
+        #expect(p2?["name"] == "Sari B")
+        #expect(p2?["phone"] == "0812")
     }
 }

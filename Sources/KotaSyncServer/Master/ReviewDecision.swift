@@ -38,15 +38,25 @@ struct ReviewDecision {
                 "Conflict record \(id) is \(record.status.rawValue); only standing records can be resolved.")
         }
         let set = try typed(request.set ?? [:], in: record.table)
-        switch record.kind {
-        case .updateUpdate, .insertInsert:
-            try resolveColumn(record, set: set, merger: &merger)
-        case .deleteUpdate:
-            try resolveExistence(record, set: set, merger: &merger)
-        case .unique:
-            try resolveQuarantine(record, set: set, merger: &merger)
-        case .foreignKey, .queued:
-            try resolveHeld(record, set: set, merger: &merger)
+        do {
+            switch record.kind {
+            case .updateUpdate, .insertInsert:
+                try resolveColumn(record, set: set, merger: &merger)
+            case .deleteUpdate:
+                try resolveExistence(record, set: set, merger: &merger)
+            case .unique:
+                try resolveQuarantine(record, set: set, merger: &merger)
+            case .foreignKey, .queued:
+                try resolveHeld(record, set: set, merger: &merger)
+            }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            // A row the decision would write breaks a constraint of the master (NOT NULL,
+            // CHECK): the decision cannot be carried out. The caller's transaction rolls back,
+            // so nothing of it stays; the reviewer gets the reason, not a server error.
+            throw SyncError(
+                .constraintViolation,
+                "The decision cannot be carried out: the row would break a constraint of the master (\(error.message ?? "constraint failed")). Correct it with set column=value, or decide otherwise."
+            )
         }
     }
 
@@ -176,6 +186,29 @@ struct ReviewDecision {
         case .remote, .merged:
             let change = try PendingChange(
                 held: held, table: record.table, writer: merger.resolve(held.writer), set: set)
+            if record.kind == .queued, try !merger.holds(record.table, key: record.key) {
+                // The row this change is queued on is not on the master: the change ahead of it
+                // (quarantined, or waiting for a parent) has not been merged. Applied now, it
+                // would jump that change, and an update, which carries only the columns it
+                // changed, would make a row of them alone.
+                let ahead = try Int64.fetchOne(
+                    db,
+                    sql:
+                        "SELECT id FROM _ks_conflicts \(RowMerger.blocking) AND tbl = ? AND pk = ? AND id < ? ORDER BY id LIMIT 1",
+                    arguments: [record.table.name, Data(PrimaryKeyCoding.encode(record.key)), id])
+                if let ahead {
+                    throw SyncError(
+                        .constraintViolation,
+                        "Record \(id) changes \(record.table.name) \(describe(record.key)), which the master does not hold yet: it waits behind record \(ahead). Decide record \(ahead) first (this change is then merged after it), or reject this one (take local)."
+                    )
+                }
+                if change.operation == .update {
+                    throw SyncError(
+                        .constraintViolation,
+                        "Record \(id) updates \(record.table.name) \(describe(record.key)), which the master does not hold (the change that would have created it was not merged): there is no row to update. Reject it (take local)."
+                    )
+                }
+            }
             try merger.close(id, take: request.take, values: set.isEmpty ? nil : set, note: request.note, by: reviewer)
             switch try merger.merge(change, queue: false, reported: false) {
             case .merged:
@@ -198,6 +231,14 @@ struct ReviewDecision {
     /// with it, rows that refer to it wait for a person, and replicas holding a copy drop it.
     private func reject(_ record: Record, held: HeldChange, merger: inout RowMerger, note: String? = nil) throws {
         try merger.close(id, take: .local, note: note ?? request.note, by: reviewer)
+        if record.kind == .queued {
+            // One queued change of the row, not the row: the row's fate is its own record's
+            // (the one ahead in the queue), the changes behind this one still wait, and
+            // nothing is tombstoned (a tombstone by the master would beat the row's own
+            // pending write, column by column, when it is merged).
+            try releaseQueueIfHeadless(record, merger: &merger)
+            return
+        }
         try rejectFollowers(of: record, note: "Rejected with record \(id).", merger: &merger)
         let pk = Data(PrimaryKeyCoding.encode(record.key))
         try db.execute(
@@ -212,6 +253,22 @@ struct ReviewDecision {
                 arguments: [record.table.name, pk]) ?? false
         if !masterHas, held.row.operation != "delete" {
             try merger.tombstone(record.table, key: record.key, old: oldValues(held, table: record.table))
+        }
+    }
+
+    /// After a queued change of `record`'s row was taken out of the queue: when nothing but
+    /// held queued changes is left standing on the row, nothing will release them, so they are
+    /// released now, in order.
+    private func releaseQueueIfHeadless(_ record: Record, merger: inout RowMerger) throws {
+        let pk = Data(PrimaryKeyCoding.encode(record.key))
+        let head = try Bool.fetchOne(
+            db,
+            sql: """
+                SELECT EXISTS (SELECT 1 FROM _ks_conflicts \(RowMerger.blocking) AND tbl = ? AND pk = ?
+                    AND NOT (kind = 'queued' AND status = 'held'))
+                """, arguments: [record.table.name, pk])
+        if head == false {
+            try merger.releaseWaiting(for: RowReference(table: record.table.name, primaryKey: record.key))
         }
     }
 

@@ -532,17 +532,72 @@ struct RowMerger {
                 guard let state, state.live, config.access.mayReference(opd: opd, table: row.table, scope: state.scope)
                 else { continue }
             }
-            try close(id, take: .remote, note: "Merged automatically: what it waited for arrived.", by: "kotasync")
-            switch try merge(change, queue: false, reported: false) {
-            case .held where kind == ConflictReport.Kind.queued.rawValue:
+            let queued = kind == ConflictReport.Kind.queued.rawValue
+            // A queued update carries only the columns it changed: it changes a row, it cannot
+            // make one. With the row absent (the change it waited behind was never merged) it
+            // waits for a person instead of becoming a row with the other columns NULL.
+            if queued, change.operation == .update, try !holds(table, key: change.key) {
+                try reopen(
+                    id,
+                    reason:
+                        "Changes \(table.name) \(Self.describe(change.key)), which the master does not hold: the change ahead of it that would have created the row was not merged. A reviewer applies it with the missing columns set, or rejects it."
+                )
+                queueStopped = true
+                continue
+            }
+            // Whatever the release meets, it stays this change's business: a constraint the row
+            // breaks rolls back this release alone and leaves the change in its record for a
+            // person, so the push or decision that released it goes on (rule 6).
+            let saved = self
+            var outcome: MergeResult = .ignored
+            do {
+                try db.inSavepoint {
+                    try close(
+                        id, take: .remote, note: "Merged automatically: what it waited for arrived.", by: "kotasync")
+                    outcome = try merge(change, queue: false, reported: false)
+                    return .commit
+                }
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                self = saved
+                try reopen(
+                    id,
+                    reason:
+                        "Could not be merged when what it waited for arrived: \(error.message ?? "a constraint failed"). A reviewer applies it corrected with set column=value, or rejects it."
+                )
+                if queued { queueStopped = true }
+                continue
+            }
+            switch outcome {
+            case .held where queued:
                 queueStopped = true
             case .refused(let refusal):
                 try close(id, take: .local, note: Self.refusedNote(refusal), by: "kotasync")
+                // The row it would have made never reaches the master: the changes queued
+                // behind it are released in turn (an update among them waits for a person).
+                if !queued, try !holds(table, key: change.key) {
+                    try releaseWaiting(for: RowReference(table: table.name, primaryKey: change.key))
+                }
             default:
                 break
             }
         }
     }
+
+    /// Whether the master has `key` of `table` in its bookkeeping (live or deleted).
+    func holds(_ table: TableSchema, key: [SQLValue]) throws -> Bool {
+        try Bool.fetchOne(
+            db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM _ks_rows WHERE tbl = ? AND pk = ?)"),
+            arguments: [table.name, Data(PrimaryKeyCoding.encode(key))]) ?? false
+    }
+
+    /// Puts record `id` back in front of a person (`open`), saying why it was not merged.
+    func reopen(_ id: Int64, reason: String) throws {
+        try db.execute(
+            sql: "UPDATE _ks_conflicts SET status = 'open', resolution = NULL, reason = ? WHERE id = ?",
+            arguments: [reason, id])
+    }
+
+    static func describe(_ key: [SQLValue]) -> String { key.map(\.description).joined(separator: ", ") }
 
     /// The note that closes the record of a change refused when it was finally to be applied.
     static func refusedNote(_ refusal: RowRefusal) -> String {
