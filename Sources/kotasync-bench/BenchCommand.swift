@@ -24,7 +24,10 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Concurrent replicas for the small-push figure.") var smallPushReplicas = 50
     @Option(help: "Pushes per replica in the small-push figure.") var smallPushes = 20
     @Option(help: "Uncompressed megabytes of the one big changeset for the memory figure.") var bigChangesetMB = 50
-    @Option(help: "Figures to skip: network, bootstrap, small-pushes, memory (comma-separated).") var skip: String = ""
+    @Option(
+        help:
+            "Figures to skip: network, bootstrap, small-pushes, memory, bad-link-push, bad-link-init (comma-separated)."
+    ) var skip: String = ""
     @Option(help: "Directory for the databases (default: a new temporary one, removed afterwards).") var workDir:
         String?
     @Flag(help: "Print JSON instead of Markdown.") var json = false
@@ -65,10 +68,14 @@ struct BenchCommand: AsyncParsableCommand {
         let network = NetworkFigures(merge: merge, config: config)
         if badLink {
             let figures = BadLinkFigures(network: network)
-            progress("bad link: push of \(badLinkVisits) visits")
-            try await figures.push(visits: badLinkVisits, shape: BadLinkFigures.village, into: &report)
-            progress("bad link: init from \(badLinkInitRows) rows")
-            try await figures.initialize(rows: badLinkInitRows, shape: BadLinkFigures.village, into: &report)
+            if !skipped.contains("bad-link-push") {
+                progress("bad link: push of \(badLinkVisits) visits")
+                try await figures.push(visits: badLinkVisits, shape: BadLinkFigures.village, into: &report)
+            }
+            if !skipped.contains("bad-link-init") {
+                progress("bad link: init from \(badLinkInitRows) rows")
+                try await figures.initialize(rows: badLinkInitRows, shape: BadLinkFigures.village, into: &report)
+            }
         }
         if !badLink, !skipped.contains("network") {
             progress("end to end over loopback HTTP")
