@@ -21,6 +21,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        // The client's transport: progress (read) timeouts and streaming bodies, which
+        // FoundationNetworking's URLSession on Linux does not have.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        // ByteBuffer and HTTP types of the client's transport (already built for the server).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.100.0"),
     ],
     targets: [
         // C layer: module maps and shims only.
@@ -58,6 +63,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 // SHA-256 of upload chunks; the server already builds it.
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // Command Center side: config, master store, merge engine, HTTP API.

@@ -24,10 +24,20 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Concurrent replicas for the small-push figure.") var smallPushReplicas = 50
     @Option(help: "Pushes per replica in the small-push figure.") var smallPushes = 20
     @Option(help: "Uncompressed megabytes of the one big changeset for the memory figure.") var bigChangesetMB = 50
-    @Option(help: "Figures to skip: network, bootstrap, small-pushes, memory (comma-separated).") var skip: String = ""
+    @Option(
+        help:
+            "Figures to skip: network, bootstrap, small-pushes, memory, bad-link-push, bad-link-init (comma-separated)."
+    ) var skip: String = ""
     @Option(help: "Directory for the databases (default: a new temporary one, removed afterwards).") var workDir:
         String?
     @Flag(help: "Print JSON instead of Markdown.") var json = false
+    @Flag(
+        help: """
+            Measure only figure 12, the bad link: a push of --bad-link-visits visits and an init of             --bad-link-init-rows rows over an emulated village link (64 kbit/s, 300 ms round trip, a cut             every 30 s). Takes about half an hour at the default sizes.
+            """)
+    var badLink = false
+    @Option(help: "Visits of the bad-link push.") var badLinkVisits = 30_000
+    @Option(help: "Rows of the bad-link init.") var badLinkInitRows = 100_000
 
     func run() async throws {
         let shape = WorkloadShape(
@@ -50,23 +60,36 @@ struct BenchCommand: AsyncParsableCommand {
         let merge = MergeFigures(workload: workload, directory: directory, config: config)
         progress("seeding the master and bootstrapping a replica template")
         try await merge.prepare()
-        progress("capture, encode, merge, baselines, client apply")
-        try await merge.run(into: &report)
+        if !badLink {
+            progress("capture, encode, merge, baselines, client apply")
+            try await merge.run(into: &report)
+        }
 
         let network = NetworkFigures(merge: merge, config: config)
-        if !skipped.contains("network") {
+        if badLink {
+            let figures = BadLinkFigures(network: network)
+            if !skipped.contains("bad-link-push") {
+                progress("bad link: push of \(badLinkVisits) visits")
+                try await figures.push(visits: badLinkVisits, shape: BadLinkFigures.village, into: &report)
+            }
+            if !skipped.contains("bad-link-init") {
+                progress("bad link: init from \(badLinkInitRows) rows")
+                try await figures.initialize(rows: badLinkInitRows, shape: BadLinkFigures.village, into: &report)
+            }
+        }
+        if !badLink, !skipped.contains("network") {
             progress("end to end over loopback HTTP")
             try await network.endToEnd(into: &report)
         }
-        if !skipped.contains("bootstrap") {
+        if !badLink, !skipped.contains("bootstrap") {
             progress("bootstrap of a new replica from \(bootstrapRows) rows")
             try await network.bootstrap(rows: bootstrapRows, into: &report)
         }
-        if !skipped.contains("small-pushes") {
+        if !badLink, !skipped.contains("small-pushes") {
             progress("small pushes from \(smallPushReplicas) concurrent replicas")
             try await network.smallPushes(replicas: smallPushReplicas, pushes: smallPushes, into: &report)
         }
-        if !skipped.contains("memory") {
+        if !badLink, !skipped.contains("memory") {
             progress("server memory while merging a \(bigChangesetMB) MB changeset")
             try await network.bigChangesetMemory(megabytes: bigChangesetMB, into: &report)
         }

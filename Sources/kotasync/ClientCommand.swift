@@ -34,6 +34,7 @@ struct Init: AsyncParsableCommand {
         abstract: "Make a database a replica: create (or adopt) the tables, capture changes, download the rows.")
 
     @OptionGroup var options: ReplicaOptions
+    @OptionGroup var link: LinkOptions
 
     @Option(help: "The server's URL, e.g. http://127.0.0.1:8080.")
     var server: String
@@ -45,21 +46,27 @@ struct Init: AsyncParsableCommand {
         guard let url = URL(string: server), url.scheme == "http" || url.scheme == "https" else {
             throw ValidationError("--server must be an http:// or https:// URL.")
         }
-        try await report(json: options.json) {
-            let lock = try ProcessLock(replicaAt: options.db)
-            defer { withExtendedLifetime(lock) {} }
-            let progress = TerminalProgress(ProgressLine(label: "download"), quiet: options.json)
-            defer { progress.finish() }
-            let (replica, adopted, pulled) = try await Synchronizer.initialize(
-                path: options.db, serverURL: url, token: token, progress: { progress.update(rows: $0.rows) })
-            let result = InitResult(
-                replicaId: replica.id, adoptedRows: adopted, pulledRows: pulled.rows, cursor: pulled.cursor)
-            return (
-                result,
-                "Replica \(replica.id) created in \(options.db) for OPD \(replica.schema.opd): "
-                    + "\(pulled.rows) rows downloaded"
-                    + (adopted > 0 ? ", \(adopted) existing rows adopted and queued for push." : ".")
-            )
+        try await withTransport(link) { transport in
+            try await report(json: options.json) {
+                let lock = try ProcessLock(replicaAt: options.db)
+                defer { withExtendedLifetime(lock) {} }
+                let meter = LinkMeter()
+                let progress = TerminalProgress(ProgressLine(label: "download"), meter: meter, quiet: options.json)
+                defer { progress.finish() }
+                let (replica, adopted, pulled) = try await Synchronizer.initialize(
+                    path: options.db, serverURL: url, token: token, transport: transport, meter: meter,
+                    deadline: link.deadlineInstant, progress: { progress.update(rows: $0.rows) })
+                let result = InitResult(
+                    replicaId: replica.id, adoptedRows: adopted, pulledRows: pulled.rows, cursor: pulled.cursor,
+                    link: meter.stats)
+                return (
+                    result,
+                    "Replica \(replica.id) created in \(options.db) for OPD \(replica.schema.opd): "
+                        + "\(pulled.rows) rows downloaded"
+                        + (adopted > 0 ? ", \(adopted) existing rows adopted and queued for push." : ".")
+                        + linkLine(meter.stats)
+                )
+            }
         }
     }
 }
@@ -69,6 +76,7 @@ struct InitResult: Codable {
     var adoptedRows: Int
     var pulledRows: Int
     var cursor: UInt64
+    var link: LinkStats
 }
 
 struct Status: AsyncParsableCommand {
@@ -162,14 +170,20 @@ struct Push: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Send pending local changes to the server.")
 
     @OptionGroup var options: ReplicaOptions
+    @OptionGroup var link: LinkOptions
 
     func run() async throws {
-        try await report(json: options.json, recordingOn: options.db) {
-            let lock = try ProcessLock(replicaAt: options.db)
-            defer { withExtendedLifetime(lock) {} }
-            let sync = try Synchronizer(replica: try Replica(path: options.db))
-            let summary = try await pushWithProgress(sync, quiet: options.json)
-            return (summary, pushLine(summary))
+        try await withTransport(link) { transport in
+            try await report(json: options.json, recordingOn: options.db) {
+                let lock = try ProcessLock(replicaAt: options.db)
+                defer { withExtendedLifetime(lock) {} }
+                var sync = try Synchronizer(replica: try Replica(path: options.db), transport: transport)
+                sync.deadline = link.deadlineInstant
+                let summary = try await pushWithProgress(sync, quiet: options.json)
+                return (
+                    WithLink(summary, link: sync.meter.stats), pushLine(summary) + linkLine(sync.meter.stats)
+                )
+            }
         }
     }
 }
@@ -178,14 +192,20 @@ struct Pull: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Apply merged changes from the server.")
 
     @OptionGroup var options: ReplicaOptions
+    @OptionGroup var link: LinkOptions
 
     func run() async throws {
-        try await report(json: options.json, recordingOn: options.db) {
-            let lock = try ProcessLock(replicaAt: options.db)
-            defer { withExtendedLifetime(lock) {} }
-            let sync = try Synchronizer(replica: try Replica(path: options.db))
-            let summary = try await pullWithProgress(sync, quiet: options.json)
-            return (summary, pullLine(summary))
+        try await withTransport(link) { transport in
+            try await report(json: options.json, recordingOn: options.db) {
+                let lock = try ProcessLock(replicaAt: options.db)
+                defer { withExtendedLifetime(lock) {} }
+                var sync = try Synchronizer(replica: try Replica(path: options.db), transport: transport)
+                sync.deadline = link.deadlineInstant
+                let summary = try await pullWithProgress(sync, quiet: options.json)
+                return (
+                    WithLink(summary, link: sync.meter.stats), pullLine(summary) + linkLine(sync.meter.stats)
+                )
+            }
         }
     }
 }
@@ -194,6 +214,12 @@ struct Sync: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Push pending changes, then pull merged ones.",
         discussion: """
+            Over a link that drops, a transfer resumes where it broke (at most one chunk or page is \
+            sent again) and keeps going as long as bytes get through between the drops; with \
+            --until-done it keeps trying through any network failure until everything is sent and \
+            received or --deadline passes. On a terminal a progress line shows bytes, chunks and \
+            resumes; otherwise the result is printed at the end.
+
             With --watch, keeps the replica in sync until stopped (Ctrl-C or SIGTERM): syncs about a \
             second after local changes, otherwise every --interval, and keeps trying, with growing \
             pauses up to 5 minutes, while the server cannot be reached. Each sync is one line on \
@@ -201,6 +227,7 @@ struct Sync: AsyncParsableCommand {
             """)
 
     @OptionGroup var options: ReplicaOptions
+    @OptionGroup var link: LinkOptions
 
     @Flag(help: "Keep syncing until stopped.")
     var watch = false
@@ -213,16 +240,26 @@ struct Sync: AsyncParsableCommand {
             throw ValidationError("--interval must be a duration of at least 1s, such as 30s, 5m or 1h.")
         }
         if !watch, interval != "30s" { throw ValidationError("--interval goes with --watch.") }
+        if watch, link.untilDone { throw ValidationError("--until-done and --watch do not go together.") }
     }
 
     func run() async throws {
-        if watch { return try await runWatch(options: options, interval: parseInterval(interval) ?? 30) }
-        try await report(json: options.json, recordingOn: options.db) {
-            let lock = try ProcessLock(replicaAt: options.db)
-            defer { withExtendedLifetime(lock) {} }
-            let sync = try Synchronizer(replica: try Replica(path: options.db))
-            let (pushed, pulled) = try await syncWithProgress(sync, quiet: options.json)
-            return (SyncResult(push: pushed, pull: pulled), pushLine(pushed) + "\n" + pullLine(pulled))
+        try await withTransport(link) { transport in
+            if watch {
+                return try await runWatch(
+                    options: options, interval: parseInterval(interval) ?? 30, transport: transport)
+            }
+            try await report(json: options.json, recordingOn: options.db) {
+                let lock = try ProcessLock(replicaAt: options.db)
+                defer { withExtendedLifetime(lock) {} }
+                var sync = try Synchronizer(replica: try Replica(path: options.db), transport: transport)
+                sync.deadline = link.deadlineInstant
+                let (pushed, pulled) = try await syncWithProgress(sync, quiet: options.json)
+                return (
+                    SyncResult(push: pushed, pull: pulled, link: sync.meter.stats),
+                    pushLine(pushed) + "\n" + pullLine(pulled) + linkLine(sync.meter.stats)
+                )
+            }
         }
     }
 }
@@ -230,4 +267,5 @@ struct Sync: AsyncParsableCommand {
 struct SyncResult: Codable {
     var push: PushSummary
     var pull: PullSummary
+    var link: LinkStats
 }

@@ -18,7 +18,7 @@ func parseInterval(_ text: String) -> Double? {
 }
 
 /// `kotasync sync --watch`: holds the replica's lock and syncs until SIGINT or SIGTERM.
-func runWatch(options: ReplicaOptions, interval: Double) async throws {
+func runWatch(options: ReplicaOptions, interval: Double, transport: HTTPTransport) async throws {
     let watcher: Watcher
     let lock: ProcessLock
     do {
@@ -28,7 +28,7 @@ func runWatch(options: ReplicaOptions, interval: Double) async throws {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(error.code.exitCode)
     }
-    let synchronizer = try Synchronizer(replica: watcher.replica)
+    let synchronizer = try Synchronizer(replica: watcher.replica, transport: transport)
     let json = options.json
     let task = Task {
         try await watcher.run(

@@ -7,13 +7,18 @@ import Synchronization
     import Darwin
 #endif
 
-/// A TCP proxy on loopback between a client and the server that breaks the link on purpose:
-/// it cuts, delays, stalls, truncates, duplicates and resets connections as its plan says, can
-/// throttle the link to a rate and drop every connection periodically, and counts the bytes that
-/// cross it.
+/// A TCP proxy on loopback between a client and the server that breaks the link on purpose: the
+/// link emulator of the tests.
 ///
-/// Plain POSIX sockets and one thread per direction of each connection: simple enough to trust
-/// in a test, and independent of the code under test.
+/// Per connection, as its plan says, it cuts, delays, stalls, truncates, duplicates, resets, or
+/// answers nothing at all (``Fault/silent``). For the whole link (``setLink``) it throttles to a
+/// bandwidth, adds a one-way delay (half the round trip) in each direction, cuts every open
+/// connection every T seconds, and cuts each connection once it has carried N bytes. It counts
+/// the bytes that cross it.
+///
+/// Plain POSIX sockets and one thread per direction of each connection (two with a delay: one
+/// reads and time-stamps, one forwards when the delay has passed): simple enough to trust in a
+/// test, and independent of the code under test.
 final class FaultProxy: Sendable {
     /// What happens to one connection.
     enum Fault: Sendable, Equatable, CustomStringConvertible {
@@ -36,6 +41,10 @@ final class FaultProxy: Sendable {
         /// The proxy answers the first request itself with `429 Too Many Requests` and
         /// `Retry-After`, without forwarding it.
         case tooManyRequests(retryAfter: Int)
+        /// The connection is accepted and what the client sends is read, but nothing is forwarded
+        /// and nothing ever comes back: a server (or a link) gone silent. Held until the client
+        /// gives up or the proxy stops.
+        case silent
 
         var description: String {
             switch self {
@@ -47,6 +56,7 @@ final class FaultProxy: Sendable {
             case .duplicateRequests: "duplicate requests"
             case .reset(let n): "reset after \(n) B"
             case .tooManyRequests(let s): "429, retry after \(s) s"
+            case .silent: "silent"
             }
         }
     }
@@ -62,8 +72,22 @@ final class FaultProxy: Sendable {
         /// Bytes forwarded to clients.
         var bytesToClients = 0
         var connections = 0
-        /// Periodic drops that cut at least one open connection.
+        /// Periodic drops that cut at least one open connection, and connections cut after
+        /// carrying the link's byte budget.
         var drops = 0
+    }
+
+    /// How the whole link behaves, for every connection.
+    struct Link: Sendable, Equatable {
+        /// Bytes per second in each direction (nil: as fast as loopback).
+        var bytesPerSecond: Double?
+        /// Added to every byte's trip in each direction: half the round-trip time.
+        var oneWayDelay: Double = 0
+        /// Every open connection is cut this often, in seconds (nil: never).
+        var dropEvery: Double?
+        /// Each connection is cut once it has carried this many bytes, both directions together
+        /// (nil: never).
+        var cutAfterBytes: Int?
     }
 
     /// The port clients connect to.
@@ -77,10 +101,9 @@ final class FaultProxy: Sendable {
     private struct State {
         var counters = Counters()
         var plan: @Sendable (Int) -> Fault = { _ in .none }
-        var links: [Int: Link] = [:]
+        var links: [Int: Connection] = [:]
         var stopped = false
-        var bytesPerSecond: Double?
-        var dropEvery: Double?
+        var link = Link()
         /// Per direction (0 up, 1 down), when the throttled link is next free, in seconds.
         var nextFree: [Double] = [0, 0]
     }
@@ -125,10 +148,12 @@ final class FaultProxy: Sendable {
     /// Throttles the link to `bytesPerSecond` in each direction (nil: unthrottled), and cuts every
     /// open connection every `dropEvery` seconds (nil: never).
     func setLink(bytesPerSecond: Double?, dropEvery: Double?) {
-        state.withLock {
-            $0.bytesPerSecond = bytesPerSecond
-            $0.dropEvery = dropEvery
-        }
+        setLink(Link(bytesPerSecond: bytesPerSecond, dropEvery: dropEvery))
+    }
+
+    /// Makes the whole link behave as `link` says, from the next byte on.
+    func setLink(_ link: Link) {
+        state.withLock { $0.link = link }
     }
 
     var counters: Counters { state.withLock { $0.counters } }
@@ -140,7 +165,7 @@ final class FaultProxy: Sendable {
     /// Stops accepting and cuts every connection. Only the first call does anything: closing a
     /// descriptor twice could close another test's file that reused its number.
     func stop() {
-        let (first, links) = state.withLock { s -> (Bool, [Link]) in
+        let (first, links) = state.withLock { s -> (Bool, [Connection]) in
             defer { s.stopped = true }
             return (!s.stopped, Array(s.links.values))
         }
@@ -176,7 +201,7 @@ final class FaultProxy: Sendable {
                 return (number, s.plan(number))
             }
             let shadow = fault == .duplicateRequests ? Self.connectUpstream(upstreamPort) : nil
-            let link = Link(number: number, client: client, upstream: upstream, shadow: shadow)
+            let link = Connection(number: number, client: client, upstream: upstream, shadow: shadow)
             let stopped = state.withLock { s -> Bool in
                 if !s.stopped { s.links[number] = link }
                 return s.stopped
@@ -198,8 +223,12 @@ final class FaultProxy: Sendable {
     }
 
     /// Client to server.
-    private func pumpUp(_ link: Link, _ fault: Fault) {
+    private func pumpUp(_ link: Connection, _ fault: Fault) {
         defer { finish(link) }
+        let out = Forwarder(
+            proxy: self, link: link, direction: 0, to: link.upstream, shadow: link.shadow,
+            delay: state.withLock { $0.link.oneWayDelay })
+        defer { out.finish() }
         var buffer = [UInt8](repeating: 0, count: 4096)
         var forwarded = 0
         var framing = RequestFraming()
@@ -236,56 +265,58 @@ final class FaultProxy: Sendable {
                     shutdown(link.client, Int32(SHUT_WR))
                 }
                 continue
+            case .silent:
+                continue
             default: break
             }
-            pace(direction: 0, bytes: allowed)
-            if allowed > 0 {
-                guard Self.writeAll(link.upstream, Array(piece[0..<allowed])) else { break }
-                if let shadow = link.shadow { _ = Self.writeAll(shadow, Array(piece[0..<allowed])) }
-                forwarded += allowed
+            let (budget, cut) = carry(link, allowed)
+            if cut { endAfter = endAfter ?? false }
+            if budget > 0 {
+                guard out.send(Array(piece[0..<budget])) else { break }
+                forwarded += budget
             }
             if let reset = endAfter {
                 link.end(reset: reset)
                 return
             }
         }
+        out.drain()
         link.end(reset: false)
     }
 
     /// Server to client.
-    private func pumpDown(_ link: Link, _ fault: Fault) {
+    private func pumpDown(_ link: Connection, _ fault: Fault) {
         defer { finish(link) }
+        let out = Forwarder(
+            proxy: self, link: link, direction: 1, to: link.client, shadow: nil,
+            delay: state.withLock { $0.link.oneWayDelay })
+        defer { out.finish() }
         var buffer = [UInt8](repeating: 0, count: 4096)
         var forwarded = 0
-        var framing = ResponseFraming()
         while true {
             let n = read(link.upstream, &buffer, throttled ? 1024 : buffer.count)
             if n <= 0 { break }
             var allowed = n
             switch fault {
             case .truncateReply(let limit), .stall(let limit):
-                // Cut at the limit, but never inside a response's header block: FoundationNetworking
-                // on Linux traps ("Transfer completed, but there's no response") when a connection
-                // ends there (swift-corelibs-foundation#5285). A cut before a response or in its
-                // body is what is tested. A stall stops at the same kind of place.
-                allowed = 0
-                while allowed < n, forwarded + allowed < limit || framing.inHeaders {
-                    framing.consume(buffer[allowed])
-                    allowed += 1
-                }
+                allowed = max(0, min(n, limit - forwarded))
             case .delay(let ms):
                 usleep(UInt32(ms) * 1000)
             default: break
             }
-            pace(direction: 1, bytes: allowed)
-            if allowed > 0 {
-                guard Self.writeAll(link.client, Array(buffer[0..<allowed])) else { break }
-                forwarded += allowed
-                state.withLock { $0.counters.bytesToClients += allowed }
+            let (budget, cut) = carry(link, allowed)
+            if budget > 0 {
+                guard out.send(Array(buffer[0..<budget])) else { break }
+                forwarded += budget
+            }
+            if cut {
+                link.end(reset: false)
+                return
             }
             if allowed < n {
                 if case .stall = fault {
                     // Hold the connection open, silent, as a link that stopped moving does.
+                    out.drain()
                     let deadline = Date().addingTimeInterval(stallSeconds)
                     while Date() < deadline, !link.isEnded { usleep(20_000) }
                 }
@@ -293,20 +324,34 @@ final class FaultProxy: Sendable {
                 return
             }
         }
+        out.drain()
         link.end(reset: false)
     }
 
-    private func finish(_ link: Link) {
+    private func finish(_ link: Connection) {
         if link.finishPump() { state.withLock { _ = $0.links.removeValue(forKey: link.number) } }
     }
 
-    private var throttled: Bool { state.withLock { $0.bytesPerSecond != nil } }
+    /// Of `bytes` about to cross `link`, how many its byte budget lets through, and whether the
+    /// budget is spent (the connection is then cut, counted as a drop).
+    private func carry(_ link: Connection, _ bytes: Int) -> (Int, Bool) {
+        guard let budget = state.withLock({ $0.link.cutAfterBytes }) else { return (bytes, false) }
+        let (allowed, spent) = link.carry(bytes, budget: budget)
+        if spent, link.markCut() { state.withLock { $0.counters.drops += 1 } }
+        return (allowed, spent)
+    }
+
+    fileprivate func countToClient(_ bytes: Int) {
+        state.withLock { $0.counters.bytesToClients += bytes }
+    }
+
+    fileprivate var throttled: Bool { state.withLock { $0.link.bytesPerSecond != nil } }
 
     /// Waits until the throttled link could have carried `bytes` more in `direction`.
-    private func pace(direction: Int, bytes: Int) {
+    fileprivate func pace(direction: Int, bytes: Int) {
         guard bytes > 0 else { return }
         let wait = state.withLock { s -> Double in
-            guard let rate = s.bytesPerSecond else { return 0 }
+            guard let rate = s.link.bytesPerSecond else { return 0 }
             let now = Self.seconds()
             let start = max(s.nextFree[direction], now)
             s.nextFree[direction] = start + Double(bytes) / rate
@@ -319,13 +364,13 @@ final class FaultProxy: Sendable {
         var last = Self.seconds()
         while !state.withLock({ $0.stopped }) {
             usleep(10_000)
-            guard let period = state.withLock({ $0.dropEvery }) else {
+            guard let period = state.withLock({ $0.link.dropEvery }) else {
                 last = Self.seconds()
                 continue
             }
             guard Self.seconds() - last >= period else { continue }
             last = Self.seconds()
-            let links = state.withLock { s -> [Link] in
+            let links = state.withLock { s -> [Connection] in
                 let open = Array(s.links.values)
                 if !open.isEmpty { s.counters.drops += 1 }
                 return open
@@ -336,13 +381,13 @@ final class FaultProxy: Sendable {
 
     // MARK: - Sockets
 
-    private static func drain(_ fd: Int32, until link: Link) {
+    private static func drain(_ fd: Int32, until link: Connection) {
         var buffer = [UInt8](repeating: 0, count: 4096)
         while read(fd, &buffer, buffer.count) > 0 {}
         link.end(reset: false)
     }
 
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    fileprivate static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var sent = 0
         while sent < bytes.count {
             let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -378,11 +423,11 @@ final class FaultProxy: Sendable {
         return address
     }
 
-    private static func seconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+    fileprivate static func seconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 }
 
 /// One proxied connection: its sockets, ended once, closed when both directions are done.
-private final class Link: Sendable {
+private final class Connection: Sendable {
     let number: Int
     let client: Int32
     let upstream: Int32
@@ -402,6 +447,26 @@ private final class Link: Sendable {
     }
 
     var isEnded: Bool { ended.withLock { $0 } }
+
+    /// Bytes carried both ways, and whether the byte budget cut this connection.
+    private let carried = Mutex((bytes: 0, cut: false))
+
+    /// Counts `bytes` against `budget`: how many may still pass, and whether the budget is spent.
+    func carry(_ bytes: Int, budget: Int) -> (allowed: Int, spent: Bool) {
+        carried.withLock { c in
+            let allowed = max(0, min(bytes, budget - c.bytes))
+            c.bytes += allowed
+            return (allowed, c.bytes >= budget)
+        }
+    }
+
+    /// True the first time only: the connection is counted as cut once.
+    func markCut() -> Bool {
+        carried.withLock { c in
+            defer { c.cut = true }
+            return !c.cut
+        }
+    }
 
     /// Ends the connection: both directions stop. A reset closes the client's side with an RST
     /// (once both directions are done) instead of a FIN.
@@ -470,26 +535,105 @@ private struct RequestFraming {
     }
 }
 
-/// Follows HTTP/1.1 response framing byte by byte, to know whether a cut would fall inside a
-/// header block.
-private struct ResponseFraming {
-    private var header: [UInt8] = []
-    private var bodyLeft = 0
+/// Forwards one direction of a connection: at once, or, with a one-way delay, through a queue
+/// that a second thread empties when each piece's delay has passed, so the delay adds latency
+/// without lowering the throughput. The queue holds at most 256 KiB, like a bottleneck's buffer:
+/// beyond it the reading side waits, and the sender's TCP with it.
+private final class Forwarder: @unchecked Sendable {
+    // The queue and flags are guarded by `condition`; the rest is set in init and only read.
+    private let proxy: FaultProxy
+    private let link: Connection
+    private let direction: Int
+    private let fd: Int32
+    private let shadow: Int32?
+    private let delay: Double
+    private let condition = NSCondition()
+    private var queue: [(due: Double, bytes: [UInt8])] = []
+    private var queued = 0
+    private var closing = false
+    private var failed = false
+    private var done = false
+    static let capacity = 256 * 1024
 
-    /// True between the first byte of a response and the end of its header block.
-    var inHeaders: Bool { !header.isEmpty }
+    init(proxy: FaultProxy, link: Connection, direction: Int, to fd: Int32, shadow: Int32?, delay: Double) {
+        self.proxy = proxy
+        self.link = link
+        self.direction = direction
+        self.fd = fd
+        self.shadow = shadow
+        self.delay = delay
+        if delay > 0 {
+            Thread.detachNewThread { [self] in run() }
+        } else {
+            done = true
+        }
+    }
 
-    mutating func consume(_ byte: UInt8) {
-        if bodyLeft > 0 {
-            bodyLeft -= 1
-            return
+    /// Forwards `bytes` (now, or queued for later); false once the other side is gone.
+    func send(_ bytes: [UInt8]) -> Bool {
+        guard delay > 0 else { return write(bytes) }
+        condition.lock()
+        defer { condition.unlock() }
+        while queued >= Self.capacity, !failed, !link.isEnded { condition.wait(until: Date().addingTimeInterval(0.05)) }
+        if failed { return false }
+        queue.append((FaultProxy.seconds() + delay, bytes))
+        queued += bytes.count
+        condition.broadcast()
+        return true
+    }
+
+    /// Waits until everything queued went out (or the connection ended).
+    func drain() {
+        guard delay > 0 else { return }
+        condition.lock()
+        defer { condition.unlock() }
+        while !queue.isEmpty, !failed, !link.isEnded { condition.wait(until: Date().addingTimeInterval(0.05)) }
+    }
+
+    /// Stops the forwarding thread and waits for it, so the sockets outlive it.
+    func finish() {
+        guard delay > 0 else { return }
+        condition.lock()
+        closing = true
+        condition.broadcast()
+        while !done { condition.wait(until: Date().addingTimeInterval(0.05)) }
+        condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while queue.isEmpty, !closing { condition.wait(until: Date().addingTimeInterval(0.05)) }
+            if queue.isEmpty || link.isEnded || failed {
+                if closing || link.isEnded || failed {
+                    done = true
+                    condition.broadcast()
+                    condition.unlock()
+                    return
+                }
+                condition.unlock()
+                continue
+            }
+            let (due, bytes) = queue.removeFirst()
+            queued -= bytes.count
+            condition.broadcast()
+            condition.unlock()
+            let wait = due - FaultProxy.seconds()
+            if wait > 0 { usleep(UInt32(wait * 1_000_000)) }
+            if link.isEnded || !write(bytes) {
+                condition.lock()
+                failed = true
+                condition.broadcast()
+                condition.unlock()
+            }
         }
-        header.append(byte)
-        guard header.count >= 4, header.suffix(4) == [13, 10, 13, 10] else { return }
-        let text = String(decoding: header, as: UTF8.self).lowercased()
-        if let line = text.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }) {
-            bodyLeft = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) ?? 0
-        }
-        header.removeAll(keepingCapacity: true)
+    }
+
+    private func write(_ bytes: [UInt8]) -> Bool {
+        proxy.pace(direction: direction, bytes: bytes.count)
+        guard FaultProxy.writeAll(fd, bytes) else { return false }
+        if let shadow { _ = FaultProxy.writeAll(shadow, bytes) }
+        if direction == 1 { proxy.countToClient(bytes.count) }
+        return true
     }
 }

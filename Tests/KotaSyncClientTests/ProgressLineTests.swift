@@ -23,4 +23,17 @@ struct ProgressLineTests {
         #expect(line.render(rows: 1_000, bytes: 0, elapsed: 10).hasSuffix("2h46m left"))
         #expect(line.render(rows: 10_000, bytes: 0, elapsed: 10).hasSuffix("16m30s left"))
     }
+
+    @Test func theLinkShowsChunksAndResumesOnlyOnceThereAreAny() {
+        var link = LinkStats()
+        #expect(
+            ProgressLine(label: "push").render(rows: 0, bytes: 48_000, elapsed: 0.1, link: link)
+                == "push: 0 rows, 48.0 kB")
+        link.chunks = 12
+        link.resumes = 3
+        link.bytesResent = 40_960
+        #expect(
+            ProgressLine(label: "push").render(rows: 0, bytes: 48_000, elapsed: 0.1, link: link)
+                == "push: 0 rows, 48.0 kB, 12 chunk(s), 3 resume(s), 41.0 kB again")
+    }
 }

@@ -66,25 +66,19 @@ struct RetryPolicyTests {
     }
 
     @Test func aPullPageThatFailsIsAskedForAgainSmallerAndGrowsBackAfterward() {
+        var sizing = ChunkSizing(start: 64 * 1024, minimum: 1024, maximum: 1024 * 1024)
         var paging = PullPaging(requested: nil)
-        #expect(paging.limit == nil)
-        paging.failed()
-        #expect(paging.limit == 512)
-        for _ in 0..<20 { paging.failed() }
-        #expect(paging.limit == PullPaging.smallest)
-        paging.succeeded()
-        #expect(paging.limit == 32)
-        for _ in 0..<10 { paging.succeeded() }
-        #expect(paging.limit == nil, "back to the server's default page")
+        paging.arrived(rows: 100, bytes: 6_400)
+        #expect(paging.limit(budget: sizing.bytes) == 1024)
+        sizing.failed()
+        #expect(paging.limit(budget: sizing.bytes) == 512)
+        for _ in 0..<20 { sizing.failed() }
+        #expect(paging.limit(budget: sizing.bytes) == 16, "the smallest budget, 1 KiB, of 64-byte rows")
+        for _ in 0..<200 { sizing.succeeded(carried: sizing.bytes) }
+        #expect(paging.limit(budget: sizing.bytes) == nil, "back to the server's default page")
 
-        var asked = PullPaging(requested: 100)
-        asked.failed()
-        #expect(asked.limit == 50)
-        for _ in 0..<5 { asked.succeeded() }
-        #expect(asked.limit == 100, "never above what was asked for")
-
-        var tiny = PullPaging(requested: 1)
-        tiny.failed()
-        #expect(tiny.limit == 1)
+        let asked = PullPaging(requested: 100)
+        #expect(asked.limit(budget: 1024 * 1024) == 100, "never above what was asked for")
+        #expect(PullPaging(requested: 1).limit(budget: 1) == 1)
     }
 }

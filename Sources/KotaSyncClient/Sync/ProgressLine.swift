@@ -11,8 +11,9 @@ public struct ProgressLine: Sendable, Equatable {
         self.totalRows = totalRows
     }
 
-    /// The line after `elapsed` seconds with `rows` rows and `bytes` bytes (0: not counted) done.
-    public func render(rows: Int, bytes: Int, elapsed: Double) -> String {
+    /// The line after `elapsed` seconds with `rows` rows and `bytes` bytes (0: not counted) done,
+    /// and what the link did meanwhile (chunks, resumes, bytes moved again), if anything.
+    public func render(rows: Int, bytes: Int, elapsed: Double, link: LinkStats? = nil) -> String {
         var parts: [String] = []
         if let totalRows, totalRows > 0 {
             let percent = min(100, rows * 100 / totalRows)
@@ -30,6 +31,12 @@ public struct ProgressLine: Sendable, Equatable {
                 parts.append(Self.duration(Double(totalRows - rows) / rate) + " left")
             }
         }
+        if let link {
+            if link.chunks > 0 { parts.append("\(Self.count(link.chunks)) chunk(s)") }
+            if link.resumes > 0 {
+                parts.append("\(Self.count(link.resumes)) resume(s), \(Self.size(Double(link.bytesResent))) again")
+            }
+        }
         return "\(label): " + parts.joined(separator: ", ")
     }
 
@@ -45,7 +52,7 @@ public struct ProgressLine: Sendable, Equatable {
     }
 
     /// Bytes in B, kB, MB or GB (powers of 1000), one decimal above bytes.
-    static func size(_ bytes: Double) -> String {
+    public static func size(_ bytes: Double) -> String {
         let units = ["B", "kB", "MB", "GB"]
         var value = bytes
         var unit = 0

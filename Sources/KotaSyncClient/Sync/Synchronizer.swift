@@ -53,25 +53,29 @@ public struct SyncReport: Sendable {
 /// Runs the sync protocol between a replica and its server, over a link that may fail.
 ///
 /// Transient failures are retried as ``retry`` says: the same request again (for a push, the
-/// same bytes; for a pull, the same cursor) after a growing, jittered wait. Pushes larger than
-/// ``chunkBytes`` go up as chunked uploads that resume from the last chunk the server
-/// acknowledged, also after a restart. Permanent failures are reported at once.
+/// same bytes; for a pull, the same cursor) after a growing, jittered wait; a try that made
+/// progress (an acknowledged chunk, an applied page) starts the count again, so a transfer keeps
+/// going through drops as long as bytes get through between them. With a ``deadline`` it keeps
+/// going through any transient failure until the deadline. Pushes larger than the link's current
+/// chunk size (``LinkMeter/sizing``, which starts small and adapts to the drops) go up as chunked
+/// uploads that resume from the last chunk the server acknowledged, also after a restart; pull
+/// pages are sized from the same budget. A drop therefore costs at most the one chunk or page in
+/// flight. Permanent failures are reported at once.
 public struct Synchronizer: Sendable {
     public let replica: Replica
     public let client: SyncClient
     /// When and how long to wait before trying a failed request again.
     public var retry: RetryPolicy = .standard
-    /// The size of an upload chunk; a push no larger goes in one `POST /v1/push`. At most this
-    /// many bytes are sent twice after a dropped connection. The server may ask for smaller.
-    public var chunkBytes: Int = Self.defaultChunkBytes
+    /// With a deadline, transient failures are retried however many there are in a row, as long
+    /// as the next try starts before it; nil: at most ``RetryPolicy/maxAttempts`` in a row.
+    public var deadline: ContinuousClock.Instant?
     /// Waits between tries; a test can replace the clock.
     public var sleep: @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     /// A number drawn uniformly from [0, 1) for each wait's jitter; a test can make it repeatable.
     public var jitter: @Sendable () -> Double = { Double.random(in: 0..<1) }
 
-    /// 64 KiB: eight seconds at 64 kbit/s, so a chunk gets through between drops on a poor
-    /// link, and small enough that resending one costs little.
-    public static let defaultChunkBytes = 64 * 1024
+    /// What the requests moved and what the drops cost; holds the adaptive chunk size.
+    public var meter: LinkMeter { client.meter }
 
     public init(replica: Replica, client: SyncClient) {
         self.replica = replica
@@ -80,18 +84,24 @@ public struct Synchronizer: Sendable {
         self.client = client
     }
 
-    /// A synchronizer for `replica` with the server and token stored at `init`.
-    public init(replica: Replica) throws {
-        self.init(replica: replica, client: SyncClient(baseURL: replica.serverURL, token: try replica.token()))
+    /// A synchronizer for `replica` with the server and token stored at `init`, over `transport`.
+    public init(replica: Replica, transport: HTTPTransport = .shared) throws {
+        self.init(
+            replica: replica,
+            client: SyncClient(baseURL: replica.serverURL, token: try replica.token(), transport: transport))
     }
 
     /// Creates a replica at `path` from the server's schema and downloads the current rows.
+    ///
+    /// A download cut off part way resumes from the last page applied, with smaller pages; with a
+    /// `deadline` it keeps trying through any transient failure until then.
     public static func initialize(
-        path: String, serverURL: URL, token: String, pageSize: Int? = nil,
+        path: String, serverURL: URL, token: String, pageSize: Int? = nil, transport: HTTPTransport = .shared,
+        meter: LinkMeter = LinkMeter(), deadline: ContinuousClock.Instant? = nil,
         progress: @Sendable (PullSummary) -> Void = { _ in }
     ) async throws -> (replica: Replica, adopted: Int, pulled: PullSummary) {
-        let client = SyncClient(baseURL: serverURL, token: token)
-        let schema = try await Self.retrying(RetryPolicy.standard) { try await client.schema() }
+        let client = SyncClient(baseURL: serverURL, token: token, transport: transport, meter: meter)
+        let schema = try await Retrier(policy: .standard, deadline: deadline).run { try await client.schema() }
         guard schema.protocolVersion == kotaSyncProtocolVersion else {
             throw ReplicaError(
                 .invalidResponse,
@@ -100,8 +110,9 @@ public struct Synchronizer: Sendable {
         }
         let adopted = try Replica.create(at: path, schema: schema, serverURL: serverURL, token: token)
         let replica = try Replica(path: path)
-        let pulled = try await Synchronizer(replica: replica, client: client).pull(
-            pageSize: pageSize, progress: progress)
+        var sync = Synchronizer(replica: replica, client: client)
+        sync.deadline = deadline
+        let pulled = try await sync.pull(pageSize: pageSize, progress: progress)
         return (replica, adopted, pulled)
     }
 
@@ -144,10 +155,19 @@ public struct Synchronizer: Sendable {
         }
     }
 
-    /// Sends one changeset: in one request if it fits in a chunk, else as a chunked upload.
+    /// Sends one changeset: in one request while it fits in a chunk, else (or once a drop made
+    /// the chunks smaller than it) as a chunked upload.
     private func deliver(_ outbound: OutboundChangeset) async throws -> (reply: PushReply, replayed: Bool) {
-        guard outbound.body.count > chunkBytes || outbound.upload != nil else {
-            return try await retrying { try await client.push(outbound.body) }
+        var failures = 0
+        while outbound.body.count <= meter.sizing.bytes, outbound.upload == nil {
+            do {
+                meter.count { $0.largestChunk = max($0.largestChunk, outbound.body.count) }
+                return try await client.push(outbound.body)
+            } catch let error as ReplicaError {
+                failures += 1
+                linkFailed(error)
+                try await pause(after: error, failures: failures)
+            }
         }
         return try await upload(outbound)
     }
@@ -177,9 +197,16 @@ public struct Synchronizer: Sendable {
                     continue
                 }
                 guard current.offset >= body.count else {
-                    let end = min(body.count, current.offset + max(1, min(chunkBytes, status.maxChunkBytes)))
+                    let size = max(1, min(meter.sizing.bytes, status.maxChunkBytes))
+                    let end = min(body.count, current.offset + size)
+                    meter.count { $0.largestChunk = max($0.largestChunk, end - current.offset) }
                     known = try await client.sendChunk(
                         upload: current.id, offset: current.offset, body[current.offset..<end])
+                    let carried = max(0, known!.offset - current.offset)
+                    meter.update { stats, sizing in
+                        stats.chunks += 1
+                        sizing.succeeded(carried: carried)
+                    }
                     progress = UploadProgress(id: current.id, offset: known!.offset)
                     try replica.recordUpload(progress!, of: outbound)
                     failures = 0
@@ -190,13 +217,14 @@ public struct Synchronizer: Sendable {
                 // Whatever failed, the next try first learns where the server's copy ends.
                 known = nil
                 failures += 1
+                linkFailed(error)
                 switch error.server?.code {
                 case .uploadNotFound?, .uploadCorrupt?:
                     // Gone (expired) or discarded as damaged: announce it again.
                     progress = nil
-                    if failures < retry.maxAttempts { continue }
+                    if failures < retrier.attempts { continue }
                 case .uploadOffsetMismatch?, .uploadIncomplete?:
-                    if failures < retry.maxAttempts { continue }
+                    if failures < retrier.attempts { continue }
                 default: break
                 }
                 try await pause(after: error, failures: failures)
@@ -223,27 +251,40 @@ public struct Synchronizer: Sendable {
         var client = self.client
         if let headers = try? replica.deviceHeaders() { client.deviceHeaders = headers }
         var paging = PullPaging(requested: pageSize)
+        let meter = self.meter
         var failures = 0
         // The next page is asked for as soon as this one's end is known, so the server reads,
         // encodes and sends it while this one is applied; pages are still applied in order, each
         // with its cursor.
-        var prefetched: Task<(page: Changeset, hasMore: Bool), any Error>?
+        var prefetched: Task<(page: Changeset, hasMore: Bool, bytes: Int), any Error>?
         defer { prefetched?.cancel() }
         while true {
             let page: Changeset
             let hasMore: Bool
             do {
+                let bytes: Int
                 if let next = prefetched {
                     prefetched = nil
-                    (page, hasMore) = try await next.value
+                    (page, hasMore, bytes) = try await next.value
                 } else {
-                    (page, hasMore) = try await client.pull(after: summary.cursor, limit: paging.limit)
+                    (page, hasMore, bytes) = try await client.pullPage(
+                        after: summary.cursor, limit: paging.limit(budget: meter.sizing.bytes))
                 }
-                paging.succeeded()
+                paging.arrived(rows: page.rows.count, bytes: bytes)
+                meter.update { _, sizing in sizing.succeeded(carried: bytes) }
                 failures = 0
+            } catch let cut as PageCut {
+                // What arrived of the page bounds its rows' size from below, so the next page,
+                // asked for with the smaller budget, is small enough even before any page came
+                // whole.
+                paging.cut(received: cut.received, limit: cut.limit)
+                failures += 1
+                linkFailed(cut.error)
+                try await pause(after: cut.error, failures: failures)
+                continue
             } catch let error as ReplicaError {
                 failures += 1
-                paging.failed()
+                linkFailed(error)
                 try await pause(after: error, failures: failures)
                 continue
             }
@@ -251,8 +292,8 @@ public struct Synchronizer: Sendable {
             // passed over); stop only when the server says so, or when the cursor stands still.
             let last = !hasMore || (page.rows.isEmpty && page.lastSequence == page.firstSequence)
             if !last {
-                prefetched = Task { [client, limit = paging.limit] in
-                    try await client.pull(after: page.lastSequence, limit: limit)
+                prefetched = Task { [client, limit = paging.limit(budget: meter.sizing.bytes)] in
+                    try await client.pullPage(after: page.lastSequence, limit: limit)
                 }
             }
             let applied = try replica.apply(page: page)
@@ -314,18 +355,33 @@ public struct Synchronizer: Sendable {
         return (report.push, report.pull)
     }
 
-    /// Retries with this synchronizer's policy, clock and jitter.
-    private var retrier: Retrier { Retrier(policy: retry, sleep: sleep, jitter: jitter) }
+    /// Retries with this synchronizer's policy, deadline, clock and jitter.
+    private var retrier: Retrier { Retrier(policy: retry, deadline: deadline, sleep: sleep, jitter: jitter) }
 
     private func retrying<T>(_ operation: () async throws -> T) async throws -> T {
         try await retrier.run(operation)
     }
 
-    private static func retrying<T>(_ policy: RetryPolicy, _ operation: () async throws -> T) async throws -> T {
-        try await Retrier(policy: policy).run(operation)
+    /// Counts a failed transfer as resumed when it will be tried again, and shrinks the chunk
+    /// size when the link itself failed (a drop, a stall, a reply cut short), not the server.
+    private func linkFailed(_ error: ReplicaError) {
+        guard RetryPolicy.isTransient(error) else { return }
+        let drop = error.server == nil
+        meter.update { stats, sizing in
+            stats.resumes += 1
+            if drop { sizing.failed() }
+        }
     }
 
     private func pause(after error: ReplicaError, failures: Int) async throws {
+        // The first failure after progress, on a link that dropped (not a server that answered):
+        // resume at once, after a jitter of up to 0.1 s. On a link that cuts every 30 s the
+        // backoff would otherwise idle it for a further half second per cut; a second failure in
+        // a row backs off as the policy says.
+        if failures == 1, error.code == .serverUnreachable, error.server == nil, retrier.attempts > 1 {
+            try await sleep(.milliseconds(Int64(jitter() * 100)))
+            return
+        }
         try await retrier.pause(after: error, failures: failures)
     }
 }

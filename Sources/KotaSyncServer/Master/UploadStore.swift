@@ -260,7 +260,9 @@ public final class UploadStore: Sendable {
             {
                 // A part file whose record was never written (a crash during create).
                 try? FileManager.default.removeItem(at: url)
-            } else if name.hasSuffix(".tmp") {
+            } else if name.hasSuffix(".tmp") || name.hasPrefix(".dat.nosync") {
+                // A record's temporary file, or one Foundation wrote for it before (versions that
+                // saved with `createFile`), left by a kill before the rename.
                 try? FileManager.default.removeItem(at: url)
             }
         }
@@ -299,7 +301,9 @@ public final class UploadStore: Sendable {
     /// Writes the record through a temporary file and a rename, so it is never half written.
     private func save(_ record: Record) throws {
         let temporary = directory.appendingPathComponent("\(record.id).json.tmp")
-        FileManager.default.createFile(atPath: temporary.path, contents: try JSONEncoder().encode(record))
+        // Written in place: `createFile` would write through a hidden `.dat.nosync…` file of its
+        // own, which a kill leaves behind under a name the sweep does not know.
+        try JSONEncoder().encode(record).write(to: temporary)
         let handle = try FileHandle(forUpdating: temporary)
         try handle.synchronize()
         try handle.close()
