@@ -7,6 +7,6 @@ extension AccessPolicy {
     /// only, whose rows a device writes but is never sent. A change whose parent it may not name
     /// waits exactly as one whose parent the master does not hold.
     public func mayReference(opd: String, table: String, scope: SQLValue?) -> Bool {
-        rules.owners(table: table, scope: scope).contains(opd)
+        owners(table: table, scope: scope).contains(opd)
     }
 }
