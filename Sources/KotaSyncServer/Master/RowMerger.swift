@@ -244,7 +244,7 @@ struct RowMerger {
             // A delete of a row its writer may not see is answered as a delete of a row the
             // master never had (ignored, nothing in the reply), so deletes cannot probe for
             // another OPD's keys. The device holds no copy to restore or discard.
-            if change.operation == .delete, !visible { return .ignored }
+            if change.operation == .delete, !visible, refusal.code == .outOfScope { return .ignored }
             try refuse(change, refusal, visible: visible, pk: pk, reported: reported)
             return .refused(refusal)
         }
