@@ -175,10 +175,24 @@ enum RawHTTP {
         }
     }
 
-    private static func blockingExchange(port: Int, _ request: String) throws -> String {
+    /// Writes `bytes` to the server and closes the connection without reading the answer: a
+    /// request the link cut off in the middle.
+    static func sendAndClose(port: Int, _ bytes: [UInt8]) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            DispatchQueue.global().async {
+                continuation.resume(
+                    with: Result {
+                        let fd = try connected(port: port)
+                        defer { close(fd) }
+                        try write(fd, bytes)
+                    })
+            }
+        }
+    }
+
+    private static func connected(port: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket() failed: errno \(errno)") }
-        defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -188,7 +202,25 @@ enum RawHTTP {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard connected == 0 else { throw TestFailure("connect() failed: errno \(errno)") }
+        guard connected == 0 else {
+            close(fd)
+            throw TestFailure("connect() failed: errno \(errno)")
+        }
+        return fd
+    }
+
+    private static func write(_ fd: Int32, _ bytes: [UInt8]) throws {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw TestFailure("send() failed: errno \(errno)") }
+            sent += n
+        }
+    }
+
+    private static func blockingExchange(port: Int, _ request: String) throws -> String {
+        let fd = try connected(port: port)
+        defer { close(fd) }
         // Not a readiness wait: a bound on how long a server that never answers is waited for, beyond
         // the server's own request timeout (120 s), which would answer 503 first.
         var timeout = timeval(tv_sec: 150, tv_usec: 0)

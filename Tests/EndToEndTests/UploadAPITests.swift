@@ -123,4 +123,70 @@ struct UploadAPITests {
             #expect(refused.status == 413 && errorCode(refused.body) == "body_too_large")
         }
     }
+
+    /// A streamed chunk (no `KotaSync-Chunk-SHA256`) that the link cuts in the middle keeps the
+    /// bytes that arrived: the upload's offset moves to them and the client sends only the rest.
+    /// A checked chunk cut the same way keeps nothing (it cannot be checked). Then the rest is
+    /// sent and the commit checks the whole against the announced SHA-256.
+    @Test func aStreamedChunkCutInTheMiddleKeepsTheBytesThatArrived() async throws {
+        try await InProcessServerTests.withServer { url, store, dir in
+            let token = try await store.createToken(opd: "pkm-binjai-kota", expiresAt: nil).token
+            let path = dir.appendingPathComponent("r.sqlite").path
+            let (replica, _, _) = try await Synchronizer.initialize(path: path, serverURL: url, token: token)
+            try await DatabaseQueue(path: path).write { db in
+                for i in 0..<40 {
+                    try db.execute(
+                        sql: "INSERT INTO villages VALUES (?, ?, 'Uji')",
+                        arguments: ["s\(i)", String(repeating: "desa \(i) ", count: 40)])
+                }
+            }
+            let outbound = try #require(try replica.nextOutbound())
+            let body = outbound.body
+            let announcement = try ProtocolJSON.encoder().encode(
+                UploadRequest(changesetId: outbound.id, length: body.count, sha256: Self.sha256(body)))
+            let uploads = url.appendingPathComponent("v1/uploads")
+            let created = try await Self.send(
+                "POST", uploads, token: token, headers: ["Content-Type": "application/json"],
+                body: [UInt8](announcement))
+            let id = try ProtocolJSON.decoder().decode(UploadStatus.self, from: created.body).id
+            let upload = uploads.appendingPathComponent(id)
+            let port = try #require(url.port)
+            func cut(after arrived: Int, checked: Bool) async throws {
+                var head =
+                    "PATCH /v1/uploads/\(id) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(token)\r\n"
+                    + "Content-Type: \(UploadHeaders.chunkMediaType)\r\nUpload-Offset: 0\r\n"
+                    + "Content-Length: \(body.count)\r\n"
+                if checked { head += "\(UploadHeaders.chunkSHA256): \(Self.sha256(body))\r\n" }
+                try await RawHTTP.sendAndClose(port: port, Array((head + "\r\n").utf8) + body[0..<arrived])
+            }
+            func offset() async throws -> Int {
+                try ProtocolJSON.decoder().decode(
+                    UploadStatus.self, from: try await Self.send("GET", upload, token: token).body
+                ).offset
+            }
+
+            try await cut(after: body.count / 3, checked: true)
+            let arrived = body.count / 2
+            try await cut(after: arrived, checked: false)
+            // The server learns of the cut on its own schedule: ask until the kept bytes show, within a bound.
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(10)
+            var held = try await offset()
+            while held != arrived, clock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+                held = try await offset()
+            }
+            // Not a third of the body (the checked chunk kept nothing), not zero: what arrived.
+            #expect(held == arrived)
+
+            let rest = try await Self.send(
+                "PATCH", upload, token: token,
+                headers: ["Content-Type": UploadHeaders.chunkMediaType, UploadHeaders.offset: String(held)],
+                body: Array(body[held...]))
+            #expect(rest.status == 200 && rest.headers["upload-offset"] == String(body.count))
+            let committed = try await Self.send("POST", upload.appendingPathComponent("commit"), token: token)
+            #expect(committed.status == 200)
+            #expect(try ProtocolJSON.decoder().decode(PushReply.self, from: committed.body).applied == 40)
+        }
+    }
 }

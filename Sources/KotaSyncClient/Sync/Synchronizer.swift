@@ -183,6 +183,9 @@ public struct Synchronizer: Sendable {
         var progress = outbound.upload
         var known: UploadStatus?
         var failures = 0
+        // Where a chunk that failed started: the server keeps what arrived of a streamed chunk,
+        // and those bytes are not sent again.
+        var failedChunkStart: Int?
         while true {
             do {
                 guard let current = progress, let status = known else {
@@ -192,6 +195,11 @@ public struct Synchronizer: Sendable {
                         } else {
                             try await client.startUpload(announcement)
                         }
+                    if let start = failedChunkStart, known!.id == progress?.id, known!.offset > start {
+                        let kept = known!.offset - start
+                        meter.count { $0.bytesResent = max(0, $0.bytesResent - kept) }
+                    }
+                    failedChunkStart = nil
                     progress = UploadProgress(id: known!.id, offset: known!.offset)
                     try replica.recordUpload(progress!, of: outbound)
                     continue
@@ -200,6 +208,7 @@ public struct Synchronizer: Sendable {
                     let size = max(1, min(meter.sizing.bytes, status.maxChunkBytes))
                     let end = min(body.count, current.offset + size)
                     meter.count { $0.largestChunk = max($0.largestChunk, end - current.offset) }
+                    failedChunkStart = current.offset
                     known = try await client.sendChunk(
                         upload: current.id, offset: current.offset, body[current.offset..<end])
                     let carried = max(0, known!.offset - current.offset)
@@ -207,6 +216,7 @@ public struct Synchronizer: Sendable {
                         stats.chunks += 1
                         sizing.succeeded(carried: carried)
                     }
+                    failedChunkStart = nil
                     progress = UploadProgress(id: current.id, offset: known!.offset)
                     try replica.recordUpload(progress!, of: outbound)
                     failures = 0
@@ -216,6 +226,8 @@ public struct Synchronizer: Sendable {
             } catch let error as ReplicaError {
                 // Whatever failed, the next try first learns where the server's copy ends.
                 known = nil
+                // Only a chunk the link cut off can have left bytes behind (counted as sent again).
+                if error.server != nil { failedChunkStart = nil }
                 failures += 1
                 linkFailed(error)
                 switch error.server?.code {

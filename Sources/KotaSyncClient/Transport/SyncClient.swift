@@ -55,13 +55,13 @@ public struct SyncClient: Sendable {
         try decode(UploadStatus.self, try await send(.GET, "v1/uploads/\(id)"))
     }
 
-    /// `PATCH /v1/uploads/{id}`: appends `chunk` at `offset`, with its SHA-256 for the server to
-    /// check. Returns the upload's state after it.
+    /// `PATCH /v1/uploads/{id}`: appends `chunk` at `offset`, streamed. Returns the upload's state
+    /// after it.
     public func sendChunk(upload id: String, offset: Int, _ chunk: ArraySlice<UInt8>) async throws -> UploadStatus {
-        let headers = [
-            ("Content-Type", UploadHeaders.chunkMediaType), (UploadHeaders.offset, String(offset)),
-            (UploadHeaders.chunkSHA256, sha256Hex(chunk)),
-        ]
+        // A streamed chunk (no `KotaSync-Chunk-SHA256`): when the link drops in the middle, the
+        // server keeps what arrived, so a drop costs the bytes in flight, not the whole chunk.
+        // The whole changeset's SHA-256, announced, is checked at the commit.
+        let headers = [("Content-Type", UploadHeaders.chunkMediaType), (UploadHeaders.offset, String(offset))]
         return try decode(UploadStatus.self, try await send(.PATCH, "v1/uploads/\(id)", headers: headers, body: chunk))
     }
 

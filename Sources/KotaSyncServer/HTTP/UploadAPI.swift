@@ -37,19 +37,37 @@ struct UploadAPI {
             }
             let offset = Int(
                 try IntegerField(UploadHeaders.offset, 0...Int64(config.limits.maxBodyBytes)).parse(offsetText))
-            guard let sha = request.headers[.chunkSHA256], sha.utf8.count == 64 else {
+            // Checked chunks carry their SHA-256 and arrive whole or not at all; streamed chunks
+            // carry none and keep what arrived when the connection drops mid-way.
+            let sha = request.headers[.chunkSHA256]
+            if let sha, sha.utf8.count != 64 {
                 throw SyncError(
-                    .badRequest, "Send the chunk's SHA-256 as `\(UploadHeaders.chunkSHA256): <64 hex digits>`.")
+                    .badRequest, "Send the chunk's SHA-256 as `\(UploadHeaders.chunkSHA256): <64 hex digits>`, or none."
+                )
             }
-            if let length = request.headers[.contentLength].flatMap(Int.init), length > uploads.maxChunkBytes {
+            let announced = try request.headers[.contentLength].map {
+                Int(try IntegerField("Content-Length", 0...Int64.max).parse($0))
+            }
+            if let announced, announced > uploads.maxChunkBytes {
                 throw SyncError(
                     .bodyTooLarge,
-                    "The chunk is \(length) bytes; this server accepts chunks of at most \(uploads.maxChunkBytes).")
+                    "The chunk is \(announced) bytes; this server accepts chunks of at most \(uploads.maxChunkBytes).")
             }
-            let chunk = try await request.body.collect(upTo: uploads.maxChunkBytes)
+            let received = try await Self.receive(request.body, upTo: uploads.maxChunkBytes)
+            let cutShort = received.error != nil || announced.map { received.bytes.count < $0 } ?? false
+            if cutShort {
+                // The link dropped in the middle of the chunk. A streamed chunk keeps the bytes that
+                // arrived (the client asks for the offset and sends the rest); a checked one cannot
+                // be checked, so it keeps nothing.
+                if sha == nil, !received.bytes.isEmpty {
+                    _ = try? await uploads.append(
+                        id: id, opd: device.opd, offset: offset, chunk: received.bytes, sha256: nil)
+                }
+                throw received.error ?? SyncError(.badRequest, "The chunk ended before its Content-Length.")
+            }
             do {
                 let status = try await uploads.append(
-                    id: id, opd: device.opd, offset: offset, chunk: Array(chunk.readableBytesView), sha256: sha)
+                    id: id, opd: device.opd, offset: offset, chunk: received.bytes, sha256: sha)
                 return try Self.reply(status)
             } catch let mismatch as OffsetMismatch {
                 return Self.mismatch(mismatch, asked: offset)
@@ -76,6 +94,28 @@ struct UploadAPI {
             try await uploads.delete(id: try Self.id(context), opd: device.opd)
             return Response(status: .noContent)
         }
+    }
+
+    /// The body's bytes as they arrive, at most `limit` of them (`413 body_too_large` beyond), and
+    /// the error that ended them early, if the connection failed before the end.
+    private static func receive(_ body: RequestBody, upTo limit: Int) async throws -> (
+        bytes: [UInt8], error: (any Error)?
+    ) {
+        var bytes: [UInt8] = []
+        do {
+            for try await piece in body {
+                guard bytes.count + piece.readableBytes <= limit else {
+                    throw SyncError(
+                        .bodyTooLarge, "The chunk is larger than this server accepts (at most \(limit) bytes).")
+                }
+                bytes.append(contentsOf: piece.readableBytesView)
+            }
+        } catch let error as SyncError {
+            throw error
+        } catch {
+            return (bytes, error)
+        }
+        return (bytes, nil)
     }
 
     private static func id(_ context: ServerRequestContext) throws -> String {

@@ -119,8 +119,9 @@ public final class UploadStore: Sendable {
         try await run { [self] in status(of: try live(id, opd: opd)) }
     }
 
-    /// Appends `chunk` at `offset` after checking it against `sha256`; returns the new state.
-    func append(id: String, opd: String, offset: Int, chunk: [UInt8], sha256: String) async throws -> UploadStatus {
+    /// Appends `chunk` at `offset` after checking it against `sha256` (a streamed chunk has none:
+    /// the whole upload's SHA-256 is checked at the commit); returns the new state.
+    func append(id: String, opd: String, offset: Int, chunk: [UInt8], sha256: String?) async throws -> UploadStatus {
         try await run { [self] in
             var record = try live(id, opd: opd)
             guard offset == record.offset, record.reply == nil else {
@@ -132,7 +133,7 @@ public final class UploadStore: Sendable {
                     "The chunk is \(chunk.count) bytes at offset \(offset); the upload is \(record.length) bytes. Send between 1 byte and what is left."
                 )
             }
-            guard Self.hex(SHA256.hash(data: chunk)) == sha256.lowercased() else {
+            if let sha256, Self.hex(SHA256.hash(data: chunk)) != sha256.lowercased() {
                 throw SyncError(
                     .chunkCorrupt,
                     "The chunk at offset \(offset) does not match its \(UploadHeaders.chunkSHA256): it was damaged on the way. Send it again."
