@@ -3,8 +3,8 @@ import Foundation
 import KotaSyncCore
 import Synchronization
 
-/// Chunked uploads in progress, kept on disk beside the master database until they are
-/// committed or abandoned.
+/// Chunked uploads in progress, kept on disk beside a SQLite master until they are committed or
+/// abandoned: the ``PartialUploads`` of ``SQLiteMasterStore``.
 ///
 /// Partial uploads live in files, not in the master: they are not the city's data, and keeping
 /// them out leaves the master's single writer (and its WAL and backups) to merges. Each upload is
@@ -23,7 +23,7 @@ import Synchronization
 ///
 /// Every operation runs on one serial queue: two deliveries of the same chunk cannot interleave
 /// their writes, and file I/O never blocks Swift's cooperative threads.
-public final class UploadStore: Sendable {
+public final class UploadStore: PartialUploads {
     /// Where the upload files are.
     public let directory: URL
     /// The largest chunk accepted.
@@ -93,7 +93,7 @@ public final class UploadStore: Sendable {
     /// already started for the same changeset, or a new, empty one. `created` tells which. A new
     /// one beyond ``maxPartialPerToken`` unfinished uploads of the token, or ``maxPartial`` in
     /// all, is refused with `too_many_uploads`.
-    func create(_ request: UploadRequest, opd: String, token: String = "") async throws -> (
+    public func create(_ request: UploadRequest, opd: String, token: String = "") async throws -> (
         status: UploadStatus, created: Bool
     ) {
         try await run { [self] in
@@ -115,12 +115,14 @@ public final class UploadStore: Sendable {
     }
 
     /// The upload's state; `upload_not_found` unless it exists for `opd` and has not expired.
-    func status(id: String, opd: String) async throws -> UploadStatus {
+    public func status(id: String, opd: String) async throws -> UploadStatus {
         try await run { [self] in status(of: try live(id, opd: opd)) }
     }
 
     /// Appends `chunk` at `offset` after checking it against `sha256`; returns the new state.
-    func append(id: String, opd: String, offset: Int, chunk: [UInt8], sha256: String) async throws -> UploadStatus {
+    public func append(id: String, opd: String, offset: Int, chunk: [UInt8], sha256: String) async throws
+        -> UploadStatus
+    {
         try await run { [self] in
             var record = try live(id, opd: opd)
             guard offset == record.offset, record.reply == nil else {
@@ -176,9 +178,17 @@ public final class UploadStore: Sendable {
         }
     }
 
+    /// ``assemble(id:opd:)`` as ``PartialUploads`` hands it out: the open file behind the bytes.
+    public func assembled(id: String, opd: String) async throws -> AssembledUpload {
+        switch try await assemble(id: id, opd: opd) {
+        case .complete(let file): .complete(UploadedBytes(file))
+        case .committed(let reply): .committed(reply)
+        }
+    }
+
     /// Keeps `reply` as the upload's outcome and drops its bytes: a repeated commit (its reply was
     /// lost) returns the reply without the bytes.
-    func committed(id: String, reply: Data) async throws {
+    public func committed(id: String, reply: Data) async throws {
         try await run { [self] in
             guard var record = try load(id) else { return }
             record.reply = reply
@@ -190,7 +200,7 @@ public final class UploadStore: Sendable {
     }
 
     /// Discards the upload (the client gave it up).
-    func delete(id: String, opd: String) async throws {
+    public func delete(id: String, opd: String) async throws {
         try await run { [self] in
             _ = try live(id, opd: opd)
             try remove(id)
@@ -203,7 +213,7 @@ public final class UploadStore: Sendable {
     }
 
     /// Sweeps when the last sweep is older than ``sweepInterval``.
-    func sweepIfDue() async throws {
+    public func sweepIfDue() async throws {
         let now = now()
         let due = lastSweep.withLock { last in
             guard now.timeIntervalSince(last) >= Self.sweepInterval else { return false }
@@ -393,12 +403,4 @@ final class UploadedChangeset: ChangesetSource {
         try forEachChunk(in: 0..<count, chunkSize: 1 << 20) { chunk in hash.update(bufferPointer: chunk) }
         return UploadStore.hex(hash.finalize())
     }
-}
-
-/// A chunk or a commit that does not fit where the upload stands: the server's `offset` says
-/// where to go on. Rendered as `409 upload_offset_mismatch` (or `upload_incomplete` for a commit)
-/// with an `Upload-Offset` header.
-struct OffsetMismatch: Error, Sendable {
-    var offset: Int
-    var incomplete = false
 }
