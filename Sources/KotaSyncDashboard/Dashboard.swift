@@ -55,7 +55,11 @@ extension StaffSessions {
 /// action checks the role on the server, every value is HTML-escaped, and patient data never goes
 /// into a URL (searches are POSTed).
 public struct Dashboard: Sendable {
-    let store: SQLiteMasterStore
+    /// What the dashboard reads and changes in the master: the overview and data browser, the
+    /// review queue, tokens and accounts, the audit log.
+    public typealias Store = OverviewStore & ReviewStore & CredentialStore & AuditStore
+
+    let store: any Store
     let sessions: StaffSessions
     let logger: Logger
     let library: MustacheLibrary
@@ -63,7 +67,7 @@ public struct Dashboard: Sendable {
     /// Key for CSRF tokens: random per process (a restart invalidates open forms, not sessions).
     let csrfKey: [UInt8] = (0..<32).map { _ in UInt8.random(in: 0...255) }
 
-    public init(store: SQLiteMasterStore, sessions: StaffSessions, logger: Logger, timeZone: TimeZone? = nil) throws {
+    public init(store: any Store, sessions: StaffSessions, logger: Logger, timeZone: TimeZone? = nil) throws {
         self.store = store
         self.sessions = sessions
         self.logger = logger

@@ -12,12 +12,13 @@ public enum SyncServer {
     /// Every request is audited, answered with the protocol's error body on failure, and cut
     /// off after `limits.request_timeout_seconds`. `logins` checks staff logins; pass the one
     /// the dashboard's login form uses, so failures count together (a new one when nil).
-    /// Chunked uploads are kept in `uploads`; without one, in ``defaultUploads(for:config:)``.
-    /// When that directory cannot be made, the upload routes are left out (and logged): pushes
-    /// still work through `POST /v1/push`.
+    /// Chunked uploads are kept in `uploads`; without one, where the store keeps them
+    /// (``defaultUploads(for:config:)``). When they cannot be opened, the upload routes are left
+    /// out (and logged): pushes still work through `POST /v1/push`.
     public static func application(
         config: ServerConfig, store: any MasterStore, host: String = "127.0.0.1", port: Int = 8080,
-        logger: Logger = Logger(label: "kotasync.server"), logins: StaffLogins? = nil, uploads: UploadStore? = nil,
+        logger: Logger = Logger(label: "kotasync.server"), logins: StaffLogins? = nil,
+        uploads: (any PartialUploads)? = nil,
         routes: (Router<ServerRequestContext>) -> Void = { _ in },
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
@@ -38,7 +39,7 @@ public enum SyncServer {
             let uploads = try uploads ?? defaultUploads(for: store, config: config)
             UploadAPI(store: store, uploads: uploads, config: config, authenticator: authenticator).register(on: router)
         } catch {
-            logger.error("chunked uploads are off: cannot open their directory", metadata: ["error": "\(error)"])
+            logger.error("chunked uploads are off: cannot open where they are kept", metadata: ["error": "\(error)"])
         }
         ReviewAPI(store: store, logger: logger, authenticator: authenticator).register(on: router)
         SessionAPI(store: store, config: config, authenticator: authenticator, logins: logins).register(on: router)
@@ -51,15 +52,9 @@ public enum SyncServer {
             logger: logger)
     }
 
-    /// The upload store beside a SQLite master (`MASTER.sqlite.uploads/`), or in the temporary
-    /// directory for another store, with the config's chunk size and expiry.
-    public static func defaultUploads(for store: any MasterStore, config: ServerConfig) throws -> UploadStore {
-        let directory =
-            (store as? SQLiteMasterStore).map { URL(fileURLWithPath: $0.pool.path + ".uploads") }
-            ?? FileManager.default.temporaryDirectory.appendingPathComponent("kotasync-uploads")
-        return try UploadStore(
-            directory: directory, maxChunkBytes: config.limits.maxChunkBytes,
-            expirySeconds: config.limits.uploadExpirySeconds,
-            maxPartialPerToken: config.limits.maxPartialUploadsPerToken, maxPartial: config.limits.maxPartialUploads)
+    /// Where `store` keeps chunked uploads (``SyncStore/partialUploads(limits:)``), with the
+    /// config's chunk size, expiry and limits.
+    public static func defaultUploads(for store: any SyncStore, config: ServerConfig) throws -> any PartialUploads {
+        try store.partialUploads(limits: config.limits)
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import KotaSyncServer
 
-extension MasterStore {
+extension AuditStore {
     /// Records what an administration command changed, as `cli:<login name>`, and writes it now
     /// (the process is about to exit). Ids and names only: never a token or a password.
     func audit(_ action: String, _ detail: [String: String], status: Int = 0) async throws {

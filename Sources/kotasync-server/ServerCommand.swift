@@ -50,9 +50,9 @@ struct MasterOptions: ParsableArguments {
     @Option(help: "The master SQLite database; created on first start.")
     var db: String = "kotasync-master.sqlite"
 
-    func open(logger: Logger) throws -> (ServerConfig, SQLiteMasterStore) {
+    func open(logger: Logger) throws -> (ServerConfig, any MasterStore) {
         let config = try ServerConfig.load(from: URL(fileURLWithPath: config))
-        return (config, try SQLiteMasterStore(path: db, config: config, logger: logger))
+        return (config, try MasterStores.open(location: db, config: config, logger: logger))
     }
 }
 

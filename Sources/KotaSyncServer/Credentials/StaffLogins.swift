@@ -19,7 +19,7 @@ public final class StaffLogins: Sendable {
         case limited(retryAfterSeconds: Int)
     }
 
-    let store: any MasterStore
+    let store: any CredentialStore & AuditStore
     let sessionMinutes: Int
     /// Failures per name and per address, under one lock: an attempt is checked against both
     /// and counted in both in one step.
@@ -34,7 +34,7 @@ public final class StaffLogins: Sendable {
     }
 
     /// Logins over `store`, with the failure limit and session length of `limits`.
-    public init(store: any MasterStore, limits: ServerConfig.Limits) {
+    public init(store: any CredentialStore & AuditStore, limits: ServerConfig.Limits) {
         self.store = store
         sessionMinutes = limits.sessionMinutes
         refusals = RefusedRequests(store: store, perMinute: limits.refusedPerMinute, action: "login")

@@ -6,7 +6,7 @@ import KotaSyncCore
 /// create and revoke tokens, list staff accounts. The same as `kotasync-server token …` and
 /// `user list` on the server machine.
 struct AdminAPI {
-    let store: any MasterStore
+    let store: any CredentialStore
     let authenticator: Authenticator
 
     static let maxBodyBytes = 16 << 10

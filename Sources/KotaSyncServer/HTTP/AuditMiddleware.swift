@@ -14,11 +14,11 @@ import Logging
 /// tokens cannot grow the audit log by an entry per request.
 struct AuditMiddleware: RouterMiddleware {
     typealias Context = ServerRequestContext
-    let store: any MasterStore
+    let store: any AuditStore
     let trustedProxies: [String]
     let refusals: RefusedRequests
 
-    init(store: any MasterStore, trustedProxies: [String], refusedPerMinute: Int = 60) {
+    init(store: any AuditStore, trustedProxies: [String], refusedPerMinute: Int = 60) {
         self.store = store
         self.trustedProxies = trustedProxies
         refusals = RefusedRequests(store: store, perMinute: refusedPerMinute, action: "refused")

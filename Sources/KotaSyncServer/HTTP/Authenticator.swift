@@ -7,7 +7,7 @@ import KotaSyncCore
 /// the access service's (``AccessPolicy/grants(_:_:)``); ``CredentialMiddleware`` asks this for
 /// every route of a guarded group.
 struct Authenticator: Sendable {
-    let store: any MasterStore
+    let store: any CredentialStore
     /// The per-token request budget, shared by every route.
     let limits: RequestLimits
 

@@ -32,11 +32,11 @@ final class RefusedRequests: Sendable {
     private let tally: Mutex<RefusalTally>
     /// Whether a task is waiting to write the summaries of the current minute.
     private let scheduled = Mutex(false)
-    private let store: any MasterStore
+    private let store: any AuditStore
     /// The action the summaries are recorded under (`refused`, `login`).
     private let action: String
 
-    init(store: any MasterStore, perMinute: Int, action: String) {
+    init(store: any AuditStore, perMinute: Int, action: String) {
         self.store = store
         self.action = action
         tally = Mutex(RefusalTally(perMinute: perMinute))

@@ -7,7 +7,7 @@ import NIOCore
 /// The Command Center's review queue over HTTP (`Protocol/http-api.md`, "Review API"): staff
 /// list and read conflict records (viewer and above) and resolve them (reviewer and above).
 struct ReviewAPI {
-    let store: any MasterStore
+    let store: any ReviewStore
     let logger: Logger
 
     /// The most bytes a resolve request may have: a decision with a few corrected values.

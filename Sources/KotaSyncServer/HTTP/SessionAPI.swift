@@ -6,7 +6,7 @@ import KotaSyncCore
 /// password give a short-lived session token with the account's role, which opens the review and
 /// admin routes as a staff token does. ``StaffLogins`` checks, limits and audits the attempts.
 struct SessionAPI {
-    let store: any MasterStore
+    let store: any CredentialStore
     let config: ServerConfig
     let authenticator: Authenticator
     let logins: StaffLogins

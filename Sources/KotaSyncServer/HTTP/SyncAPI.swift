@@ -7,7 +7,7 @@ import NIOCore
 
 /// The sync endpoints of `Protocol/http-api.md`, on a Hummingbird router.
 struct SyncAPI {
-    let store: any MasterStore
+    let store: any SyncStore
     let config: ServerConfig
     let authenticator: Authenticator
 

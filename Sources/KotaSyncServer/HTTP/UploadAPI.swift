@@ -10,8 +10,8 @@ import NIOCore
 /// dropped connection, and committed. The commit runs the assembled bytes through the same push
 /// path as `POST /v1/push` (limits, decoding, the store's idempotency by changeset id).
 struct UploadAPI {
-    let store: any MasterStore
-    let uploads: UploadStore
+    let store: any SyncStore
+    let uploads: any PartialUploads
     let config: ServerConfig
     let authenticator: Authenticator
 
@@ -75,17 +75,17 @@ struct UploadAPI {
         }
         devices.on(.post, "/v1/uploads/:id/commit", audit: nil, to: "push changes") { request, context, device in
             let id = try Self.id(context)
-            let assembled: UploadStore.Assembled
+            let assembled: AssembledUpload
             do {
-                assembled = try await uploads.assemble(id: id, opd: device.opd)
+                assembled = try await uploads.assembled(id: id, opd: device.opd)
             } catch let mismatch as OffsetMismatch {
                 return Self.mismatch(mismatch, asked: nil)
             }
             switch assembled {
             case .committed(let reply):
                 return Self.pushResponse(PushOutcome(reply: reply, replayed: true))
-            case .complete(let file):
-                let outcome = try await pushChangeset(file, from: device, store: store, config: config)
+            case .complete(let bytes):
+                let outcome = try await pushChangeset(bytes.source, from: device, store: store, config: config)
                 try await uploads.committed(id: id, reply: outcome.reply)
                 return Self.pushResponse(outcome)
             }
@@ -163,7 +163,7 @@ struct UploadAPI {
 /// envelope), then the store, which answers a known changeset id with its stored reply and reads
 /// the rows again as it merges them. Nothing holds more than the compressed body and one window
 /// of the inflated payload (`CheckedPush`).
-func pushChangeset(_ body: any ChangesetSource, from device: Device, store: any MasterStore, config: ServerConfig)
+func pushChangeset(_ body: any ChangesetSource, from device: Device, store: any SyncStore, config: ServerConfig)
     async throws -> PushOutcome
 {
     guard body.count <= config.limits.maxBodyBytes else {

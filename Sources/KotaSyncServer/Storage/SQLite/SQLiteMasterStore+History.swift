@@ -3,25 +3,6 @@ import GRDB
 import KotaSyncCore
 import KotaSyncSQLite
 
-/// One version of a row, as the master's history keeps it.
-public struct RowVersion: Codable, Sendable, Equatable {
-    /// The master version of the change.
-    public var version: UInt64
-    /// `upsert`, `update` or `delete`, as the change was sent (a reviewer's decision is the master's).
-    public var operation: String
-    public var replicaId: UUID
-    /// The writer's OPD; `master` for the Command Center's own changes.
-    public var opd: String
-    /// The change's hybrid-clock stamp (decimal).
-    public var stamp: String
-    /// The device's stamp was too far ahead and was clamped.
-    public var clamped: Bool
-    /// The values this change replaced, by column name.
-    public var replaced: [String: SQLValue]
-    /// The row after this change, by column name; nil when the row was deleted after it.
-    public var values: [String: SQLValue]?
-}
-
 extension SQLiteMasterStore {
     /// Every version of a row the master merged, newest first: who changed it, when, and the row
     /// after each change. Values no change replaced are the row's current ones.

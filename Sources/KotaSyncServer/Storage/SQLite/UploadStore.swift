@@ -3,13 +3,14 @@ import Foundation
 import KotaSyncCore
 import Synchronization
 
-/// Chunked uploads in progress, kept on disk beside the master database until they are
-/// committed or abandoned.
+/// Chunked uploads in progress, kept on disk beside a SQLite master until they are committed or
+/// abandoned: the ``PartialUploads`` of ``SQLiteMasterStore``.
 ///
 /// Partial uploads live in files, not in the master: they are not the city's data, and keeping
 /// them out leaves the master's single writer (and its WAL and backups) to merges. Each upload is
 /// two files in ``directory``: `ID.part`, the bytes received so far, and `ID.json`, what was
-/// announced and how many bytes are durable (the offset). A chunk is checked against its SHA-256,
+/// announced and how many bytes are durable (the offset). A chunk is checked against its SHA-256
+/// (when it carries one; a streamed chunk's part that arrived before a drop is kept as it is),
 /// appended and flushed to disk, and only then does the offset move, so an acknowledged offset
 /// survives a crash; bytes past the offset (a chunk cut by a crash) are cut off before the next
 /// append. Memory holds one chunk at a time, also at the commit: the assembled file is checked
@@ -23,7 +24,7 @@ import Synchronization
 ///
 /// Every operation runs on one serial queue: two deliveries of the same chunk cannot interleave
 /// their writes, and file I/O never blocks Swift's cooperative threads.
-public final class UploadStore: Sendable {
+public final class UploadStore: PartialUploads {
     /// Where the upload files are.
     public let directory: URL
     /// The largest chunk accepted.
@@ -93,7 +94,7 @@ public final class UploadStore: Sendable {
     /// already started for the same changeset, or a new, empty one. `created` tells which. A new
     /// one beyond ``maxPartialPerToken`` unfinished uploads of the token, or ``maxPartial`` in
     /// all, is refused with `too_many_uploads`.
-    func create(_ request: UploadRequest, opd: String, token: String = "") async throws -> (
+    public func create(_ request: UploadRequest, opd: String, token: String = "") async throws -> (
         status: UploadStatus, created: Bool
     ) {
         try await run { [self] in
@@ -115,13 +116,15 @@ public final class UploadStore: Sendable {
     }
 
     /// The upload's state; `upload_not_found` unless it exists for `opd` and has not expired.
-    func status(id: String, opd: String) async throws -> UploadStatus {
+    public func status(id: String, opd: String) async throws -> UploadStatus {
         try await run { [self] in status(of: try live(id, opd: opd)) }
     }
 
     /// Appends `chunk` at `offset` after checking it against `sha256` (a streamed chunk has none:
     /// the whole upload's SHA-256 is checked at the commit); returns the new state.
-    func append(id: String, opd: String, offset: Int, chunk: [UInt8], sha256: String?) async throws -> UploadStatus {
+    public func append(id: String, opd: String, offset: Int, chunk: [UInt8], sha256: String?) async throws
+        -> UploadStatus
+    {
         try await run { [self] in
             var record = try live(id, opd: opd)
             guard offset == record.offset, record.reply == nil else {
@@ -177,9 +180,17 @@ public final class UploadStore: Sendable {
         }
     }
 
+    /// ``assemble(id:opd:)`` as ``PartialUploads`` hands it out: the open file behind the bytes.
+    public func assembled(id: String, opd: String) async throws -> AssembledUpload {
+        switch try await assemble(id: id, opd: opd) {
+        case .complete(let file): .complete(UploadedBytes(file))
+        case .committed(let reply): .committed(reply)
+        }
+    }
+
     /// Keeps `reply` as the upload's outcome and drops its bytes: a repeated commit (its reply was
     /// lost) returns the reply without the bytes.
-    func committed(id: String, reply: Data) async throws {
+    public func committed(id: String, reply: Data) async throws {
         try await run { [self] in
             guard var record = try load(id) else { return }
             record.reply = reply
@@ -191,7 +202,7 @@ public final class UploadStore: Sendable {
     }
 
     /// Discards the upload (the client gave it up).
-    func delete(id: String, opd: String) async throws {
+    public func delete(id: String, opd: String) async throws {
         try await run { [self] in
             _ = try live(id, opd: opd)
             try remove(id)
@@ -204,7 +215,7 @@ public final class UploadStore: Sendable {
     }
 
     /// Sweeps when the last sweep is older than ``sweepInterval``.
-    func sweepIfDue() async throws {
+    public func sweepIfDue() async throws {
         let now = now()
         let due = lastSweep.withLock { last in
             guard now.timeIntervalSince(last) >= Self.sweepInterval else { return false }
@@ -394,12 +405,4 @@ final class UploadedChangeset: ChangesetSource {
         try forEachChunk(in: 0..<count, chunkSize: 1 << 20) { chunk in hash.update(bufferPointer: chunk) }
         return UploadStore.hex(hash.finalize())
     }
-}
-
-/// A chunk or a commit that does not fit where the upload stands: the server's `offset` says
-/// where to go on. Rendered as `409 upload_offset_mismatch` (or `upload_incomplete` for a commit)
-/// with an `Upload-Offset` header.
-struct OffsetMismatch: Error, Sendable {
-    var offset: Int
-    var incomplete = false
 }

@@ -3,27 +3,8 @@ import Foundation
 import GRDB
 import KotaSyncCore
 
-/// What importing a device's push file did.
-public struct TransferImport: Sendable {
-    /// The device whose token authenticated the file.
-    public var device: Device
-    /// The server's reply to each changeset, in the file's order.
-    public var replies: [PushReply]
-    /// How many of them had been applied before (by an earlier import or a network push).
-    public var replayed: Int
-    /// The reply file to carry back to the device (`kotasync import`).
-    public var replyFile: TransferFile
-    /// The replica's pull cursor when it exported the file.
-    public var cursor: UInt64?
-}
-
 extension SQLiteMasterStore {
-    /// Imports a device's push file (`kotasync export`) with the guarantees of `POST /v1/push`:
-    /// the file must be intact and authenticated by a valid device token, each changeset is
-    /// decoded within the configured limits and merged by ``push(_:from:)`` as that token's
-    /// device — so scope rules apply and a changeset imported (or pushed) before gets its stored
-    /// reply and changes nothing.
-    public func importPush(_ data: Data, now: Date = Date()) async throws -> TransferImport {
+    public func importPush(_ data: Data, now: Date) async throws -> TransferImport {
         let file = try TransferFile.read(data)
         guard let mac = file.macs.first else {
             throw SyncError(.invalidTransferFile, "The transfer file carries no device authentication.")
@@ -77,10 +58,7 @@ extension SQLiteMasterStore {
             replyFile: try TransferFile.seal(reply, keys: [(device.tokenID, key)]), cursor: body.cursor)
     }
 
-    /// A pull file (`kotasync-server export`): every merged change after `cursor` that a device
-    /// of `opd` may see, as the pages `GET /v1/pull` would send, authenticated for each valid
-    /// device token of the OPD.
-    public func exportPull(opd: String, after cursor: UInt64, now: Date = Date()) async throws -> TransferFile {
+    public func exportPull(opd: String, after cursor: UInt64, now: Date) async throws -> TransferFile {
         guard config.opds.contains(where: { $0.id == opd }) else {
             throw SyncError(
                 .badRequest,

@@ -213,6 +213,16 @@ public final class SQLiteMasterStore: MasterStore {
         return Writer(number: number, id: UUID(bytes: [UInt8](data)))
     }
 
+    /// Uploads beside the master, in `MASTER.sqlite.uploads/`: they are not the city's data, and
+    /// keeping them out of the database leaves its single writer (and its WAL and backups) to
+    /// merges. Only the servers on this machine's disk see them, as only they see the master.
+    public func partialUploads(limits: ServerConfig.Limits) throws -> any PartialUploads {
+        try UploadStore(
+            directory: URL(fileURLWithPath: pool.path + ".uploads"), maxChunkBytes: limits.maxChunkBytes,
+            expirySeconds: limits.uploadExpirySeconds, maxPartialPerToken: limits.maxPartialUploadsPerToken,
+            maxPartial: limits.maxPartialUploads)
+    }
+
     // MARK: - Tokens
 
     public func createToken(opd: String, expiresAt: Date?) async throws -> IssuedToken {
