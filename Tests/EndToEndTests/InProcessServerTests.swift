@@ -12,10 +12,12 @@ import Testing
 /// talking to it over loopback HTTP.
 struct InProcessServerTests {
     /// Runs `body` against a server on a free port, then shuts the server down gracefully.
-    /// `configure` may edit the sample configuration's text first.
+    /// `configure` may edit the sample configuration's text first; the server keeps chunked
+    /// uploads in `uploads` when given, where the store keeps them otherwise.
     static func withServer(
         _ name: String = #function, configure: (String) -> String = { $0 },
         routes: (SQLiteMasterStore) throws -> (Router<ServerRequestContext>) -> Void = { _ in { _ in } },
+        uploads: (any PartialUploads)? = nil,
         _ body: (URL, SQLiteMasterStore, URL) async throws -> Void
     ) async throws {
         let dir = try makeTemporaryDirectory(name)
@@ -28,7 +30,7 @@ struct InProcessServerTests {
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let app = SyncServer.application(
-            config: config, store: store, port: 0, logger: logger, routes: try routes(store),
+            config: config, store: store, port: 0, logger: logger, uploads: uploads, routes: try routes(store),
             onListening: { continuation.yield($0) })
         let group = ServiceGroup(services: [app], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in

@@ -1,10 +1,11 @@
 import Foundation
 import GRDB
+import Hummingbird
 import KotaSyncCore
-import KotaSyncServer
 import Testing
 
 @testable import KotaSyncClient
+@testable import KotaSyncServer
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -189,4 +190,133 @@ struct UploadAPITests {
             #expect(try ProtocolJSON.decoder().decode(PushReply.self, from: committed.body).applied == 40)
         }
     }
+
+    /// The upload routes know partial uploads only as ``PartialUploads``: given uploads kept
+    /// somewhere else than files beside the master (as a master several servers share keeps them
+    /// in a table), an upload is sent in chunks and committed as a push, and nothing is written
+    /// beside the master.
+    @Test func theUploadRoutesKeepUploadsWhereTheServerIsTold() async throws {
+        let memory = MemoryUploads(maxChunkBytes: 1 << 20)
+        try await InProcessServerTests.withServer(uploads: memory) { url, store, dir in
+            let token = try await store.createToken(opd: "pkm-binjai-kota", expiresAt: nil).token
+            let path = dir.appendingPathComponent("r.sqlite").path
+            let (replica, _, _) = try await Synchronizer.initialize(path: path, serverURL: url, token: token)
+            try await DatabaseQueue(path: path).write { db in
+                for i in 0..<20 {
+                    try db.execute(sql: "INSERT INTO villages VALUES (?, ?, 'Uji')", arguments: ["m\(i)", "desa \(i)"])
+                }
+            }
+            let outbound = try #require(try replica.nextOutbound())
+            let body = outbound.body
+            let half = body.count / 2
+            let uploads = url.appendingPathComponent("v1/uploads")
+            let created = try await Self.send(
+                "POST", uploads, token: token, headers: ["Content-Type": "application/json"],
+                body: [UInt8](
+                    try ProtocolJSON.encoder().encode(
+                        UploadRequest(changesetId: outbound.id, length: body.count, sha256: Self.sha256(body)))))
+            #expect(created.status == 201)
+            let upload = uploads.appendingPathComponent(
+                try ProtocolJSON.decoder().decode(UploadStatus.self, from: created.body).id)
+            for range in [0..<half, half..<body.count] {
+                let sent = try await Self.send(
+                    "PATCH", upload, token: token, headers: Self.chunk(body[range], at: range.lowerBound),
+                    body: Array(body[range]))
+                #expect(sent.status == 200 && sent.headers["upload-offset"] == String(range.upperBound))
+            }
+            let committed = try await Self.send("POST", upload.appendingPathComponent("commit"), token: token)
+            #expect(committed.status == 200)
+            #expect(try ProtocolJSON.decoder().decode(PushReply.self, from: committed.body).applied == 20)
+            #expect(await memory.chunks == 2)
+            let beside = dir.appendingPathComponent("master.sqlite.uploads").path
+            #expect((try? FileManager.default.contentsOfDirectory(atPath: beside)) ?? [] == [])
+        }
+    }
+}
+
+/// Partial uploads kept in memory: the shape of a table-backed ``PartialUploads`` (a master
+/// that several servers share keeps them in a table), with no file or path anywhere. It keeps
+/// the protocol's promises that the HTTP API relies on, and counts the chunks it took, so a test
+/// can tell the server used it.
+actor MemoryUploads: PartialUploads {
+    struct Upload {
+        var opd: String
+        var request: UploadRequest
+        var bytes: [UInt8] = []
+        var reply: Data?
+    }
+
+    nonisolated let maxChunkBytes: Int
+    private var uploads: [String: Upload] = [:]
+    /// Chunks appended, over all uploads.
+    private(set) var chunks = 0
+
+    init(maxChunkBytes: Int) {
+        self.maxChunkBytes = maxChunkBytes
+    }
+
+    func create(_ request: UploadRequest, opd: String, token: String) throws -> (status: UploadStatus, created: Bool) {
+        let id = String(
+            sha256Hex(Array("\(opd)\n\(request.changesetId)\n\(request.length)\n\(request.sha256)".utf8)).prefix(32))
+        if let known = uploads[id] { return (status(id, known), false) }
+        uploads[id] = Upload(opd: opd, request: request)
+        return (status(id, uploads[id]!), true)
+    }
+
+    func status(id: String, opd: String) throws -> UploadStatus { status(id, try live(id, opd: opd)) }
+
+    func append(id: String, opd: String, offset: Int, chunk: [UInt8], sha256: String?) throws -> UploadStatus {
+        var upload = try live(id, opd: opd)
+        guard offset == upload.bytes.count, upload.reply == nil else {
+            throw OffsetMismatch(offset: upload.bytes.count)
+        }
+        if let sha256, sha256Hex(chunk) != sha256.lowercased() {
+            throw SyncError(.chunkCorrupt, "The chunk is damaged.")
+        }
+        upload.bytes += chunk
+        uploads[id] = upload
+        chunks += 1
+        return status(id, upload)
+    }
+
+    func assembled(id: String, opd: String) throws -> AssembledUpload {
+        let upload = try live(id, opd: opd)
+        if let reply = upload.reply { return .committed(reply) }
+        guard upload.bytes.count == upload.request.length else {
+            throw OffsetMismatch(offset: upload.bytes.count, incomplete: true)
+        }
+        guard sha256Hex(upload.bytes) == upload.request.sha256.lowercased() else {
+            uploads[id] = nil
+            throw SyncError(.uploadCorrupt, "The assembled changeset does not match its SHA-256.")
+        }
+        return .complete(UploadedBytes(ByteBuffer(bytes: upload.bytes)))
+    }
+
+    func committed(id: String, reply: Data) {
+        uploads[id]?.reply = reply
+        uploads[id]?.bytes = []
+    }
+
+    func delete(id: String, opd: String) throws {
+        _ = try live(id, opd: opd)
+        uploads[id] = nil
+    }
+
+    func sweepIfDue() {}
+
+    private func live(_ id: String, opd: String) throws -> Upload {
+        guard let upload = uploads[id], upload.opd == opd else {
+            throw SyncError(.uploadNotFound, "There is no upload \(id) for this OPD.")
+        }
+        return upload
+    }
+
+    private func status(_ id: String, _ upload: Upload) -> UploadStatus {
+        UploadStatus(
+            id: id, changesetId: upload.request.changesetId, length: upload.request.length,
+            sha256: upload.request.sha256, offset: upload.reply == nil ? upload.bytes.count : upload.request.length,
+            maxChunkBytes: maxChunkBytes, expiresAt: "2099-01-01T00:00:00.000Z", committed: upload.reply != nil)
+    }
+
+    private func sha256Hex(_ bytes: [UInt8]) -> String { UploadStore.sha256Hex(bytes) }
 }
