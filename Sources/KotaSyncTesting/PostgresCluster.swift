@@ -128,8 +128,16 @@ public final class PostgresCluster: Sendable {
     }
 
     private func checkConnection() async throws {
+        // One connection, not the pool: the pool retries a refused connection for a minute
+        // before it gives up, and a test should say at once that the server is not there.
         do {
-            try await admin { client in try await client.query("SELECT 1") }
+            let connection = try await PostgresConnection.connect(
+                configuration: PostgresConnection.Configuration(
+                    host: location.host, port: location.port, username: location.user, password: password,
+                    database: location.database, tls: .disable),
+                id: 0, logger: Self.quietLogger)
+            defer { Task { try? await connection.close() } }
+            try await connection.query("SELECT 1", logger: Self.quietLogger)
         } catch {
             throw PostgresClusterError(
                 "Cannot connect to the PostgreSQL server at \(location) (\(Self.urlVariable)): \(String(reflecting: error))"
