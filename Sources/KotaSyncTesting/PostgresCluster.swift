@@ -127,7 +127,7 @@ public final class PostgresCluster: Sendable {
         try await Self.withClient(location, password: password, body)
     }
 
-    private func checkConnection() async throws {
+    func checkConnection() async throws {
         // One connection, not the pool: the pool retries a refused connection for a minute
         // before it gives up, and a test should say at once that the server is not there.
         do {
@@ -165,7 +165,17 @@ public final class PostgresCluster: Sendable {
             .appendingPathComponent("kotasync-pg-\(pid)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         registered.withLock { $0 = (folder, bin) }
+        // A normal exit stops the cluster in the exit handler; a process that is killed (kill -9,
+        // `timeout`, a crash) runs no handler, so a watchdog outside it stops the cluster then.
         atexit { PostgresCluster.stopRegistered() }
+        // Its pipe's writing end stays open for the rest of the process, on purpose.
+        _ = try startWatchdog(folder: folder, bin: bin)
+        return try await startServer(in: folder, bin: bin)
+    }
+
+    /// Creates a cluster in the empty `folder` and starts it on a free port of 127.0.0.1; returns
+    /// once it accepts connections. Stopping it is the caller's (``stop(folder:bin:)``).
+    static func startServer(in folder: URL, bin: URL) async throws -> PostgresCluster {
         let asRoot = geteuid() == 0
         if asRoot {
             try run("/bin/chown", ["postgres:postgres", folder.path], what: "chown the cluster folder to postgres")
@@ -215,7 +225,7 @@ public final class PostgresCluster: Sendable {
         stop(folder: folder, bin: bin)
     }
 
-    private static func stop(folder: URL, bin: URL) {
+    static func stop(folder: URL, bin: URL) {
         let data = folder.appendingPathComponent("data").path
         if FileManager.default.fileExists(atPath: data + "/postmaster.pid") {
             try? run(
@@ -223,6 +233,53 @@ public final class PostgresCluster: Sendable {
                 asPostgres: geteuid() == 0, what: "pg_ctl stop")
         }
         try? FileManager.default.removeItem(at: folder)
+    }
+
+    /// Starts a watchdog that stops the cluster in `folder` and removes the folder when this
+    /// process ends, however it ends: a shell in its own session (so a signal to the test's
+    /// process group, as `timeout` sends, does not reach it) that reads a pipe whose only writer
+    /// is this process. The kernel closes the writer when the process ends, even on `kill -9`;
+    /// the shell then reads end-of-file and stops the server. After a normal exit the exit
+    /// handler has already stopped it, and the watchdog finds nothing left to do.
+    ///
+    /// Returns the watchdog's pid and the pipe's writing end (close-on-exec, so no program this
+    /// process starts holds it); closing that end triggers the watchdog as the process's end would.
+    static func startWatchdog(folder: URL, bin: URL) throws -> (pid: pid_t, trigger: Int32) {
+        var ends: [Int32] = [-1, -1]
+        guard GNU.pipe2(&ends, O_CLOEXEC) == 0 else { throw PostgresClusterError("pipe2() failed: \(errno)") }
+        defer { close(ends[0]) }  // the reading end is the watchdog's alone
+        let stop = geteuid() == 0 ? "/usr/sbin/runuser -u postgres -- " : ""
+        let script = """
+            cat >/dev/null
+            if [ -f "$1/data/postmaster.pid" ]; then \(stop)"$2/pg_ctl" -D "$1/data" -m immediate -w stop; fi
+            rm -rf "$1"
+            rm -f "$3"*
+            """
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, ends[0], 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        _ = GNU.addCloseFrom(&actions, 3)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, GNU.spawnSetSID)
+        // $3: the prefix of this process's `run` output files, one of which may be left by a kill.
+        let outputs = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(
+            "kotasync-pg-output-\(getpid())-")
+        let argv = ["/bin/sh", "-c", script, "kotasync-pg-watchdog", folder.path, bin.path, outputs.path]
+        var pointers: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { for pointer in pointers { free(pointer) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, argv[0], &actions, &attributes, &pointers, environ)
+        guard spawned == 0 else {
+            close(ends[1])
+            throw PostgresClusterError(
+                "The cluster's watchdog could not be started: \(String(cString: strerror(spawned)))")
+        }
+        return (pid, ends[1])
     }
 
     /// Clusters left by test processes that died without their exit handler (a crash, a kill -9):
@@ -288,7 +345,7 @@ public final class PostgresCluster: Sendable {
     /// posix_spawn and waitpid rather than Foundation's `Process`: `pg_ctl start` leaves the
     /// server running as its grandchild, which inherits what `Process` watches for the exit, and
     /// `waitUntilExit()` then never returns. Output goes to a file, read back on failure.
-    private static func run(_ program: String, _ arguments: [String], asPostgres: Bool = false, what: String) throws {
+    static func run(_ program: String, _ arguments: [String], asPostgres: Bool = false, what: String) throws {
         let argv =
             asPostgres ? ["/usr/sbin/runuser", "-u", "postgres", "--", program] + arguments : [program] + arguments
         let output = URL(fileURLWithPath: NSTemporaryDirectory())
@@ -300,6 +357,9 @@ public final class PostgresCluster: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, output.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else of this process: the server `pg_ctl start` leaves running would otherwise
+        // hold the test runner's descriptors (pipes a caller waits on for their end) open.
+        _ = GNU.addCloseFrom(&actions, 3)
         var pointers: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for pointer in pointers { free(pointer) } }
         var pid: pid_t = 0
@@ -323,4 +383,32 @@ public final class PostgresCluster: Sendable {
 public struct PostgresClusterError: Error, CustomStringConvertible {
     public var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// glibc's GNU extensions the harness needs, which Swift's Glibc module does not import (it is
+/// built without `_GNU_SOURCE`): looked up by name, present in glibc since 2.34 (Debian 12).
+private enum GNU {
+    typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+
+    /// `POSIX_SPAWN_SETSID` (spawn.h): the child starts a new session and process group.
+    static let spawnSetSID: Int16 = 0x80
+
+    private static func symbol<T>(_ name: String, as type: T.Type) -> T {
+        guard let address = dlsym(nil, name) else {
+            fatalError("glibc has no \(name); the PostgreSQL test harness needs glibc 2.34 or later")
+        }
+        return unsafeBitCast(address, to: type)
+    }
+
+    /// `pipe2(2)`: a pipe whose ends have `flags` (`O_CLOEXEC`) from the start, with no moment at
+    /// which a program started by another thread could inherit them.
+    static func pipe2(_ ends: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32 {
+        symbol("pipe2", as: Pipe2.self)(ends, flags)
+    }
+
+    /// `posix_spawn_file_actions_addclosefrom_np`: the child closes every descriptor from `from` on.
+    static func addCloseFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ from: Int32) -> Int32 {
+        symbol("posix_spawn_file_actions_addclosefrom_np", as: AddCloseFrom.self)(actions, from)
+    }
 }
