@@ -26,6 +26,13 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         // ByteBuffer and HTTP types of the client's transport (already built for the server).
         .package(url: "https://github.com/apple/swift-nio", from: "2.100.0"),
+        // The master on PostgreSQL (issue 15): the wire protocol, a connection pool that runs as a
+        // service, and SCRAM authentication. Its build time (swift-nio-ssl, transport services) buys
+        // what a city's Command Center already runs, backs up and replicates; the embedded SQLite
+        // master stays the default and needs nothing installed.
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        // TLS settings of the PostgreSQL connection (sslmode); postgres-nio already builds it.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // C layer: module maps and shims only.
@@ -83,6 +90,20 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        // What the test targets share: a private PostgreSQL cluster (and, as suites move here, a
+        // running server, replicas and the oracles), so each suite can run against either backend.
+        .target(
+            name: "KotaSyncTesting",
+            dependencies: [
+                "KotaSyncServer",
+                "KotaSyncCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The Command Center's web pages (server-rendered HTML) over the master store.
@@ -134,6 +155,16 @@ let package = Package(
             dependencies: ["KotaSyncClient", "KotaSyncSQLite", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(name: "KotaSyncServerTests", dependencies: ["KotaSyncServer", "KotaSyncCore"]),
+        // The PostgreSQL master's stores against a real cluster (KotaSyncTesting starts one).
+        .testTarget(
+            name: "PostgresStoreTests",
+            dependencies: [
+                "KotaSyncServer", "KotaSyncCore", "KotaSyncTesting", "KotaSyncSQLite",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

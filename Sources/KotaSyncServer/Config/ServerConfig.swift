@@ -168,6 +168,10 @@ public struct ServerConfig: Sendable {
     /// Addresses of reverse proxies whose `X-Forwarded-For` header the server believes for the
     /// client's address (audit log, login limits). Empty: the header is ignored.
     public var trustedProxies: [String] = []
+    /// Where the master is, as the config's `master:` names it (a path, relative to the config's
+    /// folder, or a `postgresql://` URL); nil when the config names none. The command line and
+    /// `KOTASYNC_MASTER` take precedence (``MasterLocation/resolve(flag:environment:config:defaultPath:)``).
+    public var master: MasterLocation?
 
     /// A column that refers to a row of another replicated table.
     public struct ForeignKey: Sendable, Equatable {
@@ -297,6 +301,9 @@ public struct ServerConfig: Sendable {
             policies: policies, foreignKeys: foreignKeys,
             rules: SyncRules(tables: tableRules, opds: file.opds ?? []))
         config.trustedProxies = file.trustedProxies ?? []
+        config.master = try file.master.map { text throws(ConfigError) in
+            try MasterLocation(parsing: text, relativeTo: baseURL)
+        }
         return config
     }
 
@@ -549,9 +556,10 @@ private struct ConfigFile: Decodable {
     var clock: ClockEntry?
     var seed: String?
     var trustedProxies: [String]?
+    var master: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, opds, tables, limits, clock, seed
+        case name, opds, tables, limits, clock, seed, master
         case trustedProxies = "trusted_proxies"
     }
 }

@@ -1,0 +1,282 @@
+import Foundation
+import GRDB
+import KotaSyncCore
+import KotaSyncSQLite
+import Logging
+import NIOSSL
+import PostgresNIO
+
+/// A connection pool to the master on PostgreSQL, and the master's schema there.
+///
+/// Lifecycle: ``connect(to:password:logger:)`` starts the pool (postgres-nio's `PostgresClient`,
+/// whose `run()` goes on in a task owned by this value); ``close()`` ends it, after which no
+/// query may be made. One `PostgresMaster` per process and master; every store of that master
+/// (credentials, audit, and next the sync stores) shares it. Several processes (several
+/// `kotasync-server`s, the command line) may have theirs on the same database at once.
+///
+/// Layout (decision D4): the replicated tables are ordinary tables with the config's names and
+/// columns in the database's `public` schema, so psql and BI tools read them as they are; the
+/// bookkeeping lives in the schema `kotasync` (`PostgresSchema`).
+///
+/// ## Types
+///
+/// Every value keeps its SQLite storage class and value exactly, as the SQLite master keeps it
+/// (`PostgresColumnType` writes the mapping once). A column's type follows its SQLite affinity:
+/// INTEGER → `bigint`; REAL → `double precision` (bit for bit, ±∞ and subnormals included);
+/// TEXT → `text` (`'007'` stays text); NUMERIC → `numeric` (integers without and reals with a
+/// fractional digit, so the two stay apart); BLOB or no declared type → the composite
+/// `kotasync.value` `(i bigint, r double precision, t text, b bytea)` with exactly one field set.
+/// NULL is NULL; an empty BLOB is an empty `bytea`. A value of a storage class the column does not
+/// take is refused with `type_mismatch` before it is merged, on both backends. On PostgreSQL only,
+/// the mapping also refuses a text holding U+0000 (`type_mismatch`), which PostgreSQL's text
+/// cannot store.
+/// `samples/postgres/README.md` ("Types") says the same for a city's operator.
+public final class PostgresMaster: Sendable {
+    /// The pool. Queries interpolate values as binds (`"… WHERE id = \(id)"`).
+    package let client: PostgresClient
+    /// Where the master is.
+    public let location: PostgresLocation
+    let logger: Logger
+    private let running: Task<Void, Never>
+
+    /// Transaction-scoped advisory lock keys (`pg_advisory_xact_lock`), one per thing serialised
+    /// across every process on the master. Stable numbers: other servers of the same master use them.
+    package enum LockKey: Int64 {
+        /// Creating or upgrading the schema (several servers starting at once).
+        case schema = 0x6B73_0001
+        /// Appending to the audit log's hash chain: one chain, whichever server appends.
+        case audit = 0x6B73_0002
+        /// The merge, from version allocation to commit (decision D3; next session).
+        case merge = 0x6B73_0003
+    }
+
+    private init(client: PostgresClient, location: PostgresLocation, logger: Logger) {
+        self.client = client
+        self.location = location
+        self.logger = logger
+        running = Task { await client.run() }
+    }
+
+    /// Starts a pool of connections to `location` (at most `maximumConnections` at a time).
+    /// Connections are opened as they are needed; the first query tells whether the server can
+    /// be reached.
+    public static func connect(
+        to location: PostgresLocation, password: String?, maximumConnections: Int = 20,
+        logger: Logger = SQLiteMasterStore.quietLogger
+    ) throws -> PostgresMaster {
+        var configuration: PostgresClient.Configuration
+        configuration = PostgresClient.Configuration(
+            host: location.host, port: location.port, username: location.user, password: password,
+            database: location.database, tls: try tls(location.sslMode))
+        configuration.options.maximumConnections = maximumConnections
+        configuration.options.connectTimeout = .seconds(10)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        return PostgresMaster(client: client, location: location, logger: logger)
+    }
+
+    private static func tls(_ mode: PostgresLocation.SSLMode) throws -> PostgresClient.Configuration.TLS {
+        switch mode {
+        case .disable:
+            return .disable
+        case .prefer, .require:
+            // As libpq: encrypted, the certificate not checked (verify-ca / verify-full check it).
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.certificateVerification = .none
+            return mode == .prefer ? .prefer(tls) : .require(tls)
+        case .verifyCA:
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.certificateVerification = .noHostnameVerification
+            return .require(tls)
+        case .verifyFull:
+            return .require(.makeClientConfiguration())
+        }
+    }
+
+    /// Runs `body` in a transaction on one connection of the pool: committed when `body` returns,
+    /// rolled back when it throws, and then `body`'s own error is rethrown (postgres-nio's
+    /// `withTransaction` wraps it, which would hide a `SyncError`'s code from the caller).
+    package func transaction<T: Sendable>(
+        isolation: isolated (any Actor)? = #isolation, _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        try await client.withConnection { connection in
+            try await connection.query("BEGIN", logger: logger)
+            do {
+                let value = try await body(connection)
+                try await connection.query("COMMIT", logger: logger)
+                return value
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
+    }
+
+    /// Ends the pool: connections close, queries still waiting fail.
+    public func close() async {
+        running.cancel()
+        await running.value
+    }
+
+    /// Creates what is missing of the master's schema for `config` (the bookkeeping schema, the
+    /// replicated tables and their unique indexes), in one transaction under the schema lock, so
+    /// that servers starting together do not race. A table that exists must have the config's
+    /// key and columns with their mapped types (`config_invalid_ddl` otherwise).
+    public func prepareSchema(for config: ServerConfig) async throws {
+        let tables = try config.tables.map { try PostgresTableDefinition($0) }
+        try await transaction { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(\(LockKey.schema.rawValue))", logger: logger)
+            for statement in PostgresSchema.statements {
+                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            }
+            for table in tables {
+                let existing = try await Self.columns(of: table.schema.name, connection, logger: logger)
+                if existing.isEmpty {
+                    try await connection.query(PostgresQuery(unsafeSQL: table.createTable), logger: logger)
+                } else {
+                    try table.check(existing: existing)
+                }
+                for index in table.createUniqueIndexes {
+                    try await connection.query(PostgresQuery(unsafeSQL: index), logger: logger)
+                }
+            }
+            try await connection.query(
+                """
+                INSERT INTO kotasync.server(key, value) VALUES ('created_at', \(Timestamp.string(Date())))
+                ON CONFLICT (key) DO NOTHING
+                """, logger: logger)
+        }
+    }
+
+    /// An existing table's columns in `public` and their types as `format_type` names them.
+    private static func columns(of table: String, _ connection: PostgresConnection, logger: Logger) async throws
+        -> [String: String]
+    {
+        let rows = try await connection.query(
+            """
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relname = \(table) AND a.attnum > 0 AND NOT a.attisdropped
+            """, logger: logger)
+        var out: [String: String] = [:]
+        for try await (name, type) in rows.decode((String, String).self) { out[name] = type }
+        return out
+    }
+}
+
+/// A replicated table as PostgreSQL holds it: the config's name and columns, each column of the
+/// type its SQLite affinity maps to (``PostgresColumnType``), the primary key, and the UNIQUE
+/// indexes of the SQLite DDL (the merge quarantines rows that collide on them).
+///
+/// What is not carried over: foreign keys (the SQLite master does not enforce them either: the
+/// merge holds a child until its parent arrives), CHECK constraints and defaults (SQL that is
+/// SQLite's; the server refuses values by type and size before they reach the table).
+package struct PostgresTableDefinition: Sendable {
+    package let schema: TableSchema
+    package let keyTypes: [PostgresColumnType]
+    package let columnTypes: [PostgresColumnType]
+    /// The UNIQUE indexes' columns, other than the primary key.
+    package let uniqueIndexes: [[String]]
+
+    package init(_ table: TableSchema) throws {
+        schema = table
+        keyTypes = table.primaryKey.map { PostgresColumnType($0.affinity) }
+        columnTypes = table.columns.map { PostgresColumnType($0.affinity) }
+        let scratch = try DatabaseQueue()
+        uniqueIndexes = try scratch.write { db in
+            try db.execute(sql: table.ddl)
+            return try SchemaIntrospection.uniqueIndexes(db, table: table.name)
+        }
+    }
+
+    /// `name` as a PostgreSQL identifier (double quotes, doubled inside).
+    package static func quote(_ name: String) -> String { SQL.quote(name) }
+
+    package var qualifiedName: String { "public.\(Self.quote(schema.name))" }
+
+    package var createTable: String {
+        var lines: [String] = []
+        for (column, type) in zip(schema.primaryKey, keyTypes) {
+            lines.append("\(Self.quote(column.name)) \(type.sql) NOT NULL")
+        }
+        for (column, type) in zip(schema.columns, columnTypes) {
+            lines.append("\(Self.quote(column.name)) \(type.sql)\(column.notNull ? " NOT NULL" : "")")
+        }
+        lines.append("PRIMARY KEY (\(schema.primaryKey.map { Self.quote($0.name) }.joined(separator: ", ")))")
+        return "CREATE TABLE \(qualifiedName) (\n    \(lines.joined(separator: ",\n    "))\n)"
+    }
+
+    package var createUniqueIndexes: [String] {
+        uniqueIndexes.enumerated().map { n, columns in
+            let name = Self.quote("\(schema.name)_unique_\(n + 1)")
+            return
+                "CREATE UNIQUE INDEX IF NOT EXISTS \(name) ON \(qualifiedName) (\(columns.map(Self.quote).joined(separator: ", ")))"
+        }
+    }
+
+    /// The types of the key columns then the other columns, in the order rows are bound and read.
+    package var allTypes: [PostgresColumnType] { keyTypes + columnTypes }
+
+    /// An `INSERT` of a whole row, key then columns, with the parameters ``bindRow(key:values:)`` makes.
+    package var insertRow: String {
+        let names = (schema.primaryKey + schema.columns).map { Self.quote($0.name) }
+        var next = 1
+        var placeholders: [String] = []
+        for type in allTypes {
+            placeholders.append(type.placeholder(next))
+            next += type.parameterCount
+        }
+        return
+            "INSERT INTO \(qualifiedName) (\(names.joined(separator: ", "))) VALUES (\(placeholders.joined(separator: ", ")))"
+    }
+
+    /// The parameters of ``insertRow`` for a row's key and every column's value, each mapped by
+    /// its column's type (``PostgresColumnType/bind(_:to:)``).
+    package func bindRow(key: [SQLValue], values: [SQLValue]) throws(SyncError) -> PostgresBindings {
+        precondition(key.count == keyTypes.count && values.count == columnTypes.count)
+        var bindings = PostgresBindings(capacity: allTypes.reduce(0) { $0 + $1.parameterCount })
+        for (value, type) in zip(key + values, allTypes) { try type.bind(value, to: &bindings) }
+        return bindings
+    }
+
+    /// A `SELECT` of every row, key then columns, in key order, as ``decodeRow(_:)`` reads it.
+    package var selectRows: String {
+        let expressions = zip(schema.primaryKey + schema.columns, allTypes).flatMap { column, type in
+            type.select(Self.quote(column.name))
+        }
+        let order = schema.primaryKey.map { Self.quote($0.name) }.joined(separator: ", ")
+        return "SELECT \(expressions.joined(separator: ", ")) FROM \(qualifiedName) ORDER BY \(order)"
+    }
+
+    /// A row read by ``selectRows``: its key and every column's value.
+    package func decodeRow(_ row: PostgresRow) throws -> (key: [SQLValue], values: [SQLValue]) {
+        let cells = row.makeRandomAccess()
+        var values: [SQLValue] = []
+        var next = 0
+        for type in allTypes {
+            values.append(try type.decode(cells, at: next))
+            next += type.selectCount
+        }
+        return (Array(values.prefix(keyTypes.count)), Array(values.dropFirst(keyTypes.count)))
+    }
+
+    /// Checks an existing table against the config: every column there, of its mapped type.
+    func check(existing: [String: String]) throws(ConfigError) {
+        let wanted =
+            zip(schema.primaryKey, keyTypes).map { ($0.name, $1) }
+            + zip(schema.columns, columnTypes).map { ($0.name, $1) }
+        for (name, type) in wanted {
+            guard let found = existing[name] else {
+                throw ConfigError(
+                    .invalidDDL,
+                    "The PostgreSQL master's table \(schema.name) has no column \(name), which the config names. Migrate the table or fix the config."
+                )
+            }
+            guard found == type.formatted else {
+                throw ConfigError(
+                    .invalidDDL,
+                    "The PostgreSQL master's column \(schema.name).\(name) is \(found); the config's declared type maps to \(type.formatted)."
+                )
+            }
+        }
+    }
+}

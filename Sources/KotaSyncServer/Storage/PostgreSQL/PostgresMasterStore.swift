@@ -1,0 +1,71 @@
+import Foundation
+import KotaSyncCore
+import Logging
+import PostgresNIO
+import Synchronization
+
+/// The master on PostgreSQL: so far the credentials and audit roles (the sync, review, overview
+/// and transfer roles follow with the merge's port).
+///
+/// Its methods have the signatures of the `CredentialStore` and `AuditStore` requirements, so
+/// each conformance is one line. Several stores (several servers, the command line) may work on
+/// one master at once: a token or a login made through one is valid on all (they read the same
+/// rows), and the audit log stays one hash chain, because every append holds a transaction-scoped
+/// advisory lock (``PostgresMaster/LockKey/audit``) from reading the chain's head to commit.
+public final class PostgresMasterStore: Sendable {
+    /// The pool and schema this store works on.
+    public let master: PostgresMaster
+    /// The configuration the store was opened with.
+    public let config: ServerConfig
+    let logger: Logger
+    /// Audit entries and token uses waiting for their batched write (`PostgresMasterStore+Audit`).
+    let auditBuffer = Mutex(PostgresAuditBuffer())
+
+    /// A store over `master`, whose schema ``PostgresMaster/prepareSchema(for:)`` has prepared
+    /// for `config`.
+    public init(master: PostgresMaster, config: ServerConfig, logger: Logger = SQLiteMasterStore.quietLogger) {
+        self.master = master
+        self.config = config
+        self.logger = logger
+    }
+
+    /// Connects to `location`, prepares the schema for `config`, and returns the store.
+    public static func open(
+        _ location: PostgresLocation, password: String?, config: ServerConfig,
+        logger: Logger = SQLiteMasterStore.quietLogger
+    ) async throws -> PostgresMasterStore {
+        let master = try PostgresMaster.connect(to: location, password: password, logger: logger)
+        do {
+            try await master.prepareSchema(for: config)
+        } catch {
+            await master.close()
+            throw error
+        }
+        return PostgresMasterStore(master: master, config: config, logger: logger)
+    }
+
+    var client: PostgresClient { master.client }
+
+    /// Writes what is still queued (audit entries, token uses), stops scheduling writes, and
+    /// closes the pool. The store is not used afterwards.
+    public func close() async {
+        do {
+            try await flushAudit()
+        } catch {
+            logger.error("audit write at close failed", metadata: ["error": "\(error)"])
+        }
+        auditBuffer.withLock { $0.closed = true }
+        await master.close()
+    }
+}
+
+/// Audit entries and token uses waiting to be written.
+struct PostgresAuditBuffer: Sendable {
+    var entries: [AuditEntry] = []
+    /// Token id → the last time it authenticated a request, not yet written.
+    var tokenUses: [String: Date] = [:]
+    /// Whether a flush is already scheduled.
+    var scheduled = false
+    /// Set by ``PostgresMasterStore/close()``: nothing is scheduled any more.
+    var closed = false
+}
