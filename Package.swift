@@ -168,6 +168,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
+                "KotaSyncTesting",
                 "KotaSyncClient", "KotaSyncServer", "KotaSyncSQLite", "KotaSyncDashboard",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),

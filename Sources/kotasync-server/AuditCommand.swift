@@ -22,15 +22,17 @@ struct AuditCommand: AsyncParsableCommand {
         @OptionGroup var master: MasterOptions
 
         func run() async throws {
-            let (_, store) = try exitOnConfigError { try master.open(logger: quietLogger) }
-            let (checked, problem) = try await store.verifyAudit()
-            if let problem {
-                FileHandle.standardError.write(
-                    Data("audit log broken at \(problem) (\(checked) entries checked)\n".utf8))
-                throw ExitCode(3)
+            try await master.withAccounts(logger: quietLogger) { store in
+                let (checked, problem) = try await store.verifyAudit()
+                if let problem {
+                    FileHandle.standardError.write(
+                        Data("audit log broken at \(problem) (\(checked) entries checked)\n".utf8))
+                    throw ExitCode(3)
+                }
+                let last = try await store.auditEntries(
+                    since: nil, opd: nil, after: Int64(max(checked - 1, 0)), limit: 1)
+                print("audit log intact: \(checked) entries" + (last.first.map { ", last \($0.id) at \($0.at)" } ?? ""))
             }
-            let last = try await store.auditEntries(since: nil, opd: nil, after: Int64(max(checked - 1, 0)), limit: 1)
-            print("audit log intact: \(checked) entries" + (last.first.map { ", last \($0.id) at \($0.at)" } ?? ""))
         }
     }
 
@@ -62,28 +64,29 @@ struct AuditCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let (_, store) = try exitOnConfigError { try master.open(logger: quietLogger) }
-            let entries = try await store.auditEntries(
-                since: since.flatMap(parsedSince), opd: opd, after: after, limit: limit)
-            if json {
-                let encoder = ProtocolJSON.encoder()
-                for entry in entries { print(String(decoding: try encoder.encode(entry), as: UTF8.self)) }
-                return
+            try await master.withAccounts(logger: quietLogger) { store in
+                let entries = try await store.auditEntries(
+                    since: since.flatMap(parsedSince), opd: opd, after: after, limit: limit)
+                if json {
+                    let encoder = ProtocolJSON.encoder()
+                    for entry in entries { print(String(decoding: try encoder.encode(entry), as: UTF8.self)) }
+                    return
+                }
+                guard !entries.isEmpty else {
+                    print("No audit entries match.")
+                    return
+                }
+                print(
+                    TextTable(
+                        header: ["id", "at", "actor", "kind", "opd", "address", "action", "status", "code", "detail"],
+                        rows: entries.map { e in
+                            [
+                                String(e.id), e.at, e.actor, e.actorKind, e.opd ?? "-", e.address ?? "-", e.action,
+                                String(e.status), e.code ?? "-", e.detail ?? "",
+                            ]
+                        }
+                    ).rendered)
             }
-            guard !entries.isEmpty else {
-                print("No audit entries match.")
-                return
-            }
-            print(
-                TextTable(
-                    header: ["id", "at", "actor", "kind", "opd", "address", "action", "status", "code", "detail"],
-                    rows: entries.map { e in
-                        [
-                            String(e.id), e.at, e.actor, e.actorKind, e.opd ?? "-", e.address ?? "-", e.action,
-                            String(e.status), e.code ?? "-", e.detail ?? "",
-                        ]
-                    }
-                ).rendered)
         }
 
         private func parsedSince(_ text: String) -> Date? {

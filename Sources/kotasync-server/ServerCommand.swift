@@ -47,12 +47,66 @@ struct MasterOptions: ParsableArguments {
     @Option(help: "The server configuration (YAML).")
     var config: String = "kotasync.yaml"
 
-    @Option(help: "The master SQLite database; created on first start.")
-    var db: String = "kotasync-master.sqlite"
+    @Option(
+        name: .customLong("master"),
+        help: ArgumentHelp(
+            "Where the master is: an SQLite file (created on first start) or postgresql://USER@HOST:PORT/DATABASE.",
+            discussion: "Else KOTASYNC_MASTER, else the config's `master:`, else kotasync-master.sqlite."))
+    var location: String?
 
-    func open(logger: Logger) throws -> (ServerConfig, any MasterStore) {
+    @Option(help: "The SQLite master file (the same as --master PATH).")
+    var db: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "A file holding the PostgreSQL master's password (else KOTASYNC_MASTER_PASSWORD_FILE, else PGPASSWORD).",
+            valueName: "file"))
+    var masterPasswordFile: String?
+
+    func validate() throws {
+        if location != nil, db != nil { throw ValidationError("Give either --master or --db, not both.") }
+    }
+
+    /// The configuration and where its master is.
+    func resolve() throws -> (ServerConfig, MasterLocation) {
         let config = try ServerConfig.load(from: URL(fileURLWithPath: config))
-        return (config, try MasterStores.open(location: db, config: config, logger: logger))
+        let location = try MasterLocation.resolve(
+            flag: location ?? db, environment: ProcessInfo.processInfo.environment, config: config.master,
+            defaultPath: "kotasync-master.sqlite")
+        return (config, location)
+    }
+
+    /// Opens the master with every role (serving, review, transfer files, history).
+    func open(logger: Logger) throws -> (ServerConfig, any MasterStore) {
+        let (config, location) = try resolve()
+        return (config, try MasterStores.open(location: location, config: config, logger: logger))
+    }
+
+    /// Opens the master's accounts: tokens, staff accounts and the audit log, which every backend
+    /// has. `close` writes what is queued and closes the connections.
+    func openAccounts(logger: Logger) async throws -> (
+        store: any CredentialStore & AuditStore, close: @Sendable () async -> Void
+    ) {
+        let (config, location) = try exitOnConfigError { try resolve() }
+        let password = try exitOnConfigError {
+            try MasterLocation.password(file: masterPasswordFile, environment: ProcessInfo.processInfo.environment)
+        }
+        return try await MasterStores.openAccounts(
+            location: location, password: password, config: config, logger: logger)
+    }
+
+    /// Runs `body` with the master's accounts open, and closes them after (whatever happens).
+    func withAccounts<T>(logger: Logger, _ body: (any CredentialStore & AuditStore) async throws -> T) async throws -> T
+    {
+        let (store, close) = try await openAccounts(logger: logger)
+        do {
+            let result = try await body(store)
+            await close()
+            return result
+        } catch {
+            await close()
+            throw error
+        }
     }
 }
 

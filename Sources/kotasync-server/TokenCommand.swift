@@ -61,28 +61,32 @@ struct TokenCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let (_, store) = try exitOnConfigError { try master.open(logger: Logger(label: "kotasync.token")) }
-            let expiry = expires.map { Date().addingTimeInterval(TimeInterval($0) * 86_400) }
-            do {
-                let issued: IssuedToken
-                let holder: String
-                if let staff, let role {
-                    issued = try await store.createStaffToken(name: staff, role: role.role, expiresAt: expiry)
-                    holder = "\(issued.role.rawValue) \(issued.name ?? staff)"
-                } else {
-                    issued = try await store.createToken(opd: opd ?? "", expiresAt: expiry)
-                    holder = "OPD \(issued.opd)"
+            try await master.withAccounts(logger: Logger(label: "kotasync.token")) { store in
+                let expiry = expires.map { Date().addingTimeInterval(TimeInterval($0) * 86_400) }
+                do {
+                    let issued: IssuedToken
+                    let holder: String
+                    if let staff, let role {
+                        issued = try await store.createStaffToken(name: staff, role: role.role, expiresAt: expiry)
+                        holder = "\(issued.role.rawValue) \(issued.name ?? staff)"
+                    } else {
+                        issued = try await store.createToken(opd: opd ?? "", expiresAt: expiry)
+                        holder = "OPD \(issued.opd)"
+                    }
+                    try await store.audit(
+                        "token.create",
+                        [
+                            "token": issued.id, "role": issued.role.rawValue, "opd": issued.opd,
+                            "name": issued.name ?? "",
+                        ])
+                    print(issued.token)
+                    FileHandle.standardError.write(
+                        Data(
+                            "Token \(issued.id) for \(holder) created. It is shown only this once; the server keeps only its hash.\n"
+                                .utf8))
+                } catch let error as SyncError {
+                    throw ValidationError(error.message)
                 }
-                try await store.audit(
-                    "token.create",
-                    ["token": issued.id, "role": issued.role.rawValue, "opd": issued.opd, "name": issued.name ?? ""])
-                print(issued.token)
-                FileHandle.standardError.write(
-                    Data(
-                        "Token \(issued.id) for \(holder) created. It is shown only this once; the server keeps only its hash.\n"
-                            .utf8))
-            } catch let error as SyncError {
-                throw ValidationError(error.message)
             }
         }
     }
@@ -98,27 +102,28 @@ struct TokenCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let (_, store) = try exitOnConfigError { try master.open(logger: quietLogger) }
-            let tokens = try await store.tokens()
-            if json {
-                try printJSON(TokenList(tokens: tokens))
-                return
+            try await master.withAccounts(logger: quietLogger) { store in
+                let tokens = try await store.tokens()
+                if json {
+                    try printJSON(TokenList(tokens: tokens))
+                    return
+                }
+                guard !tokens.isEmpty else {
+                    print("No tokens yet: `token create --opd ID` makes one.")
+                    return
+                }
+                let rows = tokens.map { t in
+                    [
+                        t.id, t.kind, t.role, t.opd ?? t.name ?? "", t.createdAt, t.expiresAt ?? "never",
+                        t.revokedAt ?? "-", t.lastUsedAt ?? "never",
+                    ]
+                }
+                print(
+                    TextTable(
+                        header: ["id", "kind", "role", "opd/name", "created", "expires", "revoked", "last used"],
+                        rows: rows
+                    ).rendered)
             }
-            guard !tokens.isEmpty else {
-                print("No tokens yet: `token create --opd ID` makes one.")
-                return
-            }
-            let rows = tokens.map { t in
-                [
-                    t.id, t.kind, t.role, t.opd ?? t.name ?? "", t.createdAt, t.expiresAt ?? "never",
-                    t.revokedAt ?? "-", t.lastUsedAt ?? "never",
-                ]
-            }
-            print(
-                TextTable(
-                    header: ["id", "kind", "role", "opd/name", "created", "expires", "revoked", "last used"],
-                    rows: rows
-                ).rendered)
         }
     }
 
@@ -132,11 +137,12 @@ struct TokenCommand: AsyncParsableCommand {
         var id: String
 
         func run() async throws {
-            let (_, store) = try exitOnConfigError { try master.open(logger: quietLogger) }
-            let token = try await refusingWithExitCode { try await store.revokeToken(id: id) }
-            try await store.audit("token.revoke", ["token": token.id])
-            FileHandle.standardError.write(
-                Data("Token \(token.id) (\(token.kind) \(token.opd ?? token.name ?? "")) is revoked.\n".utf8))
+            try await master.withAccounts(logger: quietLogger) { store in
+                let token = try await refusingWithExitCode { try await store.revokeToken(id: id) }
+                try await store.audit("token.revoke", ["token": token.id])
+                FileHandle.standardError.write(
+                    Data("Token \(token.id) (\(token.kind) \(token.opd ?? token.name ?? "")) is revoked.\n".utf8))
+            }
         }
     }
 }

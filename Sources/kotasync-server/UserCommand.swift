@@ -31,13 +31,14 @@ struct UserCommand: AsyncParsableCommand {
         var role: TokenCommand.StaffRole
 
         func run() async throws {
-            let (_, store) = try exitOnConfigError { try master.open(logger: quietLogger) }
-            let password = try readPassword(confirm: true)
-            let user = try await refusingWithExitCode {
-                try await store.addUser(name: name, role: role.role, password: password)
+            try await master.withAccounts(logger: quietLogger) { store in
+                let password = try readPassword(confirm: true)
+                let user = try await refusingWithExitCode {
+                    try await store.addUser(name: name, role: role.role, password: password)
+                }
+                try await store.audit("user.add", ["user": user.name, "role": user.role])
+                FileHandle.standardError.write(Data("User \(user.name) (\(user.role)) added.\n".utf8))
             }
-            try await store.audit("user.add", ["user": user.name, "role": user.role])
-            FileHandle.standardError.write(Data("User \(user.name) (\(user.role)) added.\n".utf8))
         }
     }
 
@@ -50,18 +51,19 @@ struct UserCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let (_, store) = try exitOnConfigError { try master.open(logger: quietLogger) }
-            let users = try await store.users()
-            if json {
-                try printJSON(UserList(users: users))
-            } else if users.isEmpty {
-                print("No staff accounts yet: `user add NAME --role viewer|reviewer|admin` makes one.")
-            } else {
-                print(
-                    TextTable(
-                        header: ["name", "role", "created", "password changed"],
-                        rows: users.map { [$0.name, $0.role, $0.createdAt, $0.changedAt] }
-                    ).rendered)
+            try await master.withAccounts(logger: quietLogger) { store in
+                let users = try await store.users()
+                if json {
+                    try printJSON(UserList(users: users))
+                } else if users.isEmpty {
+                    print("No staff accounts yet: `user add NAME --role viewer|reviewer|admin` makes one.")
+                } else {
+                    print(
+                        TextTable(
+                            header: ["name", "role", "created", "password changed"],
+                            rows: users.map { [$0.name, $0.role, $0.createdAt, $0.changedAt] }
+                        ).rendered)
+                }
             }
         }
     }
@@ -76,10 +78,11 @@ struct UserCommand: AsyncParsableCommand {
         var name: String
 
         func run() async throws {
-            let (_, store) = try exitOnConfigError { try master.open(logger: quietLogger) }
-            try await refusingWithExitCode { try await store.removeUser(name: name) }
-            try await store.audit("user.remove", ["user": name])
-            FileHandle.standardError.write(Data("User \(name) removed.\n".utf8))
+            try await master.withAccounts(logger: quietLogger) { store in
+                try await refusingWithExitCode { try await store.removeUser(name: name) }
+                try await store.audit("user.remove", ["user": name])
+                FileHandle.standardError.write(Data("User \(name) removed.\n".utf8))
+            }
         }
     }
 
@@ -93,11 +96,12 @@ struct UserCommand: AsyncParsableCommand {
         var name: String
 
         func run() async throws {
-            let (_, store) = try exitOnConfigError { try master.open(logger: quietLogger) }
-            let password = try readPassword(confirm: true)
-            try await refusingWithExitCode { try await store.setPassword(name: name, password: password) }
-            try await store.audit("user.passwd", ["user": name])
-            FileHandle.standardError.write(Data("Password of \(name) changed.\n".utf8))
+            try await master.withAccounts(logger: quietLogger) { store in
+                let password = try readPassword(confirm: true)
+                try await refusingWithExitCode { try await store.setPassword(name: name, password: password) }
+                try await store.audit("user.passwd", ["user": name])
+                FileHandle.standardError.write(Data("Password of \(name) changed.\n".utf8))
+            }
         }
     }
 }

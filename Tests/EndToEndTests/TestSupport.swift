@@ -4,6 +4,8 @@ import KotaSyncClient
 import KotaSyncCore
 import KotaSyncSQLite
 import KotaSyncServer
+// The programs under test and how to run them, shared with the other test targets.
+@_exported import KotaSyncTesting
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -23,68 +25,6 @@ func makeTemporaryDirectory(_ name: String = #function) throws -> URL {
         "kotasync-e2e-\(safe)-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
-}
-
-/// The package root, found from this file's path.
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-
-/// Where `swift build` put the executables: beside the test bundle.
-let binDirectory: URL = {
-    if let dir = ProcessInfo.processInfo.environment["KOTASYNC_BIN_DIR"] { return URL(fileURLWithPath: dir) }
-    var url = Bundle.main.bundleURL
-    for _ in 0..<4 {
-        if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("kotasync-server").path) {
-            return url
-        }
-        url = url.deletingLastPathComponent()
-    }
-    return packageRoot.appendingPathComponent(".build/debug")
-}()
-
-/// The result of running a program to completion.
-struct ProgramResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
-/// Runs `executable` with `arguments` and waits for it; `input` is its standard input.
-@discardableResult
-func run(_ executable: String, _ arguments: [String], in directory: URL? = nil, input: String? = nil) throws
-    -> ProgramResult
-{
-    let process = Process()
-    process.executableURL =
-        executable.hasPrefix("/") ? URL(fileURLWithPath: executable) : binDirectory.appendingPathComponent(executable)
-    process.arguments = arguments
-    if let directory { process.currentDirectoryURL = directory }
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    let stdin = Pipe()
-    process.standardInput = stdin
-    try process.run()
-    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-    try stdin.fileHandleForWriting.close()
-    // Drain stderr on another thread while reading stdout, so a chatty program cannot fill one
-    // pipe and stall.
-    let errBox = DataBox()
-    let group = DispatchGroup()
-    DispatchQueue.global().async(group: group) { errBox.data = err.fileHandleForReading.readDataToEndOfFile() }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    let errBytes = errBox.data
-    process.waitUntilExit()
-    return ProgramResult(
-        status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-        stderr: String(decoding: errBytes, as: UTF8.self))
-}
-
-/// Holds bytes read on another thread; the DispatchGroup wait orders the write before the read.
-final class DataBox: @unchecked Sendable {
-    var data = Data()
 }
 
 /// A `kotasync-server` process on a free port, stopped by ``stop()``.

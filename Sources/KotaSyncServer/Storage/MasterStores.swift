@@ -4,12 +4,48 @@ import Logging
 /// Opens the master: the one place that knows which backends there are.
 ///
 /// Every command that opens the master (`serve`, `token`, `user`, `conflicts`, `history`,
-/// `audit`, `import`, `export`) comes through here and gets the store as ``MasterStore``, so
+/// `audit`, `import`, `export`) comes through here and gets the store as the roles it needs, so
 /// none of them depends on a backend.
 public enum MasterStores {
-    /// Opens (creating if needed) the master at `location` for `config`. Today `location` is the
-    /// path of the embedded SQLite master file.
-    public static func open(location: String, config: ServerConfig, logger: Logger) throws -> any MasterStore {
-        try SQLiteMasterStore(path: location, config: config, logger: logger)
+    /// Opens (creating if needed) the master at `location` for `config`, with every role.
+    ///
+    /// A PostgreSQL master has the accounts' roles only in this version (tokens, staff accounts,
+    /// the audit log: ``openAccounts(location:password:config:logger:)``); serving, review,
+    /// transfer files and history on it are refused with a `ConfigError` that says so.
+    public static func open(location: MasterLocation, config: ServerConfig, logger: Logger) throws -> any MasterStore {
+        switch location {
+        case .file(let path):
+            return try SQLiteMasterStore(path: path, config: config, logger: logger)
+        case .postgres(let postgres):
+            throw ConfigError(
+                .invalid,
+                "The PostgreSQL master (\(postgres)) keeps tokens, staff accounts and the audit log in this version (`token`, `user`, `audit`); serving devices, review, transfer files and history on it are not built yet. Use an SQLite master file for those."
+            )
+        }
+    }
+
+    /// The SQLite master file at `path`, with every role.
+    public static func open(location path: String, config: ServerConfig, logger: Logger) throws -> any MasterStore {
+        try open(location: .file(path: path), config: config, logger: logger)
+    }
+
+    /// Opens the master's accounts (tokens, staff accounts and sessions, the audit log) at
+    /// `location`, on either backend. `close` writes what is still queued and closes the
+    /// master's connections; call it before the process ends.
+    public static func openAccounts(
+        location: MasterLocation, password: String?, config: ServerConfig, logger: Logger
+    ) async throws -> (store: any CredentialStore & AuditStore, close: @Sendable () async -> Void) {
+        switch location {
+        case .file(let path):
+            let store = try SQLiteMasterStore(path: path, config: config, logger: logger)
+            return (store, { try? await store.flushAudit() })
+        case .postgres(let postgres):
+            let store = try await PostgresMasterStore.open(
+                postgres, password: password, config: config, logger: logger)
+            return (store, { await store.close() })
+        }
     }
 }
+
+extension PostgresMasterStore: CredentialStore {}
+extension PostgresMasterStore: AuditStore {}

@@ -1,0 +1,61 @@
+import Foundation
+import KotaSyncCore
+import KotaSyncServer
+import KotaSyncTesting
+import Testing
+
+/// The real `kotasync-server` with `--master postgresql://…`: tokens, staff accounts and the audit
+/// log on a PostgreSQL master, as an operator runs them; and the commands that need a role the
+/// PostgreSQL master does not have yet refuse with a message that says so, changing nothing.
+@Suite(.postgres)
+struct AccountsCommandLineTests {
+    @Test func tokensUsersAndTheAuditLogWorkOnAPostgreSQLMasterThroughTheCommandLine() async throws {
+        let cluster = try await PostgresCluster.shared()
+        try await cluster.withDatabase { location in
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "kotasync-pg-cli-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let config = folder.appendingPathComponent("kotasync.yaml")
+            try storeYAML.write(to: config, atomically: true, encoding: .utf8)
+            var common = ["--config", config.path, "--master", location.description]
+            if let password = cluster.password {
+                let file = folder.appendingPathComponent("password")
+                try password.write(to: file, atomically: true, encoding: .utf8)
+                common += ["--master-password-file", file.path]
+            }
+
+            let created = try run("kotasync-server", ["token", "create", "--opd", "pkm-a"] + common)
+            #expect(created.status == 0, "\(created.stderr)")
+            let token = created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(token.hasPrefix("kst_"))
+            let added = try run(
+                "kotasync-server", ["user", "add", "Ani", "--role", "reviewer"] + common,
+                input: "kata-sandi-panjang\nkata-sandi-panjang\n")
+            #expect(added.status == 0, "\(added.stderr)")
+
+            // What the commands wrote is in the master, as another server would see it.
+            let store = try await PostgresMasterStore.open(location, password: cluster.password, config: storeConfig())
+            let device = try await store.authenticate(token: token)
+            #expect(device?.opd == "pkm-a" && device?.role == .device)
+            #expect(try await store.users().map(\.name) == ["Ani"])
+            await store.close()
+
+            let listed = try run("kotasync-server", ["token", "list"] + common)
+            #expect(listed.status == 0 && listed.stdout.contains("pkm-a"))
+            #expect(!listed.stdout.contains(token), "a token list never shows a secret")
+            let verified = try run("kotasync-server", ["audit", "verify"] + common)
+            #expect(verified.status == 0, "\(verified.stderr)")
+            #expect(verified.stdout.contains("audit log intact"))
+            let entries = try run("kotasync-server", ["audit", "list"] + common)
+            #expect(entries.stdout.contains("token.create") && entries.stdout.contains("user.add"))
+
+            // Serving on PostgreSQL is not built yet: a clear refusal (usage/config status 2).
+            let served = try run("kotasync-server", ["serve", "--port", "0"] + common)
+            #expect(served.status == 2)
+            #expect(served.stderr.contains("PostgreSQL master") && served.stderr.contains("not built yet"))
+            let both = try run("kotasync-server", ["token", "list", "--db", "x.sqlite"] + common)
+            #expect(both.status == 2 && both.stderr.contains("either --master or --db"))
+        }
+    }
+}
