@@ -27,7 +27,7 @@ struct PostgresCredentialTests {
             #expect(credential == Device(tokenID: issued.id, opd: "pkm-a", role: .device, name: nil))
             let stored = try await store.client.query("SELECT hash FROM kotasync.tokens").collect()
             let hash = try stored[0].decode(String.self)
-            #expect(hash == SQLiteMasterStore.hash(issued.token))
+            #expect(hash == CredentialChecks.tokenHash(issued.token))
             #expect(!hash.contains(issued.token.split(separator: "_")[2]))
             #expect(try await store.authenticate(token: issued.token + "x") == nil)
             #expect(try await store.authenticate(token: "") == nil)

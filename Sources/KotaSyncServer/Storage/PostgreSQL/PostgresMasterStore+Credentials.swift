@@ -45,7 +45,7 @@ extension PostgresMasterStore {
         try await client.query(
             """
             INSERT INTO kotasync.tokens(id, opd, hash, created_at, expires_at, role, name, user_name)
-            VALUES (\(id), \(opd), \(SQLiteMasterStore.hash(token)), \(Timestamp.string(Date())),
+            VALUES (\(id), \(opd), \(CredentialChecks.tokenHash(token)), \(Timestamp.string(Date())),
                 \(expiresAt.map(Timestamp.string)), \(role.rawValue), \(name), \(user))
             """, logger: logger)
         return IssuedToken(id: id, opd: opd, token: token, expiresAt: expiresAt, role: role, name: name)
@@ -55,7 +55,7 @@ extension PostgresMasterStore {
         let rows = try await client.query(
             """
             SELECT id, opd, expires_at, revoked_at, role, name, user_name FROM kotasync.tokens
-            WHERE hash = \(SQLiteMasterStore.hash(token))
+            WHERE hash = \(CredentialChecks.tokenHash(token))
             """, logger: logger)
         var device: Device?
         for try await (id, opd, expires, revoked, roleName, name, user) in rows.decode(
@@ -113,8 +113,8 @@ extension PostgresMasterStore {
         guard role != .device else {
             throw SyncError(.badRequest, "A staff account is a viewer, reviewer or admin.")
         }
-        let name = try SQLiteMasterStore.checkedUserName(name)
-        let hash = try SQLiteMasterStore.checkedPassword(password)
+        let name = try CredentialChecks.checkedUserName(name)
+        let hash = try CredentialChecks.checkedPassword(password)
         let now = Timestamp.string(Date())
         let rows = try await client.query(
             """
@@ -152,7 +152,7 @@ extension PostgresMasterStore {
     }
 
     public func setPassword(name: String, password: String) async throws {
-        let hash = try SQLiteMasterStore.checkedPassword(password)
+        let hash = try CredentialChecks.checkedPassword(password)
         try await master.transaction { connection in
             let rows = try await connection.query(
                 """

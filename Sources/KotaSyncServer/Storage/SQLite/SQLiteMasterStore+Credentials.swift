@@ -40,8 +40,8 @@ extension SQLiteMasterStore {
         guard role != .device else {
             throw SyncError(.badRequest, "A staff account is a viewer, reviewer or admin.")
         }
-        let name = try Self.checkedUserName(name)
-        let hash = try Self.checkedPassword(password)
+        let name = try CredentialChecks.checkedUserName(name)
+        let hash = try CredentialChecks.checkedPassword(password)
         let now = Timestamp.string(Date())
         return try await pool.write { db in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM _ks_users WHERE name = ?", arguments: [name]) == nil else {
@@ -78,7 +78,7 @@ extension SQLiteMasterStore {
     }
 
     public func setPassword(name: String, password: String) async throws {
-        let hash = try Self.checkedPassword(password)
+        let hash = try CredentialChecks.checkedPassword(password)
         try await pool.write { db in
             try db.execute(
                 sql: """
@@ -122,23 +122,5 @@ extension SQLiteMasterStore {
         try db.execute(
             sql: "UPDATE _ks_tokens SET revoked_at = ? WHERE user_name = ? AND revoked_at IS NULL",
             arguments: [Timestamp.string(Date()), name])
-    }
-
-    static func checkedUserName(_ name: String) throws -> String {
-        let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !name.isEmpty, name.count <= 100,
-            !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
-        else {
-            throw SyncError(.badRequest, "A user name has 1 to 100 characters and no control characters.")
-        }
-        return name
-    }
-
-    static func checkedPassword(_ password: String) throws -> PasswordHash {
-        guard password.count >= PasswordHash.minimumLength else {
-            throw SyncError(
-                .badRequest, "A password needs at least \(PasswordHash.minimumLength) characters; a phrase is best.")
-        }
-        return try PasswordHash.make(password)
     }
 }

@@ -266,7 +266,8 @@ public final class SQLiteMasterStore: MasterStore {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
-                    id, opd, Self.hash(token), Timestamp.string(Date()), expiresAt.map(Timestamp.string), role.rawValue,
+                    id, opd, CredentialChecks.tokenHash(token), Timestamp.string(Date()),
+                    expiresAt.map(Timestamp.string), role.rawValue,
                     name, user,
                 ])
         }
@@ -274,7 +275,7 @@ public final class SQLiteMasterStore: MasterStore {
     }
 
     public func authenticate(token: String) async throws -> Device? {
-        let hash = Self.hash(token)
+        let hash = CredentialChecks.tokenHash(token)
         let device = try await read { db -> Device? in
             guard
                 let row = try Row.fetchOne(
@@ -293,11 +294,6 @@ public final class SQLiteMasterStore: MasterStore {
         }
         if let device { noteTokenUse(device.tokenID) }
         return device
-    }
-
-    /// Tokens are 256 random bits, so a fast hash is enough: no dictionary to attack.
-    static func hash(_ token: String) -> String {
-        [UInt8](SHA256.hash(data: Data(token.utf8))).hexString
     }
 }
 
