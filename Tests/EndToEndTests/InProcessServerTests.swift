@@ -96,13 +96,25 @@ struct InProcessServerTests {
                 }
             }
             _ = try await Synchronizer(replica: replica).push()
-            let client = SyncClient(baseURL: url, token: token)
-            let rows = try await withThrowingTaskGroup(of: Int.self) { group in
-                for _ in 0..<64 {
-                    group.addTask { try await client.pull(after: 0, limit: 4025).page.rows.count }
+            // 64 devices, each with its own connection (a transport with the default timeouts):
+            // one client's pool would queue them behind its few connections, and a request
+            // queued longer than the connect timeout fails in the client, never reaching the
+            // server this test is about.
+            let transports = (0..<64).map { _ in HTTPTransport(timeouts: .standard) }
+            let rows: Int
+            do {
+                rows = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for transport in transports {
+                        let client = SyncClient(baseURL: url, token: token, transport: transport)
+                        group.addTask { try await client.pull(after: 0, limit: 4025).page.rows.count }
+                    }
+                    return try await group.reduce(0, +)
                 }
-                return try await group.reduce(0, +)
+            } catch {
+                for transport in transports { try await transport.shutdown() }
+                throw error
             }
+            for transport in transports { try await transport.shutdown() }
             #expect(rows == 64 * 4025)
         }
     }
