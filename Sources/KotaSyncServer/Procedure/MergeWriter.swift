@@ -85,13 +85,14 @@ struct MergeWriter {
         // What the last window read is not needed again (its keys were written, and forgotten,
         // or refused): memory stays one window's.
         forgetAll()
-        var wanted: [String: (table: TableSchema, keys: [[SQLValue]], seen: Set<[UInt8]>)] = [:]
+        // Per table, the keys to read (each once); mutated in place, not copied out and back.
+        var wanted: [String: (table: TableSchema, keys: [[SQLValue]])] = [:]
+        var seen: Set<[UInt8]> = []
         func want(_ table: TableSchema, _ key: [SQLValue]) {
-            let pk = PrimaryKeyCoding.encode(key)
-            var entry = wanted[table.name] ?? (table, [], [])
-            guard entry.seen.insert(pk).inserted else { return }
-            entry.keys.append(key)
-            wanted[table.name] = entry
+            var pk = PrimaryKeyCoding.encode(key)
+            pk.append(contentsOf: table.name.utf8)
+            guard seen.insert(pk).inserted else { return }
+            wanted[table.name, default: (table, [])].keys.append(key)
         }
         for row in rows {
             let table = validated.tables[row.table]
