@@ -259,10 +259,21 @@ enum PushRows: Sendable {
             var stream = try checked.rows()
             var window: [(index: Int, row: Changeset.Row)] = []
             window.reserveCapacity(size)
-            while let row = try stream.next() {
-                let index = stream.rowsRead - 1
-                try validated.check(row, index: index)
-                window.append((index, row))
+            while true {
+                let next: (index: Int, row: Changeset.Row)
+                do {
+                    guard let row = try stream.next() else { break }
+                    let index = stream.rowsRead - 1
+                    try validated.check(row, index: index)
+                    next = (index, row)
+                } catch {
+                    // The rows before a bad one are merged first, as one by one: what they
+                    // meet (a constraint of the master) is the error the pusher hears, not the
+                    // bad row after them.
+                    if !window.isEmpty { try body(window) }
+                    throw error
+                }
+                window.append(next)
                 if window.count == size {
                     try body(window)
                     window.removeAll(keepingCapacity: true)
