@@ -138,19 +138,29 @@ extension SQLiteMasterStore {
         // Replicas registered earlier in this group commit are not in `writers` yet.
         let registeredInBatch = known
 
-        var merge = try rowMerger(
+        var merge = try mergeWriter(
             db: db, now: now, resolve: { number in registeredInBatch[number] ?? self.writer(number: number) })
-        try rows.forEach(validated) { index, row in
-            do {
-                try merge.merge(row, of: validated, writer: writer, opd: device.opd)
-            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
-                let table = validated.tables[row.table].name
-                throw SyncError(
-                    .constraintViolation,
-                    "Row \(index) (\(table) \(row.primaryKey.map(\.description).joined(separator: ", "))) breaks a constraint of the master: \(error.message ?? "\(error)"). Correct it on the replica."
-                )
+        try rows.forEachWindow(validated, size: SQLiteMergeStore.chunk) { window in
+            // The state of every key of the window (and of the parents it names), read set-based.
+            try merge.prefetch(window.map(\.row), of: validated)
+            for (index, row) in window {
+                func refuse(_ message: String) -> SyncError {
+                    let table = validated.tables[row.table].name
+                    return SyncError(
+                        .constraintViolation,
+                        "Row \(index) (\(table) \(row.primaryKey.map(\.description).joined(separator: ", "))) breaks a constraint of the master: \(message). Correct it on the replica."
+                    )
+                }
+                do {
+                    try merge.merge(row, of: validated, writer: writer, opd: device.opd)
+                } catch let error as MergeStoreConstraintViolation {
+                    throw refuse(error.message)
+                } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                    throw refuse(error.message ?? "\(error)")
+                }
             }
         }
+        try merge.finish()
         let reply = PushReply(
             changesetId: changeset.id, replicaId: changeset.replicaID, rows: rows.count,
             applied: merge.applied,
@@ -200,12 +210,14 @@ extension SQLiteMasterStore {
         return PushOutcome(reply: row["reply"], replayed: true)
     }
 
-    /// A merger for one transaction at `now`.
-    func rowMerger(db: Database, now: Date, resolve: @escaping (Int64) -> Writer) throws -> RowMerger {
-        try RowMerger(
-            db: db, config: config, statements: statements, uniqueIndexes: uniqueIndexes,
-            decidedAt: Timestamp.string(now), serverMilliseconds: Timestamp.milliseconds(now), resolve: resolve,
-            describe: Memo { number in self.opd(ofWriter: number, db: db) }.callAsFunction)
+    /// The merge procedure for one transaction at `now`, over this master's port.
+    func mergeWriter(db: Database, now: Date, resolve: @escaping (Int64) -> Writer) throws -> MergeWriter {
+        let describe = Memo { number in self.opd(ofWriter: number, db: db) }.callAsFunction
+        let store = try SQLiteMergeStore(
+            db: db, statements: statements, uniqueIndexes: uniqueIndexes, describe: describe)
+        return try MergeWriter(
+            store: store, config: config, decidedAt: Timestamp.string(now),
+            serverMilliseconds: Timestamp.milliseconds(now), resolve: resolve, describe: describe)
     }
 
     func opd(ofWriter number: Int64, db: Database) -> String {
@@ -228,20 +240,46 @@ enum PushRows: Sendable {
         }
     }
 
-    /// Calls `body` with each row and its index, in order. A streamed row is checked against the
-    /// schema again before `body` sees it; any error stops the walk (and so rolls back the push's
-    /// savepoint).
-    func forEach(_ validated: ValidatedChangeset, _ body: (Int, Changeset.Row) throws -> Void) throws {
+    /// Calls `body` with the rows in order, `size` at a time with their indexes (a window of a
+    /// streamed changeset is all of it that is decoded at once). A streamed row is checked
+    /// against the schema again before `body` sees it; any error stops the walk (and so rolls
+    /// back the push's savepoint).
+    func forEachWindow(
+        _ validated: ValidatedChangeset, size: Int, _ body: ([(index: Int, row: Changeset.Row)]) throws -> Void
+    ) throws {
         switch self {
         case .decoded(let rows):
-            for (index, row) in rows.enumerated() { try body(index, row) }
+            var start = 0
+            while start < rows.count {
+                let end = min(start + size, rows.count)
+                try body((start..<end).map { ($0, rows[$0]) })
+                start = end
+            }
         case .streamed(let checked):
             var stream = try checked.rows()
-            while let row = try stream.next() {
-                let index = stream.rowsRead - 1
-                try validated.check(row, index: index)
-                try body(index, row)
+            var window: [(index: Int, row: Changeset.Row)] = []
+            window.reserveCapacity(size)
+            while true {
+                let next: (index: Int, row: Changeset.Row)
+                do {
+                    guard let row = try stream.next() else { break }
+                    let index = stream.rowsRead - 1
+                    try validated.check(row, index: index)
+                    next = (index, row)
+                } catch {
+                    // The rows before a bad one are merged first, as one by one: what they
+                    // meet (a constraint of the master) is the error the pusher hears, not the
+                    // bad row after them.
+                    if !window.isEmpty { try body(window) }
+                    throw error
+                }
+                window.append(next)
+                if window.count == size {
+                    try body(window)
+                    window.removeAll(keepingCapacity: true)
+                }
             }
+            if !window.isEmpty { try body(window) }
         }
     }
 }

@@ -1,7 +1,5 @@
 import Foundation
-import GRDB
 import KotaSyncCore
-import KotaSyncSQLite
 
 /// A reviewer's decision on one conflict record, carried out inside a write transaction.
 ///
@@ -13,7 +11,6 @@ struct ReviewDecision {
     let id: Int64
     let request: ResolveRequest
     let reviewer: String
-    let db: Database
     let config: ServerConfig
 
     /// The stored record.
@@ -30,8 +27,8 @@ struct ReviewDecision {
         var related: RowReference?
     }
 
-    func carryOut(with merger: inout RowMerger) throws {
-        let record = try load()
+    func carryOut(with merger: inout MergeWriter) throws {
+        let record = try load(merger.store)
         guard [.open, .auto, .held].contains(record.status) else {
             throw SyncError(
                 .alreadyResolved,
@@ -49,13 +46,13 @@ struct ReviewDecision {
             case .foreignKey, .queued:
                 try resolveHeld(record, set: set, merger: &merger)
             }
-        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+        } catch let error as MergeStoreConstraintViolation {
             // A row the decision would write breaks a constraint of the master (NOT NULL,
             // CHECK): the decision cannot be carried out. The caller's transaction rolls back,
             // so nothing of it stays; the reviewer gets the reason, not a server error.
             throw SyncError(
                 .constraintViolation,
-                "The decision cannot be carried out: the row would break a constraint of the master (\(error.message ?? "constraint failed")). Correct it with set column=value, or decide otherwise."
+                "The decision cannot be carried out: the row would break a constraint of the master (\(error.message)). Correct it with set column=value, or decide otherwise."
             )
         }
     }
@@ -63,13 +60,13 @@ struct ReviewDecision {
     // MARK: - Standing records
 
     /// A column record: the master writes the chosen value, seeing every head of the column.
-    private func resolveColumn(_ record: Record, set: [String: SQLValue], merger: inout RowMerger) throws {
+    private func resolveColumn(_ record: Record, set: [String: SQLValue], merger: inout MergeWriter) throws {
         guard let column = record.column else { throw SyncError(.internalError, "Record \(id) has no column.") }
         var values = set
         switch request.take {
         case .local:
             guard set.isEmpty else { throw badSet("take local keeps the master's value") }
-            values[column] = try currentValues(record)?[column] ?? record.winnerValue ?? .null
+            values[column] = try currentValues(record, merger: &merger)?[column] ?? record.winnerValue ?? .null
         case .remote:
             guard set.isEmpty else { throw badSet("take remote takes the losing value") }
             values[column] = record.loserValue ?? .null
@@ -84,8 +81,8 @@ struct ReviewDecision {
     }
 
     /// A delete/update record: keep the row as the master has it, or do what the losing side did.
-    private func resolveExistence(_ record: Record, set: [String: SQLValue], merger: inout RowMerger) throws {
-        let live = try currentValues(record) != nil
+    private func resolveExistence(_ record: Record, set: [String: SQLValue], merger: inout MergeWriter) throws {
+        let live = try currentValues(record, merger: &merger) != nil
         var version: UInt64?
         switch (request.take, record.loserDelete) {
         case (.local, _):
@@ -96,9 +93,8 @@ struct ReviewDecision {
             version = try masterWrite(record, operation: .delete, values: [:], merger: &merger)
         case (.remote, false), (.merged, false):
             // Bring back the row that a delete won over, with its values from before the delete.
-            let pk = Data(PrimaryKeyCoding.encode(record.key))
             var values: [String: SQLValue] = [:]
-            if let before = try merger.valuesBeforeDeletion(record.table, pk: pk) {
+            if let before = try merger.valuesBeforeDeletion(record.table, key: record.key) {
                 for (c, v) in before.enumerated() { values[record.table.columns[c].name] = v }
             }
             // The losing update's own values, when it never reached the table.
@@ -119,7 +115,7 @@ struct ReviewDecision {
     // MARK: - Rows kept out of the master
 
     /// A quarantined row (UNIQUE): reject it, keep both, or merge it into the row it collided with.
-    private func resolveQuarantine(_ record: Record, set: [String: SQLValue], merger: inout RowMerger) throws {
+    private func resolveQuarantine(_ record: Record, set: [String: SQLValue], merger: inout MergeWriter) throws {
         guard let held = record.held, let related = record.related else {
             throw SyncError(.internalError, "Quarantined record \(id) lacks its row.")
         }
@@ -144,7 +140,7 @@ struct ReviewDecision {
             case .refused(let refusal):
                 // Judged again by its writer's rules, which it breaks: it is not merged, and
                 // its record closes with the refusal, as a rejection.
-                try reject(record, held: held, merger: &merger, note: RowMerger.refusedNote(refusal))
+                try reject(record, held: held, merger: &merger, note: MergeWriter.refusedNote(refusal))
                 return
             case .held, .ignored:
                 throw SyncError(
@@ -178,7 +174,7 @@ struct ReviewDecision {
     }
 
     /// A held row (a missing parent, or queued behind another record): reject it or apply it.
-    private func resolveHeld(_ record: Record, set: [String: SQLValue], merger: inout RowMerger) throws {
+    private func resolveHeld(_ record: Record, set: [String: SQLValue], merger: inout MergeWriter) throws {
         guard let held = record.held else { throw SyncError(.internalError, "Held record \(id) lacks its row.") }
         switch request.take {
         case .local:
@@ -191,11 +187,9 @@ struct ReviewDecision {
                 // (quarantined, or waiting for a parent) has not been merged. Applied now, it
                 // would jump that change, and an update, which carries only the columns it
                 // changed, would make a row of them alone.
-                let ahead = try Int64.fetchOne(
-                    db,
-                    sql:
-                        "SELECT id FROM _ks_conflicts \(RowMerger.blocking) AND tbl = ? AND pk = ? AND id < ? ORDER BY id LIMIT 1",
-                    arguments: [record.table.name, Data(PrimaryKeyCoding.encode(record.key)), id])
+                let ahead = try merger.store.blockingRecords(of: record.table, key: record.key).first {
+                    $0.id < id
+                }?.id
                 if let ahead {
                     throw SyncError(
                         .constraintViolation,
@@ -215,7 +209,7 @@ struct ReviewDecision {
                 break
             case .refused(let refusal):
                 // Judged again by its writer's rules, which it breaks: closed as a rejection.
-                try reject(record, held: held, merger: &merger, note: RowMerger.refusedNote(refusal))
+                try reject(record, held: held, merger: &merger, note: MergeWriter.refusedNote(refusal))
                 return
             case .held, .ignored:
                 throw SyncError(
@@ -229,7 +223,7 @@ struct ReviewDecision {
 
     /// Rejects a row the master never merged: the record closes, rows queued behind it close
     /// with it, rows that refer to it wait for a person, and replicas holding a copy drop it.
-    private func reject(_ record: Record, held: HeldChange, merger: inout RowMerger, note: String? = nil) throws {
+    private func reject(_ record: Record, held: HeldChange, merger: inout MergeWriter, note: String? = nil) throws {
         try merger.close(id, take: .local, note: note ?? request.note, by: reviewer)
         if record.kind == .queued {
             // One queued change of the row, not the row: the row's fate is its own record's
@@ -240,17 +234,11 @@ struct ReviewDecision {
             return
         }
         try rejectFollowers(of: record, note: "Rejected with record \(id).", merger: &merger)
-        let pk = Data(PrimaryKeyCoding.encode(record.key))
-        try db.execute(
-            sql: """
-                UPDATE _ks_conflicts SET status = 'open',
-                    reason = 'The row it refers to was rejected by a reviewer (record ' || ? || '); a reviewer decides.'
-                WHERE related_tbl = ? AND related_pk = ? AND status = 'held' AND kind = 'foreign_key'
-                """, arguments: [id, record.table.name, pk])
-        let masterHas =
-            try Bool.fetchOne(
-                db, sql: "SELECT EXISTS (SELECT 1 FROM _ks_rows WHERE tbl = ? AND pk = ? AND deleted = 0)",
-                arguments: [record.table.name, pk]) ?? false
+        let row = RowReference(table: record.table.name, primaryKey: record.key)
+        merger.forgetAll()
+        try merger.store.reopenReferrers(
+            of: row, reason: "The row it refers to was rejected by a reviewer (record \(id)); a reviewer decides.")
+        let masterHas = try merger.state(of: row).head.map { !$0.deleted } ?? false
         if !masterHas, held.row.operation != "delete" {
             try merger.tombstone(record.table, key: record.key, old: oldValues(held, table: record.table))
         }
@@ -259,31 +247,25 @@ struct ReviewDecision {
     /// After a queued change of `record`'s row was taken out of the queue: when nothing but
     /// held queued changes is left standing on the row, nothing will release them, so they are
     /// released now, in order.
-    private func releaseQueueIfHeadless(_ record: Record, merger: inout RowMerger) throws {
-        let pk = Data(PrimaryKeyCoding.encode(record.key))
-        let head = try Bool.fetchOne(
-            db,
-            sql: """
-                SELECT EXISTS (SELECT 1 FROM _ks_conflicts \(RowMerger.blocking) AND tbl = ? AND pk = ?
-                    AND NOT (kind = 'queued' AND status = 'held'))
-                """, arguments: [record.table.name, pk])
-        if head == false {
+    private func releaseQueueIfHeadless(_ record: Record, merger: inout MergeWriter) throws {
+        let head = try merger.store.blockingRecords(of: record.table, key: record.key).contains {
+            !($0.kind == .queued && $0.status == .held)
+        }
+        if !head {
             try merger.releaseWaiting(for: RowReference(table: record.table.name, primaryKey: record.key))
         }
     }
 
-    private func rejectFollowers(of record: Record, note: String, merger: inout RowMerger) throws {
-        let followers = try Int64.fetchAll(
-            db,
-            sql: """
-                SELECT id FROM _ks_conflicts WHERE tbl = ? AND pk = ? AND kind = 'queued' AND status = 'held' AND id <> ?
-                """, arguments: [record.table.name, Data(PrimaryKeyCoding.encode(record.key)), id])
+    private func rejectFollowers(of record: Record, note: String, merger: inout MergeWriter) throws {
+        let followers = try merger.store.blockingRecords(of: record.table, key: record.key).filter {
+            $0.kind == .queued && $0.status == .held && $0.id != id
+        }.map(\.id)
         for follower in followers { try merger.close(follower, take: .local, note: note, by: reviewer) }
     }
 
     /// Points every row that refers to `from` (in tables with a foreign key to `table`) at `to`,
     /// on the master (a master write each, so replicas follow) and in held rows.
-    private func repoint(from: [SQLValue], to: [SQLValue], table: TableSchema, merger: inout RowMerger) throws {
+    private func repoint(from: [SQLValue], to: [SQLValue], table: TableSchema, merger: inout MergeWriter) throws {
         var repointed: Set<Int64> = []
         for child in config.tables {
             for fk in config.foreignKeys[child.name] ?? [] where fk.parentTable == table.name {
@@ -291,37 +273,24 @@ struct ReviewDecision {
                 let ordered = fk.parentColumns.map { name in table.primaryKey.firstIndex { $0.name == name }! }
                 let fromValues = ordered.map { from[$0] }
                 let toValues = Dictionary(uniqueKeysWithValues: zip(fk.columns, ordered.map { to[$0] }))
-                let predicate = fk.columns.map { "\(SQL.quote($0)) = ?" }.joined(separator: " AND ")
-                let keys = child.primaryKey.map { SQL.quote($0.name) }.joined(separator: ", ")
-                let rows = try Row.fetchAll(
-                    db, sql: "SELECT \(keys) FROM \(SQL.quote(child.name)) WHERE \(predicate)",
-                    arguments: StatementArguments(fromValues.map(\.databaseValue)))
-                for row in rows {
-                    let key = (0..<child.primaryKey.count).map { SQLValue(row[$0] as DatabaseValue) }
+                for key in try merger.store.keys(of: child, where: fk.columns, equal: fromValues) {
                     let target = Record(
                         table: child, key: key, column: nil, kind: .foreignKey, status: .open, loserDelete: false,
                         held: nil, related: nil)
                     _ = try masterWrite(target, operation: .update, values: toValues, merger: &merger)
                 }
                 // Held rows waiting for `from` now wait for `to`, which exists: rewrite and release them.
-                let waiting = try Row.fetchAll(
-                    db,
-                    sql: """
-                        SELECT id, held FROM _ks_conflicts WHERE related_tbl = ? AND related_pk = ? AND tbl = ?
-                            AND kind = 'foreign_key' AND status IN ('held', 'open')
-                        """,
-                    arguments: [table.name, Data(PrimaryKeyCoding.encode(from)), child.name])
+                let waiting = try merger.store.referringRecords(
+                    to: RowReference(table: table.name, primaryKey: from), in: child.name, status: [.held, .open])
                 for record in waiting {
-                    guard let text: String = record["held"] else { continue }
+                    guard let text = record.held else { continue }
                     var held = try HeldChange(stored: text)
                     held.row.values.merge(toValues) { _, new in new }
-                    try db.execute(
-                        sql: "UPDATE _ks_conflicts SET held = ?, related_pk = ?, status = 'held' WHERE id = ?",
-                        arguments: [
-                            try held.stored(),
-                            Data(PrimaryKeyCoding.encode(to)), record["id"] as Int64,
-                        ])
-                    repointed.insert(record["id"] as Int64)
+                    merger.forgetAll()
+                    try merger.store.rewriteHeld(
+                        record.id, held: try held.stored(), related: RowReference(table: table.name, primaryKey: to),
+                        status: .held)
+                    repointed.insert(record.id)
                 }
             }
         }
@@ -336,14 +305,10 @@ struct ReviewDecision {
     /// version it took, if it changed anything.
     @discardableResult
     private func masterWrite(
-        _ record: Record, operation: Changeset.Operation, values: [String: SQLValue], merger: inout RowMerger
+        _ record: Record, operation: Changeset.Operation, values: [String: SQLValue], merger: inout MergeWriter
     ) throws -> UInt64? {
         let table = record.table
-        let pk = Data(PrimaryKeyCoding.encode(record.key))
-        let base =
-            try Int64.fetchOne(
-                db, sql: "SELECT version FROM _ks_rows WHERE tbl = ? AND pk = ?", arguments: [table.name, pk])
-            ?? 0
+        let base = try merger.state(of: RowReference(table: table.name, primaryKey: record.key)).head?.version ?? 0
         var columns: [Int] = []
         var incoming: [Int: SQLValue] = [:]
         for (name, value) in values {
@@ -367,33 +332,22 @@ struct ReviewDecision {
         return merger.version > before ? merger.version : nil
     }
 
-    private func load() throws -> Record {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM _ks_conflicts WHERE id = ?", arguments: [id]) else {
+    private func load(_ store: any MergeStore) throws -> Record {
+        guard let row = try store.record(id) else {
             throw SyncError(.notFound, "There is no conflict record \(id).")
         }
-        guard let table = config.table(named: row["tbl"]) else {
-            throw SyncError(
-                .badRequest, "Record \(id) is of table \(row["tbl"] as String), which no longer replicates.")
-        }
-        func value(_ prefix: String) -> SQLValue? {
-            (row[prefix + "_has_value"] as Int) == 1 ? SQLValue(row[prefix + "_value"] as DatabaseValue) : nil
-        }
-        var related: RowReference?
-        if let t: String = row["related_tbl"], let pk: Data = row["related_pk"] {
-            related = RowReference(table: t, primaryKey: try PrimaryKeyCoding.decode([UInt8](pk)))
+        guard let table = config.table(named: row.table) else {
+            throw SyncError(.badRequest, "Record \(id) is of table \(row.table), which no longer replicates.")
         }
         return Record(
-            table: table, key: try PrimaryKeyCoding.decode([UInt8](row["pk"] as Data)), column: row["col"],
-            kind: ConflictReport.Kind(rawValue: row["kind"]) ?? .updateUpdate,
-            status: ConflictReport.Status(rawValue: row["status"]) ?? .superseded,
-            loserDelete: (row["loser_delete"] as Int) != 0, loserValue: value("loser"), winnerValue: value("winner"),
-            held: try (row["held"] as String?).map {
-                try HeldChange(stored: $0)
-            }, related: related)
+            table: table, key: row.key, column: row.column, kind: row.kind, status: row.status,
+            loserDelete: row.loserDelete, loserValue: row.loserValue, winnerValue: row.winnerValue,
+            held: try row.held.map { try HeldChange(stored: $0) }, related: row.related)
     }
 
-    private func currentValues(_ record: Record) throws -> [String: SQLValue]? {
-        guard let values = try TableSQL(record.table).values(db, key: record.key) else { return nil }
+    private func currentValues(_ record: Record, merger: inout MergeWriter) throws -> [String: SQLValue]? {
+        let state = try merger.state(of: RowReference(table: record.table.name, primaryKey: record.key))
+        guard let values = state.values else { return nil }
         return Dictionary(uniqueKeysWithValues: zip(record.table.columns.map(\.name), values))
     }
 
