@@ -226,28 +226,12 @@ public final class SQLiteMasterStore: MasterStore {
     // MARK: - Tokens
 
     public func createToken(opd: String, expiresAt: Date?) async throws -> IssuedToken {
-        guard config.opds.contains(where: { $0.id == opd }) else {
-            throw SyncError(
-                .badRequest,
-                "OPD \(opd) is not in the config. Known OPDs: \(config.opds.map(\.id).joined(separator: ", ")).")
-        }
+        let opd = try CredentialChecks.checkedTokenOPD(opd, config: config)
         return try await insertToken(opd: opd, role: .device, name: nil, expiresAt: expiresAt)
     }
 
     public func createStaffToken(name: String, role: Device.Role, expiresAt: Date?) async throws -> IssuedToken {
-        guard role != .device else {
-            throw SyncError(
-                .badRequest, "A staff token is a viewer, reviewer or admin; device tokens belong to an OPD.")
-        }
-        let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !name.isEmpty, name.count <= 100,
-            !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
-        else {
-            throw SyncError(
-                .badRequest,
-                "Give the staff member's name (1 to 100 characters, no control characters); it is recorded with every decision they make."
-            )
-        }
+        let name = try CredentialChecks.checkedStaffToken(name: name, role: role)
         // Staff belong to the Command Center, not to an OPD: the empty OPD matches no replica.
         return try await insertToken(opd: "", role: role, name: name, expiresAt: expiresAt)
     }
@@ -255,10 +239,7 @@ public final class SQLiteMasterStore: MasterStore {
     func insertToken(opd: String, role: Device.Role, name: String?, expiresAt: Date?, user: String? = nil)
         async throws -> IssuedToken
     {
-        var rng = SystemRandomNumberGenerator()
-        let id = (0..<8).map { _ in String(UInt8.random(in: 0...15, using: &rng), radix: 16) }.joined()
-        let secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }
-        let token = "kst_\(id)_\(Data(secret).base64URLEncoded)"
+        let (id, token) = CredentialChecks.newToken()
         try await pool.write { db in
             try db.execute(
                 sql: """
