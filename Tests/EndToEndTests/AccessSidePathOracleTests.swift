@@ -1170,24 +1170,8 @@ final class SidePathWorld {
         try text.write(to: configURL, atomically: true, encoding: .utf8)
         let config = try ServerConfig.load(from: configURL)
         let store = try SQLiteMasterStore(path: dir.appendingPathComponent("master.sqlite").path, config: config)
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        var logger = Logger(label: "test")
-        logger.logLevel = .error
-        let app = SyncServer.application(
-            config: config, store: store, port: 0, logger: logger, onListening: { continuation.yield($0) })
-        let group = ServiceGroup(services: [app], logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            var iterator = ports.makeAsyncIterator()
-            let port = try #require(await iterator.next())
-            do {
-                try await body(URL(string: "http://127.0.0.1:\(port)")!, store, dir, config)
-            } catch {
-                await group.triggerGracefulShutdown()
-                throw error
-            }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
+        try await withInProcessServer(config: config, store: store, logLevel: .error) { port in
+            try await body(URL(string: "http://127.0.0.1:\(port)")!, store, dir, config)
         }
     }
 }

@@ -34,27 +34,10 @@ struct BadLinkTests {
         let dir = try makeTemporaryDirectory(name)
         let config = try ServerConfig.load(from: try sampleConfig(in: dir, extraTables: noteTable))
         let store = try SQLiteMasterStore(path: dir.appendingPathComponent("master.sqlite").path, config: config)
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let app = SyncServer.application(
-            config: config, store: store, port: 0, logger: logger, onListening: { continuation.yield($0) })
-        let group = ServiceGroup(services: [app], logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            var iterator = ports.makeAsyncIterator()
-            let port = try #require(await iterator.next())
+        try await withInProcessServer(config: config, store: store, logLevel: .critical) { port in
             let proxy = try FaultProxy(upstreamPort: port, stallSeconds: stallSeconds)
-            do {
-                try await body(proxy, store, dir)
-            } catch {
-                proxy.stop()
-                await group.triggerGracefulShutdown()
-                throw error
-            }
-            proxy.stop()
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
+            defer { proxy.stop() }
+            try await body(proxy, store, dir)
         }
     }
 

@@ -27,24 +27,8 @@ struct DeviceScopeTests {
         let dir = try makeTemporaryDirectory(name)
         let config = try ServerConfig.load(from: try sampleConfig(in: dir, scoped: true))
         let store = try SQLiteMasterStore(path: dir.appendingPathComponent("master.sqlite").path, config: config)
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        var logger = Logger(label: "test")
-        logger.logLevel = .warning
-        let app = SyncServer.application(
-            config: config, store: store, port: 0, logger: logger, onListening: { continuation.yield($0) })
-        let group = ServiceGroup(services: [app], logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            var iterator = ports.makeAsyncIterator()
-            let port = try #require(await iterator.next())
-            do {
-                try await body(URL(string: "http://127.0.0.1:\(port)")!, store, dir)
-            } catch {
-                await group.triggerGracefulShutdown()
-                throw error
-            }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
+        try await withInProcessServer(config: config, store: store, logLevel: .warning) { port in
+            try await body(URL(string: "http://127.0.0.1:\(port)")!, store, dir)
         }
     }
 

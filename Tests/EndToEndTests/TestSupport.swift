@@ -1,11 +1,14 @@
 import Foundation
 import GRDB
+import Hummingbird
 import KotaSyncClient
 import KotaSyncCore
 import KotaSyncSQLite
 import KotaSyncServer
 // The programs under test and how to run them, shared with the other test targets.
 @_exported import KotaSyncTesting
+import Logging
+import ServiceLifecycle
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -25,6 +28,36 @@ func makeTemporaryDirectory(_ name: String = #function) throws -> URL {
         "kotasync-e2e-\(safe)-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
+}
+
+/// Runs `body` with the port of `store`'s server, an `Application` on a free port in this
+/// process (logging at `logLevel`), then shuts the server down gracefully, also when `body`
+/// throws. `uploads` and `routes` are passed to ``SyncServer/application``.
+func withInProcessServer(
+    config: ServerConfig, store: SQLiteMasterStore, logLevel: Logger.Level,
+    uploads: (any PartialUploads)? = nil, routes: (Router<ServerRequestContext>) -> Void = { _ in },
+    _ body: (Int) async throws -> Void
+) async throws {
+    let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+    var logger = Logger(label: "test")
+    logger.logLevel = logLevel
+    let app = SyncServer.application(
+        config: config, store: store, port: 0, logger: logger, uploads: uploads, routes: routes,
+        onListening: { continuation.yield($0) })
+    let group = ServiceGroup(services: [app], logger: logger)
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        let port = try #require(await iterator.next())
+        do {
+            try await body(port)
+        } catch {
+            await group.triggerGracefulShutdown()
+            throw error
+        }
+        await group.triggerGracefulShutdown()
+        try await tasks.waitForAll()
+    }
 }
 
 /// A `kotasync-server` process on a free port, stopped by ``stop()``.
