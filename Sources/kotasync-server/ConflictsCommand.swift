@@ -51,21 +51,22 @@ struct ConflictsCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let (_, store) = try exitOnConfigError { try master.open(logger: quietLogger) }
-            let list = try await refusingWithExitCode {
-                try await store.reviewConflicts(
-                    ReviewFilter(status: status, table: table, opd: opd, after: after, limit: limit))
+            try await master.withMaster(logger: quietLogger) { _, store in
+                let list = try await refusingWithExitCode {
+                    try await store.reviewConflicts(
+                        ReviewFilter(status: status, table: table, opd: opd, after: after, limit: limit))
+                }
+                if json {
+                    try printJSON(list)
+                    return
+                }
+                guard !list.conflicts.isEmpty else {
+                    print("No conflict records match.")
+                    return
+                }
+                print(ConflictTable(list.conflicts).rendered)
+                if let next = list.next { print("More records wait: add --after \(next).") }
             }
-            if json {
-                try printJSON(list)
-                return
-            }
-            guard !list.conflicts.isEmpty else {
-                print("No conflict records match.")
-                return
-            }
-            print(ConflictTable(list.conflicts).rendered)
-            if let next = list.next { print("More records wait: add --after \(next).") }
         }
     }
 
@@ -82,12 +83,13 @@ struct ConflictsCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let (_, store) = try exitOnConfigError { try master.open(logger: quietLogger) }
-            let record = try await refusingWithExitCode { try await store.reviewConflict(id: id) }
-            if json {
-                try printJSON(record)
-            } else {
-                print(ConflictDetail(record).rendered)
+            try await master.withMaster(logger: quietLogger) { _, store in
+                let record = try await refusingWithExitCode { try await store.reviewConflict(id: id) }
+                if json {
+                    try printJSON(record)
+                } else {
+                    print(ConflictDetail(record).rendered)
+                }
             }
         }
     }
@@ -149,27 +151,28 @@ struct ConflictsCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let (config, store) = try exitOnConfigError { try master.open(logger: quietLogger) }
-            let record = try await refusingWithExitCode { try await store.reviewConflict(id: id) }
-            let values = try exitOnUsageError { () throws(SyncError) in
-                try Self.values(assignments, table: record.table, config: config)
-            }
-            let reviewer = by ?? ProcessInfo.processInfo.userName
-            let resolved = try await refusingWithExitCode {
-                try await store.resolveConflict(
-                    id: id, ResolveRequest(take: take.choice, set: values.isEmpty ? nil : values, note: note),
-                    by: reviewer.isEmpty ? "kotasync-server" : reviewer)
-            }
-            try await store.audit(
-                "review.resolve",
-                [
-                    "conflict_id": String(id), "take": take.choice.rawValue, "table": resolved.table,
-                    "master_version": resolved.resolution?.masterVersion.map(String.init) ?? "-",
-                ])
-            if json {
-                try printJSON(resolved)
-            } else {
-                print(ConflictDetail(resolved).rendered)
+            try await master.withMaster(logger: quietLogger) { config, store in
+                let record = try await refusingWithExitCode { try await store.reviewConflict(id: id) }
+                let values = try exitOnUsageError { () throws(SyncError) in
+                    try Self.values(assignments, table: record.table, config: config)
+                }
+                let reviewer = by ?? ProcessInfo.processInfo.userName
+                let resolved = try await refusingWithExitCode {
+                    try await store.resolveConflict(
+                        id: id, ResolveRequest(take: take.choice, set: values.isEmpty ? nil : values, note: note),
+                        by: reviewer.isEmpty ? "kotasync-server" : reviewer)
+                }
+                try await store.audit(
+                    "review.resolve",
+                    [
+                        "conflict_id": String(id), "take": take.choice.rawValue, "table": resolved.table,
+                        "master_version": resolved.resolution?.masterVersion.map(String.init) ?? "-",
+                    ])
+                if json {
+                    try printJSON(resolved)
+                } else {
+                    print(ConflictDetail(resolved).rendered)
+                }
             }
         }
 

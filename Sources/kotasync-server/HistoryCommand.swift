@@ -26,42 +26,44 @@ struct HistoryCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let (config, store) = try exitOnConfigError { try master.open(logger: quietLogger) }
-        let versions = try await refusingWithExitCode {
-            guard let schema = config.table(named: table) else {
-                throw SyncError(.unknownTable, "Table \(table) is not replicated by this server.")
+        try await master.withMaster(logger: quietLogger) { config, store in
+            let versions = try await refusingWithExitCode {
+                guard let schema = config.table(named: table) else {
+                    throw SyncError(.unknownTable, "Table \(table) is not replicated by this server.")
+                }
+                // The store checks the key's shape; extra values are passed through for it to refuse.
+                let values = try key.enumerated().map { i, text throws(SyncError) in
+                    i < schema.primaryKey.count ? try schema.primaryKey[i].value(fromLiteral: text) : .text(text)
+                }
+                return try await store.history(table: table, key: values)
             }
-            // The store checks the key's shape; extra values are passed through for it to refuse.
-            let values = try key.enumerated().map { i, text throws(SyncError) in
-                i < schema.primaryKey.count ? try schema.primaryKey[i].value(fromLiteral: text) : .text(text)
+            if json { return try printJSON(versions) }
+            guard !versions.isEmpty else {
+                print("The master has no history for \(table) [\(key.joined(separator: ", "))].")
+                return
             }
-            return try await store.history(table: table, key: values)
-        }
-        if json { return try printJSON(versions) }
-        guard !versions.isEmpty else {
-            print("The master has no history for \(table) [\(key.joined(separator: ", "))].")
-            return
-        }
-        for v in versions {
-            let stamp =
-                UInt64(v.stamp).map { raw in
-                    let hlc = HLC(rawValue: raw)
-                    let date = Date(timeIntervalSince1970: Double(hlc.milliseconds) / 1000)
-                    return date.formatted(.iso8601) + (hlc.counter > 0 ? " +\(hlc.counter)" : "")
-                } ?? v.stamp
-            print(
-                "v\(v.version)  \(v.operation) by \(v.opd) (replica \(v.replicaId))  stamp \(stamp)\(v.clamped ? " (clamped)" : "")"
-            )
-            if !v.replaced.isEmpty {
-                let replaced = v.replaced.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }
-                print("    replaced: " + replaced.joined(separator: ", "))
-            }
-            if let values = v.values {
+            for v in versions {
+                let stamp =
+                    UInt64(v.stamp).map { raw in
+                        let hlc = HLC(rawValue: raw)
+                        let date = Date(timeIntervalSince1970: Double(hlc.milliseconds) / 1000)
+                        return date.formatted(.iso8601) + (hlc.counter > 0 ? " +\(hlc.counter)" : "")
+                    } ?? v.stamp
                 print(
-                    "    row after: "
-                        + values.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }.joined(separator: ", "))
-            } else {
-                print("    row after: (deleted)")
+                    "v\(v.version)  \(v.operation) by \(v.opd) (replica \(v.replicaId))  stamp \(stamp)\(v.clamped ? " (clamped)" : "")"
+                )
+                if !v.replaced.isEmpty {
+                    let replaced = v.replaced.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }
+                    print("    replaced: " + replaced.joined(separator: ", "))
+                }
+                if let values = v.values {
+                    print(
+                        "    row after: "
+                            + values.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }.joined(
+                                separator: ", "))
+                } else {
+                    print("    row after: (deleted)")
+                }
             }
         }
     }

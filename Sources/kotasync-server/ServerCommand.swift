@@ -76,10 +76,37 @@ struct MasterOptions: ParsableArguments {
         return (config, location)
     }
 
-    /// Opens the master with every role (serving, review, transfer files, history).
-    func open(logger: Logger) throws -> (ServerConfig, any MasterStore) {
+    /// Opens the master with every role (serving, review, transfer files, history). `close`
+    /// writes what is queued and closes the connections.
+    func open(logger: Logger) async throws -> (
+        config: ServerConfig, store: any MasterStore, close: @Sendable () async -> Void
+    ) {
+        let (config, location, password) = try await exitOnConfigError { try resolveWithPassword() }
+        let (store, close) = try await exitOnConfigError {
+            try await MasterStores.open(location: location, password: password, config: config, logger: logger)
+        }
+        return (config, store, close)
+    }
+
+    /// Runs `body` with the master open with every role, and closes it after (whatever happens).
+    func withMaster<T>(logger: Logger, _ body: (ServerConfig, any MasterStore) async throws -> T) async throws -> T {
+        let (config, store, close) = try await open(logger: logger)
+        do {
+            let result = try await body(config, store)
+            await close()
+            return result
+        } catch {
+            await close()
+            throw error
+        }
+    }
+
+    /// The configuration, where its master is, and the PostgreSQL master's password (if any).
+    private func resolveWithPassword() throws -> (ServerConfig, MasterLocation, String?) {
         let (config, location) = try resolve()
-        return (config, try MasterStores.open(location: location, config: config, logger: logger))
+        let password = try MasterLocation.password(
+            file: masterPasswordFile, environment: ProcessInfo.processInfo.environment)
+        return (config, location, password)
     }
 
     /// Opens the master's accounts: tokens, staff accounts and the audit log, which every backend
@@ -87,10 +114,7 @@ struct MasterOptions: ParsableArguments {
     func openAccounts(logger: Logger) async throws -> (
         store: any CredentialStore & AuditStore, close: @Sendable () async -> Void
     ) {
-        let (config, location) = try exitOnConfigError { try resolve() }
-        let password = try exitOnConfigError {
-            try MasterLocation.password(file: masterPasswordFile, environment: ProcessInfo.processInfo.environment)
-        }
+        let (config, location, password) = try await exitOnConfigError { try resolveWithPassword() }
         return try await MasterStores.openAccounts(
             location: location, password: password, config: config, logger: logger)
     }
@@ -132,7 +156,7 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "kotasync.server")
-        let (config, store) = try exitOnConfigError { try master.open(logger: logger) }
+        let (config, store, close) = try await master.open(logger: logger)
         // One login service for the API and the dashboard's form: failures count together.
         let logins = StaffLogins(store: store, limits: config.limits)
         let dashboard = try Dashboard(store: store, sessions: .init(logins), logger: logger)
@@ -147,17 +171,17 @@ struct Serve: AsyncParsableCommand {
         do {
             try await app.runService()
         } catch {
-            try? await store.flushAudit()
+            await close()
             throw error
         }
-        try await store.flushAudit()
+        await close()
     }
 }
 
 /// Prints a config error's message and exits with status 2 instead of a stack of error text.
-func exitOnConfigError<T>(_ body: () throws -> T) throws -> T {
+func exitOnConfigError<T>(_ body: () async throws -> T) async throws -> T {
     do {
-        return try body()
+        return try await body()
     } catch let error as ConfigError {
         FileHandle.standardError.write(Data("error: \(error.message) [\(error.code)]\n".utf8))
         throw ExitCode(2)

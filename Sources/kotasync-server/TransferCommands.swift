@@ -29,39 +29,40 @@ struct ImportCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let (_, store) = try exitOnConfigError { try master.open(logger: Logger(label: "kotasync.import")) }
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: file))
-        } catch {
-            throw ValidationError("Cannot read \(file): \(error.localizedDescription)")
-        }
-        let result = try await refusing { try await store.importPush(data) }
-        let replyPath = reply ?? file + ".reply.json"
-        do {
-            try result.replyFile.encoded().write(to: URL(fileURLWithPath: replyPath), options: .atomic)
-        } catch {
-            FileHandle.standardError.write(
-                Data("error: cannot write \(replyPath): \(error.localizedDescription)\n".utf8))
-            throw ExitCode(1)
-        }
-        if json {
-            print(String(decoding: try ProtocolJSON.encoder().encode(result.replies), as: UTF8.self))
-        } else {
-            for reply in result.replies {
-                print(
-                    "Changeset \(reply.changesetId) of replica \(reply.replicaId) (OPD \(result.device.opd)): "
-                        + "\(reply.rows) row(s), \(reply.applied) applied, \(reply.conflicts.count) conflict(s), "
-                        + "\((reply.rejected ?? []).count) refused; master sequence \(reply.masterSequence).")
+        try await master.withMaster(logger: Logger(label: "kotasync.import")) { _, store in
+            let data: Data
+            do {
+                data = try Data(contentsOf: URL(fileURLWithPath: file))
+            } catch {
+                throw ValidationError("Cannot read \(file): \(error.localizedDescription)")
             }
-            if result.replayed > 0 {
-                print("\(result.replayed) changeset(s) had been merged before: nothing changed for them.")
+            let result = try await refusing { try await store.importPush(data) }
+            let replyPath = reply ?? file + ".reply.json"
+            do {
+                try result.replyFile.encoded().write(to: URL(fileURLWithPath: replyPath), options: .atomic)
+            } catch {
+                FileHandle.standardError.write(
+                    Data("error: cannot write \(replyPath): \(error.localizedDescription)\n".utf8))
+                throw ExitCode(1)
             }
-            print("Reply written to \(replyPath): carry it back for `kotasync import`.")
-            if let cursor = result.cursor {
-                print(
-                    "Merged changes for the device: kotasync-server export --opd \(result.device.opd) --since \(cursor) --out FILE"
-                )
+            if json {
+                print(String(decoding: try ProtocolJSON.encoder().encode(result.replies), as: UTF8.self))
+            } else {
+                for reply in result.replies {
+                    print(
+                        "Changeset \(reply.changesetId) of replica \(reply.replicaId) (OPD \(result.device.opd)): "
+                            + "\(reply.rows) row(s), \(reply.applied) applied, \(reply.conflicts.count) conflict(s), "
+                            + "\((reply.rejected ?? []).count) refused; master sequence \(reply.masterSequence).")
+                }
+                if result.replayed > 0 {
+                    print("\(result.replayed) changeset(s) had been merged before: nothing changed for them.")
+                }
+                print("Reply written to \(replyPath): carry it back for `kotasync import`.")
+                if let cursor = result.cursor {
+                    print(
+                        "Merged changes for the device: kotasync-server export --opd \(result.device.opd) --since \(cursor) --out FILE"
+                    )
+                }
             }
         }
     }
@@ -90,18 +91,19 @@ struct ExportCommand: AsyncParsableCommand {
     var out: String
 
     func run() async throws {
-        let (_, store) = try exitOnConfigError { try master.open(logger: Logger(label: "kotasync.export")) }
-        let file = try await refusing { try await store.exportPull(opd: opd, after: since) }
-        let body = try file.decodedBody()
-        do {
-            try file.encoded().write(to: URL(fileURLWithPath: out), options: .atomic)
-        } catch {
-            FileHandle.standardError.write(Data("error: cannot write \(out): \(error.localizedDescription)\n".utf8))
-            throw ExitCode(1)
+        try await master.withMaster(logger: Logger(label: "kotasync.export")) { _, store in
+            let file = try await refusing { try await store.exportPull(opd: opd, after: since) }
+            let body = try file.decodedBody()
+            do {
+                try file.encoded().write(to: URL(fileURLWithPath: out), options: .atomic)
+            } catch {
+                FileHandle.standardError.write(Data("error: cannot write \(out): \(error.localizedDescription)\n".utf8))
+                throw ExitCode(1)
+            }
+            print(
+                "Wrote \(out): changes for OPD \(opd) after \(since) up to \(body.nextCursor ?? since), "
+                    + "\(body.changesets?.count ?? 0) page(s), for \(file.macs.count) device token(s).")
         }
-        print(
-            "Wrote \(out): changes for OPD \(opd) after \(since) up to \(body.nextCursor ?? since), "
-                + "\(body.changesets?.count ?? 0) page(s), for \(file.macs.count) device token(s).")
     }
 }
 

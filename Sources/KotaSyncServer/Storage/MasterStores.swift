@@ -8,14 +8,16 @@ import Logging
 /// none of them depends on a backend.
 public enum MasterStores {
     /// Opens (creating if needed) the master at `location` for `config`, with every role.
-    ///
-    /// A PostgreSQL master has the accounts' roles only in this version (tokens, staff accounts,
-    /// the audit log: ``openAccounts(location:password:config:logger:)``); serving, review,
-    /// transfer files and history on it are refused with a `ConfigError` that says so.
-    public static func open(location: MasterLocation, config: ServerConfig, logger: Logger) throws -> any MasterStore {
+    /// `password` is the PostgreSQL master's (``MasterLocation/password(file:environment:)``).
+    /// `close` writes what is still queued (audit entries, device reports) and closes the
+    /// master's connections; call it before the process ends.
+    public static func open(
+        location: MasterLocation, password: String?, config: ServerConfig, logger: Logger
+    ) async throws -> (store: any MasterStore, close: @Sendable () async -> Void) {
         switch location {
         case .file(let path):
-            return try SQLiteMasterStore(path: path, config: config, logger: logger)
+            let store = try SQLiteMasterStore(path: path, config: config, logger: logger)
+            return (store, { try? await store.flushAudit() })
         case .postgres(let postgres):
             throw ConfigError(
                 .invalid,
@@ -26,7 +28,7 @@ public enum MasterStores {
 
     /// The SQLite master file at `path`, with every role.
     public static func open(location path: String, config: ServerConfig, logger: Logger) throws -> any MasterStore {
-        try open(location: .file(path: path), config: config, logger: logger)
+        try SQLiteMasterStore(path: path, config: config, logger: logger)
     }
 
     /// Opens the master's accounts (tokens, staff accounts and sessions, the audit log) at
