@@ -139,6 +139,7 @@ public final class PostgresMaster: Sendable {
                     try await connection.query(PostgresQuery(unsafeSQL: index), logger: logger)
                 }
             }
+            try await prepareRows(connection, config: config, tables: tables)
             try await connection.query(
                 """
                 INSERT INTO kotasync.server(key, value) VALUES ('created_at', \(Timestamp.string(Date())))

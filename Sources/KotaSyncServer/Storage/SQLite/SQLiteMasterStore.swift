@@ -103,22 +103,15 @@ public final class SQLiteMasterStore: MasterStore {
         return true
     }
 
-    /// Brings every row's scope in line with the config's sync rules. When a table's rules
-    /// changed since the last start (or the master predates them, when every device saw every
-    /// row), each row whose visibility changed takes a new version, so replicas that now see it
-    /// pull it, and the OPDs that no longer see it are sent its removal. Nothing else is resent.
+    /// Brings every row's scope in line with the config's sync rules (``RuleChange`` decides).
     private static func applyRules(_ db: Database, config: ServerConfig, fresh: Bool) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        let stored = try String.fetchOne(db, sql: "SELECT value FROM _ks_server WHERE key = 'sync_rules'")
-            .flatMap { try? JSONDecoder().decode([String: TableRules].self, from: Data($0.utf8)) }
-        let current = Dictionary(
-            uniqueKeysWithValues: config.tables.map { ($0.name, config.rules.rules(for: $0.name)) })
-        let previous = SyncRules(tables: stored ?? [:], opds: config.opds)
+        let change = RuleChange(
+            config: config,
+            stored: RuleChange.decodeRules(
+                try String.fetchOne(db, sql: "SELECT value FROM _ks_server WHERE key = 'sync_rules'")),
+            fresh: fresh)
         var version = try UInt64.fetchOne(db, sql: "SELECT max(version) FROM _ks_rows") ?? 0
-        for table in config.tables where stored?[table.name] != current[table.name] {
-            let rules = current[table.name]!
-            let was = stored?[table.name] ?? TableRules()
+        for table in change.changedTables {
             let sql = TableSQL(table)
             let rows = try Row.fetchAll(
                 db, sql: "SELECT pk, deleted, scope, gone_for FROM _ks_rows WHERE tbl = ? ORDER BY version",
@@ -127,33 +120,19 @@ public final class SQLiteMasterStore: MasterStore {
                 let pk: Data = row["pk"]
                 let key = try PrimaryKeyCoding.decode([UInt8](pk))
                 let deleted = (row["deleted"] as Int) != 0
-                var scope = SQLValue(row["scope"] as DatabaseValue)
-                if let column = rules.scope, !deleted, let values = try sql.values(db, key: key) {
-                    if let k = table.primaryKey.firstIndex(where: { $0.name == column }) {
-                        scope = key[k]
-                    } else if let c = table.columns.firstIndex(where: { $0.name == column }) {
-                        scope = values[c]
-                    }
-                }
-                let before = previous.visibility(table: table.name, scope: SQLValue(row["scope"] as DatabaseValue))
-                let after = config.rules.visibility(table: table.name, scope: scope)
-                var gone = row["gone_for"] as String?
-                var bump = false
-                if !fresh, before != after || was.hidden != rules.hidden {
-                    let merger = VisibilityChange(rules: config.rules)
-                    gone = merger.goneFor(previous: gone, before: before, after: after)
-                    bump = true
-                }
-                if bump { version += 1 }
+                let update = change.update(
+                    table: table, key: key, values: deleted ? nil : try sql.values(db, key: key),
+                    scope: SQLValue(row["scope"] as DatabaseValue), goneFor: row["gone_for"])
+                if update.bump { version += 1 }
                 try db.execute(
                     sql:
-                        "UPDATE _ks_rows SET scope = ?, gone_for = ?\(bump ? ", version = \(version)" : "") WHERE tbl = ? AND pk = ?",
-                    arguments: [scope.databaseValue, gone, table.name, pk])
+                        "UPDATE _ks_rows SET scope = ?, gone_for = ?\(update.bump ? ", version = \(version)" : "") WHERE tbl = ? AND pk = ?",
+                    arguments: [update.scope.databaseValue, update.goneFor, table.name, pk])
             }
         }
-        let text = String(decoding: try encoder.encode(current), as: UTF8.self)
         try db.execute(
-            sql: "INSERT OR REPLACE INTO _ks_server(key, value) VALUES ('sync_rules', ?)", arguments: [text])
+            sql: "INSERT OR REPLACE INTO _ks_server(key, value) VALUES ('sync_rules', ?)",
+            arguments: [try change.encodedRules()])
     }
 
     /// Gives every row already in the replicated tables (seed data, or a master that existed
