@@ -171,6 +171,7 @@ let package = Package(
                 "KotaSyncTesting",
                 "KotaSyncClient", "KotaSyncServer", "KotaSyncSQLite", "KotaSyncDashboard",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -67,19 +67,36 @@ final class ServerProcess: @unchecked Sendable {
     let url: URL
     let directory: URL
     let config: URL
+    /// The SQLite master file (unused when the master is on PostgreSQL).
     let database: URL
+    /// How the commands name this server's master: `--db FILE`, or `--master URL` with a
+    /// password file.
+    let masterArguments: [String]
 
-    /// Starts the server on `config` with a master database in `directory`, and waits until it
-    /// prints the port it listens on.
+    /// Starts the server on `config` with a master database in `directory` (or on the PostgreSQL
+    /// master at `master`, with `password`), and waits until it prints the port it listens on.
     /// `errors` receives the server's standard error (its log) instead of the test's.
-    init(config: URL, directory: URL, logLevel: String = "warning", errors: URL? = nil) throws {
+    init(
+        config: URL, directory: URL, master: String? = nil, password: String? = nil, logLevel: String = "warning",
+        errors: URL? = nil
+    ) throws {
         self.directory = directory
         self.config = config
         self.database = directory.appendingPathComponent("master.sqlite")
+        if let master {
+            var arguments = ["--master", master]
+            if let password {
+                let file = directory.appendingPathComponent("master-password")
+                try password.write(to: file, atomically: true, encoding: .utf8)
+                arguments += ["--master-password-file", file.path]
+            }
+            masterArguments = arguments
+        } else {
+            masterArguments = ["--db", database.path]
+        }
         process.executableURL = binDirectory.appendingPathComponent("kotasync-server")
-        process.arguments = [
-            "serve", "--config", config.path, "--db", database.path, "--port", "0", "--log-level", logLevel,
-        ]
+        process.arguments =
+            ["serve", "--config", config.path] + masterArguments + ["--port", "0", "--log-level", logLevel]
         let out = Pipe()
         process.standardOutput = out
         if let errors {
@@ -106,7 +123,7 @@ final class ServerProcess: @unchecked Sendable {
     /// A new device token for `opd`.
     func token(opd: String) throws -> String {
         let result = try run(
-            "kotasync-server", ["token", "create", "--config", config.path, "--db", database.path, "--opd", opd])
+            "kotasync-server", ["token", "create", "--config", config.path, "--opd", opd] + masterArguments)
         guard result.status == 0 else { throw TestFailure("token create failed: \(result.stderr)") }
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -120,7 +137,7 @@ final class ServerProcess: @unchecked Sendable {
 
     /// Runs `kotasync-server` with `arguments` on this server's config and master database.
     func admin(_ arguments: [String], input: String? = nil) throws -> ProgramResult {
-        try run("kotasync-server", arguments + ["--config", config.path, "--db", database.path], input: input)
+        try run("kotasync-server", arguments + ["--config", config.path] + masterArguments, input: input)
     }
 
     /// Stops the server with SIGTERM: a graceful stop, which writes the queued audit entries.
