@@ -100,7 +100,7 @@ final class ServerProcess: @unchecked Sendable {
         let out = Pipe()
         process.standardOutput = out
         if let errors {
-            FileManager.default.createFile(atPath: errors.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
             process.standardError = try FileHandle(forWritingTo: errors)
         } else {
             process.standardError = FileHandle.standardError
