@@ -49,6 +49,35 @@ struct PostgresPushTests {
         }
     }
 
+    /// A push read again from its bytes as it is merged (a request body, an upload), longer
+    /// than one window of keys, merges on PostgreSQL as the decoded push does on SQLite.
+    @Test func aStreamedPushOfSeveralWindowsMergesAsTheDecodedOneOnSQLite() async throws {
+        let (sqlite, config) = try sqliteMaster(policyYAML)
+        var a = TestReplica(opd: "pkm-a")
+        var b = TestReplica(opd: "pkm-b")
+        let count = PostgresMergeStore.chunk * 2 + 37
+        let first = a.changeset(
+            stride(from: 0, to: count, by: 50).map {
+                .upsert("items", "i\($0)", ["lww_col": .text("a\($0)"), "qty": .integer(1)])
+            },
+            stamp: 1_000, config: config)
+        let second = b.changeset(
+            (0..<count).map { .upsert("items", "i\($0)", ["lww_col": .text("b\($0)"), "qty": .integer(2)]) },
+            stamp: 2_000, config: config)
+        try await withStore(config: config) { store in
+            _ = try await MergeBackend.postgres(store).reply(first, from: a.device)
+            _ = try await MergeBackend.sqlite(sqlite).reply(first, from: a.device)
+            let checked = try CheckedPush(
+                ChangesetCodec.encode(second), limits: config.limits.decodeLimits, schema: config.tables)
+            let streamed = try await store.push(checked, from: b.device)
+            let decoded = try await MergeBackend.sqlite(sqlite).reply(second, from: b.device)
+            let reply = try ProtocolJSON.decoder().decode(PushReply.self, from: streamed.reply)
+            #expect(reply.applied == count && !reply.conflicts.isEmpty)
+            #expect(MasterDump.timelessReply(reply) == MasterDump.timelessReply(decoded))
+            #expect(try await MergeBackend.postgres(store).dump() == (try await MergeBackend.sqlite(sqlite).dump()))
+        }
+    }
+
     // MARK: - Replays and refusals
 
     @Test func aReplayedChangesetGetsItsStoredReplyThroughEitherServerAndNothingTwice() async throws {

@@ -62,15 +62,17 @@ extension PostgresMasterStore {
     private func merge(_ validated: ValidatedChangeset, rows: PushRows, from device: Device) async throws
         -> PushOutcome
     {
-        let now = Date()
-        let outcome = try await master.blockingTransaction(lock: .merge) { connection in
-            var registered: [Int64: Writer] = [:]
-            return try PushEnvelope.merge(
-                validated, rows: rows, device: device, now: now, ledger: PostgresPushLedger(connection: connection),
-                window: PostgresMergeStore.chunk, registered: &registered
-            ) { registered in
-                try self.mergeWriter(connection, now: now, registered: registered)
-            }.0
+        let outcome = try await inMergeTurn {
+            let now = Date()
+            return try await master.blockingTransaction(lock: .merge) { connection in
+                var registered: [Int64: Writer] = [:]
+                return try PushEnvelope.merge(
+                    validated, rows: rows, device: device, now: now, ledger: PostgresPushLedger(connection: connection),
+                    window: PostgresMergeStore.chunk, registered: &registered
+                ) { registered in
+                    try self.mergeWriter(connection, now: now, registered: registered)
+                }.0
+            }
         }
         logger.info(
             "push merged",
@@ -79,6 +81,37 @@ extension PostgresMasterStore {
                 "replayed": "\(outcome.replayed)",
             ])
         return outcome
+    }
+
+    /// Runs `body` (a merge) when no other merge of this store runs, in arrival order.
+    ///
+    /// Merges of every server wait for the merge lock on PostgreSQL anyway; waiting here first
+    /// means a waiting merge holds neither a connection of the pool nor a thread of
+    /// `NIOThreadPool.singleton` (which NIO's blocking file I/O shares), so at most one thread of
+    /// this process blocks on the lock at a time.
+    func inMergeTurn<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        await withCheckedContinuation { (turn: CheckedContinuation<Void, Never>) in
+            let now = mergeCache.withLock { cache in
+                guard cache.merging else {
+                    cache.merging = true
+                    return true
+                }
+                cache.waiting.append(turn)
+                return false
+            }
+            if now { turn.resume() }
+        }
+        defer {
+            let next = mergeCache.withLock { cache in
+                guard !cache.waiting.isEmpty else {
+                    cache.merging = false
+                    return nil as CheckedContinuation<Void, Never>?
+                }
+                return cache.waiting.removeFirst()
+            }
+            next?.resume()
+        }
+        return try await body()
     }
 
     /// The merge procedure for one transaction at `now`, over this master's port on `connection`.
@@ -152,11 +185,15 @@ extension PostgresMasterStore {
     }
 }
 
-/// What every merge of one store looks up once: the tables' definitions, and the replicas'
-/// ids and OPDs by number (numbers are never reused, so an entry never goes stale).
+/// What every merge of one store looks up once — the tables' definitions, and the replicas'
+/// ids and OPDs by number (numbers are never reused, so an entry never goes stale) — and whose
+/// turn it is to merge (``PostgresMasterStore/inMergeTurn(_:)``).
 struct PostgresMergeCache: Sendable {
     var definitions: [String: PostgresTableDefinition]?
     var replicas: [Int64: PostgresReplicaName] = [0: PostgresReplicaName(writer: .master, opd: "master")]
+    /// Whether a merge of this store runs; the merges waiting for their turn, first first.
+    var merging = false
+    var waiting: [CheckedContinuation<Void, Never>] = []
 }
 
 /// A replica's id and OPD, as records name their writers.

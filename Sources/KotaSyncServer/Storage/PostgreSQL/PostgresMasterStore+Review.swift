@@ -42,13 +42,15 @@ extension PostgresMasterStore {
     public func resolveConflict(id: Int64, _ request: ResolveRequest, by reviewer: String) async throws
         -> ConflictReport
     {
-        let now = Date()
         let config = self.config
-        return try await master.blockingTransaction(lock: .merge) { connection in
-            var merger = try self.mergeWriter(connection, now: now)
-            try ReviewDecision(id: id, request: request, reviewer: reviewer, config: config).carryOut(with: &merger)
-            try merger.finish()
-            return try Self.report(id: id, connection)
+        return try await inMergeTurn {
+            let now = Date()
+            return try await master.blockingTransaction(lock: .merge) { connection in
+                var merger = try self.mergeWriter(connection, now: now)
+                try ReviewDecision(id: id, request: request, reviewer: reviewer, config: config).carryOut(with: &merger)
+                try merger.finish()
+                return try Self.report(id: id, connection)
+            }
         }
     }
 
