@@ -20,6 +20,8 @@ public final class PostgresMasterStore: Sendable {
     let logger: Logger
     /// Audit entries and token uses waiting for their batched write (`PostgresMasterStore+Audit`).
     let auditBuffer = Mutex(PostgresAuditBuffer())
+    /// What every merge of this store looks up once (`PostgresMasterStore+Push`).
+    let mergeCache = Mutex(PostgresMergeCache())
 
     /// A store over `master`, whose schema ``PostgresMaster/prepareSchema(for:)`` has prepared
     /// for `config`.

@@ -181,55 +181,10 @@ extension SQLiteMasterStore {
         }
     }
 
-    /// Conflict records as a device of `opd` is told of them — its conflict list and its push
-    /// reply both pass through here: the access service decides each one
-    /// (``AccessPolicy/deviceView(of:for:scopes:)``) from the scopes of the rows it names.
+    /// Conflict records as a device of `opd` is told of them (``ConflictDeviceView``, the
+    /// access service's view written once for both backends) — its conflict list and its push
+    /// reply both pass through it.
     func deviceView(_ records: [ConflictReport], for opd: String, db: Database) throws -> [ConflictReport] {
-        let access = config.access
-        return try records.compactMap { record in
-            try access.deviceView(of: record, for: opd, scopes: scopes(of: record, db: db))
-        }
-    }
-
-    /// The scope values of the rows `record` names: each as the master holds it, or, for a row
-    /// the master does not hold yet, as the change that holds its place gives it.
-    func scopes(of record: ConflictReport, db: Database) throws -> ConflictScopes {
-        let row =
-            try storedScope(record.table, key: record.primaryKey, db: db)
-            ?? heldScope(record.held?.values, table: record.table)
-            ?? pendingScope(record.table, key: record.primaryKey, db: db)
-        let related = try record.related.flatMap { r in
-            try storedScope(r.table, key: r.primaryKey, db: db) ?? pendingScope(r.table, key: r.primaryKey, db: db)
-        }
-        return ConflictScopes(row: row, related: related)
-    }
-
-    /// The scope value of a row the master holds (live or deleted); nil when it holds no such row.
-    private func storedScope(_ table: String, key: [SQLValue], db: Database) throws -> SQLValue? {
-        try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT scope FROM _ks_rows WHERE tbl = ? AND pk = ?"),
-            arguments: [table, Data(PrimaryKeyCoding.encode(key))]
-        ).map { SQLValue($0["scope"] as DatabaseValue) }
-    }
-
-    /// The scope value a held change gives its row (nil for a table without a scope column).
-    private func heldScope(_ values: [String: SQLValue]?, table: String) -> SQLValue? {
-        guard let column = config.rules.rules(for: table).scope else { return nil }
-        return values?[column]
-    }
-
-    /// The scope of a row the master does not hold but whose place a quarantined or held change
-    /// keeps (the first such record of the key).
-    private func pendingScope(_ table: String, key: [SQLValue], db: Database) throws -> SQLValue? {
-        guard
-            let stored = try String.fetchOne(
-                db.cachedStatement(
-                    sql: """
-                        SELECT held FROM _ks_conflicts
-                        WHERE kind IN ('unique', 'foreign_key') AND status IN ('open', 'held') AND tbl = ? AND pk = ?
-                        ORDER BY id LIMIT 1
-                        """), arguments: [table, Data(PrimaryKeyCoding.encode(key))])
-        else { return nil }
-        return heldScope(try? HeldChange(stored: stored).row.values, table: table)
+        try ConflictDeviceView(config: config, reader: SQLitePushLedger(db: db))(records, for: opd)
     }
 }

@@ -6,7 +6,9 @@ import KotaSyncSQLite
 extension SQLiteMasterStore {
     public func push(_ changeset: Changeset, from device: Device) async throws -> PushOutcome {
         // A changeset seen before gets its stored reply, whatever the schema says now.
-        if let stored = try await read({ db in try Self.storedReply(changeset.id, device: device, db: db) }) {
+        if let stored = try await read({ db in
+            try PushEnvelope.storedReply(changeset.id, device: device, ledger: SQLitePushLedger(db: db))
+        }) {
             return stored
         }
         let validated = try ChangesetValidator.validate(changeset, against: config.tables)
@@ -14,7 +16,9 @@ extension SQLiteMasterStore {
     }
 
     public func push(_ checked: CheckedPush, from device: Device) async throws -> PushOutcome {
-        if let stored = try await read({ db in try Self.storedReply(checked.changeset.id, device: device, db: db) }) {
+        if let stored = try await read({ db in
+            try PushEnvelope.storedReply(checked.changeset.id, device: device, ledger: SQLitePushLedger(db: db))
+        }) {
             return stored
         }
         let validated = try checked.validation.get()
@@ -95,119 +99,19 @@ extension SQLiteMasterStore {
     /// The most pushes one group commit takes.
     static let maxPushesPerCommit = 64
 
+    /// One push of a group commit, in its savepoint: the envelope (``PushEnvelope``) over this
+    /// master's ports.
     private func merge(
         _ validated: ValidatedChangeset, rows: PushRows, device: Device, db: Database, now: Date,
         registered known: inout [Int64: Writer]
     ) throws -> (PushOutcome, Writer?) {
-        let changeset = validated.changeset
-        let idBlob = Data(changeset.id.bytes)
-        // Again inside the transaction: another delivery may have committed since the first look.
-        if let stored = try Self.storedReply(changeset.id, device: device, db: db) { return (stored, nil) }
-        guard changeset.replicaID != .zero else {
-            throw SyncError(.changesetMalformed, "The changeset has no replica id.")
+        try PushEnvelope.merge(
+            validated, rows: rows, device: device, now: now, ledger: SQLitePushLedger(db: db),
+            window: SQLiteMergeStore.chunk, registered: &known
+        ) { registered in
+            // Replicas registered earlier in this group commit are not in `writers` yet.
+            try mergeWriter(db: db, now: now, resolve: { number in registered[number] ?? self.writer(number: number) })
         }
-        let writer: Writer
-        var registered: Writer?
-        let nowText = Timestamp.string(now)
-        if let row = try Row.fetchOne(
-            db, sql: "SELECT number, opd, last_sequence FROM _ks_replicas WHERE uuid = ?",
-            arguments: [Data(changeset.replicaID.bytes)])
-        {
-            guard row["opd"] as String == device.opd else {
-                throw SyncError(
-                    .forbidden,
-                    "Replica \(changeset.replicaID) belongs to another OPD; a device token of \(device.opd) cannot push for it."
-                )
-            }
-            let last: Int64 = row["last_sequence"]
-            guard changeset.firstSequence > UInt64(last) else {
-                throw SyncError(
-                    .sequenceConflict,
-                    "The server already applied this replica's changes up to \(last), but this changeset starts at \(changeset.firstSequence) with a new id. Was the replica restored from a backup? Re-initialise it with `kotasync init`."
-                )
-            }
-            writer = self.writer(number: row["number"])
-        } else {
-            try db.execute(
-                sql: "INSERT INTO _ks_replicas(uuid, opd, first_seen_at) VALUES (?, ?, ?)",
-                arguments: [Data(changeset.replicaID.bytes), device.opd, nowText])
-            writer = Writer(number: db.lastInsertedRowID, id: changeset.replicaID)
-            registered = writer
-            known[writer.number] = writer
-        }
-        // Replicas registered earlier in this group commit are not in `writers` yet.
-        let registeredInBatch = known
-
-        var merge = try mergeWriter(
-            db: db, now: now, resolve: { number in registeredInBatch[number] ?? self.writer(number: number) })
-        try rows.forEachWindow(validated, size: SQLiteMergeStore.chunk) { window in
-            // The state of every key of the window (and of the parents it names), read set-based.
-            try merge.prefetch(window.map(\.row), of: validated)
-            for (index, row) in window {
-                func refuse(_ message: String) -> SyncError {
-                    let table = validated.tables[row.table].name
-                    return SyncError(
-                        .constraintViolation,
-                        "Row \(index) (\(table) \(row.primaryKey.map(\.description).joined(separator: ", "))) breaks a constraint of the master: \(message). Correct it on the replica."
-                    )
-                }
-                do {
-                    try merge.merge(row, of: validated, writer: writer, opd: device.opd)
-                } catch let error as MergeStoreConstraintViolation {
-                    throw refuse(error.message)
-                } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
-                    throw refuse(error.message ?? "\(error)")
-                }
-            }
-        }
-        try merge.finish()
-        let reply = PushReply(
-            changesetId: changeset.id, replicaId: changeset.replicaID, rows: rows.count,
-            applied: merge.applied,
-            clampedStamps: merge.clamped, masterSequence: merge.version,
-            // The access service's device view: the merge reports every record it makes or
-            // re-points, other OPDs' among them.
-            conflicts: try deviceView(merge.reports, for: device.opd, db: db),
-            rejected: merge.rejected.isEmpty ? nil : merge.rejected)
-        let replyData = try ProtocolJSON.encoder().encode(reply)
-        try db.execute(
-            sql: """
-                INSERT INTO _ks_changesets(id, replica, first_sequence, last_sequence, rows, received_at, reply)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """,
-            arguments: [
-                idBlob, writer.number, Int64(changeset.firstSequence), Int64(changeset.lastSequence), rows.count,
-                nowText, replyData,
-            ])
-        try db.execute(
-            sql: "UPDATE _ks_replicas SET last_sequence = ?, last_push_at = ? WHERE number = ?",
-            arguments: [Int64(changeset.lastSequence), nowText, writer.number])
-        if !merge.rejected.isEmpty {
-            // Counted for the overview's "refused" column.
-            try db.execute(
-                sql: """
-                    INSERT INTO _ks_devices(replica, last_seen_at, refused) VALUES (?1, ?2, ?3)
-                    ON CONFLICT(replica) DO UPDATE SET refused = refused + ?3
-                    """, arguments: [writer.number, nowText, merge.rejected.count])
-        }
-        return (PushOutcome(reply: replyData, replayed: false), registered)
-    }
-
-    /// The reply stored for changeset `id`, if it was applied before. Only a device of the OPD
-    /// that pushed it may see it again.
-    static func storedReply(_ id: UUID, device: Device, db: Database) throws -> PushOutcome? {
-        guard
-            let row = try Row.fetchOne(
-                db,
-                sql: """
-                    SELECT c.reply, r.opd FROM _ks_changesets c JOIN _ks_replicas r ON r.number = c.replica
-                    WHERE c.id = ?
-                    """, arguments: [Data(id.bytes)])
-        else { return nil }
-        guard row["opd"] as String == device.opd else {
-            throw SyncError(.forbidden, "Changeset \(id) was pushed by another OPD.")
-        }
-        return PushOutcome(reply: row["reply"], replayed: true)
     }
 
     /// The merge procedure for one transaction at `now`, over this master's port.
@@ -224,78 +128,6 @@ extension SQLiteMasterStore {
         if number == 0 { return "master" }
         return (try? String.fetchOne(db, sql: "SELECT opd FROM _ks_replicas WHERE number = ?", arguments: [number]))
             ?? "?"
-    }
-}
-
-/// Where a waiting push's rows are: decoded in memory, or to be read again from the changeset's
-/// bytes as they are merged.
-enum PushRows: Sendable {
-    case decoded([Changeset.Row])
-    case streamed(CheckedPush)
-
-    var count: Int {
-        switch self {
-        case .decoded(let rows): rows.count
-        case .streamed(let checked): checked.rowCount
-        }
-    }
-
-    /// Calls `body` with the rows in order, `size` at a time with their indexes (a window of a
-    /// streamed changeset is all of it that is decoded at once). A streamed row is checked
-    /// against the schema again before `body` sees it; any error stops the walk (and so rolls
-    /// back the push's savepoint).
-    func forEachWindow(
-        _ validated: ValidatedChangeset, size: Int, _ body: ([(index: Int, row: Changeset.Row)]) throws -> Void
-    ) throws {
-        switch self {
-        case .decoded(let rows):
-            var start = 0
-            while start < rows.count {
-                let end = min(start + size, rows.count)
-                try body((start..<end).map { ($0, rows[$0]) })
-                start = end
-            }
-        case .streamed(let checked):
-            var stream = try checked.rows()
-            var window: [(index: Int, row: Changeset.Row)] = []
-            window.reserveCapacity(size)
-            while true {
-                let next: (index: Int, row: Changeset.Row)
-                do {
-                    guard let row = try stream.next() else { break }
-                    let index = stream.rowsRead - 1
-                    try validated.check(row, index: index)
-                    next = (index, row)
-                } catch {
-                    // The rows before a bad one are merged first, as one by one: what they
-                    // meet (a constraint of the master) is the error the pusher hears, not the
-                    // bad row after them.
-                    if !window.isEmpty { try body(window) }
-                    throw error
-                }
-                window.append(next)
-                if window.count == size {
-                    try body(window)
-                    window.removeAll(keepingCapacity: true)
-                }
-            }
-            if !window.isEmpty { try body(window) }
-        }
-    }
-}
-
-/// Remembers a function's answers: an OPD name is looked up once per merge, not once per record.
-final class Memo<Key: Hashable, Value> {
-    private var known: [Key: Value] = [:]
-    private let compute: (Key) -> Value
-
-    init(_ compute: @escaping (Key) -> Value) { self.compute = compute }
-
-    func callAsFunction(_ key: Key) -> Value {
-        if let value = known[key] { return value }
-        let value = compute(key)
-        known[key] = value
-        return value
     }
 }
 

@@ -1,0 +1,800 @@
+import Foundation
+import KotaSyncCore
+import NIOCore
+import PostgresNIO
+
+/// The merge's port (``MergeStore``) on the PostgreSQL master, on one blocking connection inside
+/// the transaction ``PostgresMaster/blockingTransaction(lock:_:)`` opened under the merge lock.
+///
+/// Every statement is a network round trip, so the port is set-based where the procedure is
+/// hot: ``rows(of:keys:blocking:)`` reads the heads, values, standing and blocking records of a
+/// window of keys with one statement each (`pk = ANY($n)`, or a `VALUES` list of typed keys
+/// joined to the table); row writes of tables without a UNIQUE index besides the key, row
+/// deletes, bookkeeping heads, history entries, new records and their supersessions are
+/// buffered and written in multi-row statements before anything reads those tables, before a
+/// savepoint starts or ends, and when the merge ends (``flush()``).
+///
+/// PostgreSQL aborts a transaction at its first failed statement, so a write is made only when
+/// it cannot fail by a constraint the procedure reacts to: a row of a table with UNIQUE indexes
+/// is checked first (``uniqueCollisions(of:rows:)``, one statement per index) and written only
+/// when it collides with nothing — otherwise ``RowWriteOutcome/uniqueViolation(with:column:message:)``
+/// and nothing is written; a NOT NULL column left NULL is refused before the write
+/// (``MergeStoreConstraintViolation``). Any other constraint error PostgreSQL raises leaves as a
+/// ``MergeStoreConstraintViolation`` too, and the caller rolls the transaction (or the savepoint)
+/// back, so the connection is usable again.
+///
+/// Record ids: the largest id plus one, read once per transaction, as SQLite numbers an
+/// `INTEGER PRIMARY KEY` — so a buffered record's id is known at once, ids grow with every
+/// record (merges hold the merge lock, the only writer of records), and a master gives the
+/// same ids on both backends. The identity sequence of `kotasync.conflicts` is moved along in
+/// the same statement that inserts, so an insert that takes its default still gets a new id.
+final class PostgresMergeStore: MergeStore {
+    /// Keys per set-based read.
+    static let chunk = 500
+    /// Rows per multi-row write (fewer when a row takes many parameters).
+    static let batch = 64
+
+    private let connection: PostgresBlockingConnection
+    private let definitions: [String: PostgresTableDefinition]
+    private let describe: (Int64) -> String
+
+    private var pendingRows: [String: PendingRows] = [:]
+    private var pendingRecords: [StoredConflict] = []
+    private var pendingSupersede: [Int64] = []
+    private var pendingHeads: [HeadWrite] = []
+    private var pendingHistory: [HistoryEntry] = []
+    private var nextRecordID: Int64?
+    private var savepoints = 0
+
+    /// A table's buffered row writes: the last write of each key (a value, or nil for a delete).
+    private struct PendingRows {
+        var order: [[UInt8]] = []
+        var writes: [[UInt8]: (key: [SQLValue], values: [SQLValue]?)] = [:]
+
+        mutating func set(_ pk: [UInt8], key: [SQLValue], values: [SQLValue]?) {
+            if writes.updateValue((key, values), forKey: pk) == nil { order.append(pk) }
+        }
+    }
+
+    /// A row (and a version of it) as a dictionary key.
+    private struct RowID: Hashable {
+        var table: String
+        var pk: [UInt8]
+        var version: UInt64 = 0
+    }
+
+    init(
+        connection: PostgresBlockingConnection, definitions: [String: PostgresTableDefinition],
+        describe: @escaping (Int64) -> String
+    ) {
+        self.connection = connection
+        self.definitions = definitions
+        self.describe = describe
+    }
+
+    // MARK: - Statements
+
+    private func definition(_ table: TableSchema) throws -> PostgresTableDefinition {
+        guard let definition = definitions[table.name] else {
+            throw SyncError(.internalError, "Table \(table.name) has no definition on this master.")
+        }
+        return definition
+    }
+
+    /// Runs a statement, turning PostgreSQL's constraint errors (SQLSTATE class 23) into the port's.
+    @discardableResult
+    private func run(_ statement: PostgresStatement, _ sql: String) throws -> [PostgresRow] {
+        do {
+            return try connection.rows(statement.query(sql))
+        } catch let error as PSQLError where error.serverInfo?[.sqlState]?.hasPrefix("23") == true {
+            // The server's message names the constraint, never a value (the detail would).
+            throw MergeStoreConstraintViolation(message: error.serverInfo?[.message] ?? "constraint failed")
+        }
+    }
+
+    private static func bytes(_ cell: PostgresCell) throws -> [UInt8] {
+        Array(buffer: try cell.decode(ByteBuffer.self))
+    }
+
+    /// How many rows of `parameters` each fit one statement.
+    private static func rowsPerStatement(_ parameters: Int) -> Int {
+        max(1, min(batch, PostgresStatement.maxParameters / max(1, parameters)))
+    }
+
+    // MARK: - Versions and transactions
+
+    func latestVersion() throws -> UInt64 {
+        try flush()
+        let rows = try run(PostgresStatement(), "SELECT coalesce(max(version), 0) FROM kotasync.rows")
+        return UInt64(bitPattern: try rows.first?.decode(Int64.self) ?? 0)
+    }
+
+    func inSavepoint(_ body: () throws -> Void) throws {
+        try flush()
+        let nextID = nextRecordID
+        savepoints += 1
+        let name = "ks_\(savepoints)"
+        defer { savepoints -= 1 }
+        try connection.run(sql: "SAVEPOINT \(name)")
+        do {
+            try body()
+            try flush()
+        } catch {
+            // Rolled back: what it buffered never happened.
+            nextRecordID = nextID
+            pendingRows.removeAll()
+            pendingRecords.removeAll()
+            pendingSupersede.removeAll()
+            pendingHeads.removeAll()
+            pendingHistory.removeAll()
+            try connection.run(sql: "ROLLBACK TO SAVEPOINT \(name)")
+            try connection.run(sql: "RELEASE SAVEPOINT \(name)")
+            throw error
+        }
+        try connection.run(sql: "RELEASE SAVEPOINT \(name)")
+    }
+
+    func flush() throws {
+        try flushRows()
+        try flushRecords()
+        try flushHeads()
+        try flushHistory()
+    }
+
+    private func flushRows() throws {
+        guard !pendingRows.isEmpty else { return }
+        let tables = pendingRows
+        pendingRows.removeAll()
+        for (name, pending) in tables.sorted(by: { $0.key < $1.key }) {
+            guard let definition = definitions[name] else { continue }
+            let writes = pending.order.compactMap { pk in pending.writes[pk] }
+            let deletes = writes.filter { $0.values == nil }.map(\.key)
+            let upserts = writes.compactMap { w in w.values.map { (w.key, $0) } }
+            try delete(definition, keys: deletes)
+            try upsert(definition, rows: upserts)
+        }
+    }
+
+    private func delete(_ definition: PostgresTableDefinition, keys: [[SQLValue]]) throws {
+        guard !keys.isEmpty else { return }
+        let keyNames = definition.schema.primaryKey.map { PostgresTableDefinition.quote($0.name) }
+        let perRow = definition.keyTypes.reduce(0) { $0 + $1.parameterCount }
+        let step = Self.rowsPerStatement(perRow)
+        var start = 0
+        while start < keys.count {
+            let end = min(start + step, keys.count)
+            var statement = PostgresStatement()
+            var rows: [String] = []
+            for key in keys[start..<end] {
+                var cells: [String] = []
+                for (value, type) in zip(key, definition.keyTypes) {
+                    cells.append(try statement.value(value, as: type))
+                }
+                rows.append("(" + cells.joined(separator: ", ") + ")")
+            }
+            let aliases = keyNames.indices.map { "k\($0)" }
+            let join = zip(keyNames, aliases).map { "t.\($0) = d.\($1)" }.joined(separator: " AND ")
+            try run(
+                statement,
+                """
+                DELETE FROM \(definition.qualifiedName) AS t USING (VALUES \(rows.joined(separator: ", "))) \
+                AS d(\(aliases.joined(separator: ", "))) WHERE \(join)
+                """)
+            start = end
+        }
+    }
+
+    private func upsert(_ definition: PostgresTableDefinition, rows: [([SQLValue], [SQLValue])]) throws {
+        guard !rows.isEmpty else { return }
+        let schema = definition.schema
+        let names = (schema.primaryKey + schema.columns).map { PostgresTableDefinition.quote($0.name) }
+        let keyNames = schema.primaryKey.map { PostgresTableDefinition.quote($0.name) }
+        let onConflict =
+            schema.columns.isEmpty
+            ? "DO NOTHING"
+            : "DO UPDATE SET "
+                + schema.columns.map { PostgresTableDefinition.quote($0.name) }.map { "\($0) = excluded.\($0)" }
+                .joined(separator: ", ")
+        let perRow = definition.allTypes.reduce(0) { $0 + $1.parameterCount }
+        let step = Self.rowsPerStatement(perRow)
+        var start = 0
+        while start < rows.count {
+            let end = min(start + step, rows.count)
+            var statement = PostgresStatement()
+            var tuples: [String] = []
+            for (key, values) in rows[start..<end] {
+                var cells: [String] = []
+                for (value, type) in zip(key + values, definition.allTypes) {
+                    cells.append(try statement.value(value, as: type))
+                }
+                tuples.append("(" + cells.joined(separator: ", ") + ")")
+            }
+            try run(
+                statement,
+                """
+                INSERT INTO \(definition.qualifiedName) (\(names.joined(separator: ", "))) \
+                VALUES \(tuples.joined(separator: ", ")) ON CONFLICT (\(keyNames.joined(separator: ", "))) \(onConflict)
+                """)
+            start = end
+        }
+    }
+
+    private func flushRecords() throws {
+        if !pendingRecords.isEmpty {
+            let records = pendingRecords
+            pendingRecords.removeAll()
+            let step = Self.rowsPerStatement(36)
+            var start = 0
+            while start < records.count {
+                let end = min(start + step, records.count)
+                var statement = PostgresStatement()
+                var tuples: [String] = []
+                for record in records[start..<end] {
+                    tuples.append(try PostgresConflictRow.bind(record, into: &statement))
+                }
+                try run(
+                    statement,
+                    """
+                    WITH inserted AS (
+                        INSERT INTO kotasync.conflicts (\(PostgresConflictRow.insertColumns))
+                        VALUES \(tuples.joined(separator: ", ")) RETURNING id
+                    )
+                    SELECT setval(pg_get_serial_sequence('kotasync.conflicts', 'id'), (SELECT max(id) FROM inserted))
+                    """)
+                start = end
+            }
+        }
+        if !pendingSupersede.isEmpty {
+            var statement = PostgresStatement()
+            let ids = statement.bind(pendingSupersede)
+            pendingSupersede.removeAll()
+            try run(statement, "UPDATE kotasync.conflicts SET status = 'superseded' WHERE id = ANY(\(ids))")
+        }
+    }
+
+    private func flushHeads() throws {
+        guard !pendingHeads.isEmpty else { return }
+        // One entry per row and statement: PostgreSQL's upsert may not touch a row twice.
+        var last: [RowID: Int] = [:]
+        for (i, head) in pendingHeads.enumerated() {
+            last[RowID(table: head.table, pk: PrimaryKeyCoding.encode(head.key))] = i
+        }
+        let heads = last.values.sorted().map { pendingHeads[$0] }
+        pendingHeads.removeAll()
+        let step = Self.rowsPerStatement(11)
+        var start = 0
+        while start < heads.count {
+            let end = min(start + step, heads.count)
+            var statement = PostgresStatement()
+            var tuples: [String] = []
+            for head in heads[start..<end] {
+                let cells = [
+                    statement.bind(head.table),
+                    statement.bind(PostgresStatement.bytes(PrimaryKeyCoding.encode(head.key))),
+                    statement.bind(Int64(bitPattern: head.version)), statement.bind(head.deleted),
+                    statement.bind(Int32(clamping: head.openConflicts)),
+                    statement.bind(PostgresStatement.bytes(head.clocks)), try statement.value(head.scope, as: .value),
+                    statement.bind(head.goneFor),
+                ]
+                tuples.append("(" + cells.joined(separator: ", ") + ")")
+            }
+            try run(
+                statement,
+                """
+                INSERT INTO kotasync.rows (tbl, pk, version, deleted, open_conflicts, clocks, scope, gone_for) \
+                VALUES \(tuples.joined(separator: ", ")) \
+                ON CONFLICT (tbl, pk) DO UPDATE SET version = excluded.version, deleted = excluded.deleted, \
+                open_conflicts = excluded.open_conflicts, clocks = excluded.clocks, scope = excluded.scope, \
+                gone_for = excluded.gone_for
+                """)
+            start = end
+        }
+    }
+
+    private func flushHistory() throws {
+        guard !pendingHistory.isEmpty else { return }
+        var last: [RowID: Int] = [:]
+        for (i, entry) in pendingHistory.enumerated() {
+            last[RowID(table: entry.table, pk: PrimaryKeyCoding.encode(entry.key), version: entry.version)] = i
+        }
+        let entries = last.values.sorted().map { pendingHistory[$0] }
+        pendingHistory.removeAll()
+        let step = Self.rowsPerStatement(8)
+        var start = 0
+        while start < entries.count {
+            let end = min(start + step, entries.count)
+            var statement = PostgresStatement()
+            var tuples: [String] = []
+            for entry in entries[start..<end] {
+                let cells = [
+                    statement.bind(entry.table),
+                    statement.bind(PostgresStatement.bytes(PrimaryKeyCoding.encode(entry.key))),
+                    statement.bind(Int64(bitPattern: entry.version)), statement.bind(entry.writer),
+                    statement.bind(Int64(bitPattern: entry.stamp.rawValue)),
+                    statement.bind(Int16(entry.operation.rawValue)),
+                    statement.bind(PostgresStatement.bytes(HistoryCoding.encode(entry.old))),
+                    statement.bind(entry.clamped),
+                ]
+                tuples.append("(" + cells.joined(separator: ", ") + ")")
+            }
+            try run(
+                statement,
+                """
+                INSERT INTO kotasync.history (tbl, pk, version, writer, stamp, op, old, clamped) \
+                VALUES \(tuples.joined(separator: ", ")) \
+                ON CONFLICT (tbl, pk, version) DO UPDATE SET writer = excluded.writer, stamp = excluded.stamp, \
+                op = excluded.op, old = excluded.old, clamped = excluded.clamped
+                """)
+            start = end
+        }
+    }
+
+    // MARK: - Rows, read set-based
+
+    /// Records that keep a row's later changes waiting.
+    static let blocking = "c.kind IN ('unique', 'foreign_key', 'queued') AND c.status IN ('open', 'held')"
+    /// Records that are heads that lost: the merge engine's input.
+    static let standing =
+        "c.status IN ('open', 'auto') AND c.kind IN ('update_update', 'insert_insert', 'delete_update') AND c.policy <> 'additive'"
+
+    private func conflicts(_ statement: PostgresStatement, where clause: String, order: Bool = true) throws
+        -> [StoredConflict]
+    {
+        try run(
+            statement,
+            "SELECT \(PostgresConflictRow.columns()) FROM kotasync.conflicts c WHERE \(clause)\(order ? " ORDER BY c.id" : "")"
+        ).map { try PostgresConflictRow.decode($0.makeRandomAccess()) }
+    }
+
+    func rows(of table: TableSchema, keys: [[SQLValue]], blocking: Bool) throws -> [RowState] {
+        try flush()
+        var states = [RowState](repeating: RowState(head: nil, values: nil, standing: []), count: keys.count)
+        var start = 0
+        while start < keys.count {
+            let end = min(start + Self.chunk, keys.count)
+            try read(table, keys: keys, range: start..<end, blocking: blocking, into: &states)
+            start = end
+        }
+        return states
+    }
+
+    /// Reads keys `range` of `keys` into `states`: one statement for the heads, one for the
+    /// values, one for the standing records of the keys that have some, one for blocking records.
+    private func read(
+        _ table: TableSchema, keys: [[SQLValue]], range: Range<Int>, blocking: Bool, into states: inout [RowState]
+    ) throws {
+        let definition = try definition(table)
+        let pks = range.map { PrimaryKeyCoding.encode(keys[$0]) }
+        var position: [[UInt8]: [Int]] = [:]
+        for (i, pk) in zip(range, pks) { position[pk, default: []].append(i) }
+
+        // The bookkeeping heads.
+        var heads = PostgresStatement()
+        let name = heads.bind(table.name)
+        let list = heads.bind(pks.map(PostgresStatement.bytes))
+        var withRecords: [[UInt8]] = []
+        for row in try run(
+            heads,
+            """
+            SELECT pk, version, deleted, open_conflicts::bigint, clocks, \
+            \(PostgresColumnType.value.select("scope").joined(separator: ", ")), gone_for
+            FROM kotasync.rows WHERE tbl = \(name) AND pk = ANY(\(list))
+            """)
+        {
+            let cells = row.makeRandomAccess()
+            let pk = try Self.bytes(cells[0])
+            let head = StoredHead(
+                version: UInt64(bitPattern: try cells[1].decode(Int64.self)), deleted: try cells[2].decode(Bool.self),
+                openConflicts: try cells[3].decode(Int64.self), clocks: try Self.bytes(cells[4]),
+                scope: try PostgresColumnType.value.decode(cells, at: 5), goneFor: try cells[9].decode(String?.self))
+            if head.openConflicts > 0 { withRecords.append(pk) }
+            for i in position[pk] ?? [] { states[i].head = head }
+        }
+
+        // The current values, matched to the keys asked for by position, each key typed as its
+        // column is.
+        var values = PostgresStatement()
+        var tuples: [String] = []
+        for i in range {
+            var cells = [values.bind(Int64(i))]
+            for (value, type) in zip(keys[i], definition.keyTypes) { cells.append(try values.value(value, as: type)) }
+            tuples.append("(" + cells.joined(separator: ", ") + ")")
+        }
+        let keyNames = table.primaryKey.map { PostgresTableDefinition.quote($0.name) }
+        let aliases = keyNames.indices.map { "k\($0)" }
+        let join = zip(keyNames, aliases).map { "t.\($0) = k.\($1)" }.joined(separator: " AND ")
+        let selected =
+            table.columns.isEmpty
+            ? "1"
+            : zip(table.columns, definition.columnTypes).flatMap { column, type in
+                type.select("t.\(PostgresTableDefinition.quote(column.name))")
+            }.joined(separator: ", ")
+        for row in try run(
+            values,
+            """
+            SELECT k.i, \(selected) FROM (VALUES \(tuples.joined(separator: ", "))) AS k(i, \(aliases.joined(separator: ", ")))
+            JOIN \(definition.qualifiedName) AS t ON \(join)
+            """)
+        {
+            let cells = row.makeRandomAccess()
+            let i = Int(try cells[0].decode(Int64.self))
+            var read: [SQLValue] = []
+            var next = 1
+            for type in definition.columnTypes {
+                read.append(try type.decode(cells, at: next))
+                next += type.selectCount
+            }
+            states[i].values = read
+        }
+
+        if !withRecords.isEmpty {
+            var standing = PostgresStatement()
+            let name = standing.bind(table.name)
+            let list = standing.bind(withRecords.map(PostgresStatement.bytes))
+            for record in try conflicts(standing, where: "c.tbl = \(name) AND c.pk = ANY(\(list)) AND \(Self.standing)")
+            {
+                for i in position[PrimaryKeyCoding.encode(record.key)] ?? [] { states[i].standing.append(record) }
+            }
+        }
+        if blocking {
+            var statement = PostgresStatement()
+            let name = statement.bind(table.name)
+            let list = statement.bind(pks.map(PostgresStatement.bytes))
+            for record in try conflicts(
+                statement, where: "c.tbl = \(name) AND c.pk = ANY(\(list)) AND \(Self.blocking)")
+            {
+                for i in position[PrimaryKeyCoding.encode(record.key)] ?? [] where states[i].firstBlocking == nil {
+                    states[i].firstBlocking = record
+                }
+            }
+        }
+    }
+
+    func keys(of table: TableSchema, where columns: [String], equal values: [SQLValue]) throws -> [[SQLValue]] {
+        try flush()
+        let definition = try definition(table)
+        var statement = PostgresStatement()
+        var terms: [String] = []
+        for (column, value) in zip(columns, values) {
+            guard let c = table.columns.firstIndex(where: { $0.name == column }) else {
+                guard let k = table.primaryKey.firstIndex(where: { $0.name == column }) else { return [] }
+                terms.append(
+                    "\(PostgresTableDefinition.quote(column)) = \(try statement.value(value, as: definition.keyTypes[k]))"
+                )
+                continue
+            }
+            // SQL `=`: NULL matches nothing.
+            guard value != .null else { return [] }
+            terms.append(
+                "\(PostgresTableDefinition.quote(column)) = \(try statement.value(value, as: definition.columnTypes[c]))"
+            )
+        }
+        let selected = zip(table.primaryKey, definition.keyTypes).flatMap { column, type in
+            type.select(PostgresTableDefinition.quote(column.name))
+        }
+        return try run(
+            statement,
+            "SELECT \(selected.joined(separator: ", ")) FROM \(definition.qualifiedName) WHERE \(terms.joined(separator: " AND "))"
+        ).map { row in try Self.key(row.makeRandomAccess(), definition) }
+    }
+
+    private static func key(_ cells: PostgresRandomAccessRow, _ definition: PostgresTableDefinition, at first: Int = 0)
+        throws -> [SQLValue]
+    {
+        var key: [SQLValue] = []
+        var next = first
+        for type in definition.keyTypes {
+            key.append(try type.decode(cells, at: next))
+            next += type.selectCount
+        }
+        return key
+    }
+
+    // MARK: - Rows, written
+
+    func writeRow(_ table: TableSchema, key: [SQLValue], values: [SQLValue]) throws -> RowWriteOutcome {
+        let definition = try definition(table)
+        // PostgreSQL would abort the transaction on these: refuse them before the write.
+        for (column, value) in zip(table.columns, values) where column.notNull && value == .null {
+            throw MergeStoreConstraintViolation(message: "NOT NULL constraint failed: \(table.name).\(column.name)")
+        }
+        // The values must bind now, not at the flush: a refusal names this row.
+        _ = try definition.bindRow(key: key, values: values)
+        if !definition.uniqueIndexes.isEmpty {
+            if let collision = try uniqueCollisions(of: table, rows: [(key, values)])[0] {
+                return .uniqueViolation(
+                    with: collision.key, column: collision.column,
+                    message:
+                        "UNIQUE constraint failed: \(collision.index.map { "\(table.name).\($0)" }.joined(separator: ", "))"
+                )
+            }
+        }
+        pendingRows[table.name, default: PendingRows()].set(
+            PrimaryKeyCoding.encode(key), key: key, values: values)
+        if !definition.uniqueIndexes.isEmpty {
+            // Written at once: the next row's check must see it.
+            try flushRows()
+        }
+        return .written
+    }
+
+    func uniqueCollisions(of table: TableSchema, rows: [(key: [SQLValue], values: [SQLValue])]) throws
+        -> [UniqueCollision?]
+    {
+        let definition = try definition(table)
+        var found = [UniqueCollision?](repeating: nil, count: rows.count)
+        guard !definition.uniqueIndexes.isEmpty, !rows.isEmpty else { return found }
+        try flush()
+        let keyNames = table.primaryKey.map { PostgresTableDefinition.quote($0.name) }
+        let selectedKey = zip(table.primaryKey, definition.keyTypes).flatMap { column, type in
+            type.select("t.\(PostgresTableDefinition.quote(column.name))")
+        }
+        _ = keyNames
+        for index in definition.uniqueIndexes {
+            // Each index's columns: (is it a key column, position).
+            let parts: [(type: PostgresColumnType, value: (Int) -> SQLValue)] = index.compactMap { name in
+                if let k = table.primaryKey.firstIndex(where: { $0.name == name }) {
+                    return (definition.keyTypes[k], { rows[$0].key[k] })
+                }
+                if let c = table.columns.firstIndex(where: { $0.name == name }) {
+                    return (definition.columnTypes[c], { rows[$0].values[c] })
+                }
+                return nil
+            }
+            guard parts.count == index.count else { continue }
+            // Rows already found colliding keep their first index; a NULL never collides.
+            let candidates = rows.indices.filter { i in found[i] == nil && !parts.contains { $0.value(i) == .null } }
+            guard !candidates.isEmpty else { continue }
+            var statement = PostgresStatement()
+            var tuples: [String] = []
+            for i in candidates {
+                var cells = [statement.bind(Int64(i))]
+                for part in parts { cells.append(try statement.value(part.value(i), as: part.type)) }
+                tuples.append("(" + cells.joined(separator: ", ") + ")")
+            }
+            let aliases = index.indices.map { "u\($0)" }
+            let join = zip(index, aliases).map { "t.\(PostgresTableDefinition.quote($0)) = r.\($1)" }
+                .joined(separator: " AND ")
+            let column = index.first { name in table.columns.contains { $0.name == name } }
+            for row in try run(
+                statement,
+                """
+                SELECT r.i, \(selectedKey.joined(separator: ", ")) \
+                FROM (VALUES \(tuples.joined(separator: ", "))) AS r(i, \(aliases.joined(separator: ", "))) \
+                JOIN \(definition.qualifiedName) AS t ON \(join)
+                """)
+            {
+                let cells = row.makeRandomAccess()
+                let i = Int(try cells[0].decode(Int64.self))
+                let other = try Self.key(cells, definition, at: 1)
+                // (The row itself holds its own values: no collision.)
+                guard found[i] == nil, other != rows[i].key else { continue }
+                found[i] = UniqueCollision(key: other, index: index, column: column)
+            }
+        }
+        return found
+    }
+
+    func deleteRow(_ table: TableSchema, key: [SQLValue]) throws {
+        _ = try definition(table)
+        pendingRows[table.name, default: PendingRows()].set(PrimaryKeyCoding.encode(key), key: key, values: nil)
+    }
+
+    // MARK: - Bookkeeping of rows
+
+    func writeHead(_ head: HeadWrite) throws {
+        pendingHeads.append(head)
+    }
+
+    func moveVersion(of table: TableSchema, key: [SQLValue], to version: UInt64) throws {
+        try flush()
+        var statement = PostgresStatement()
+        let sql = """
+            UPDATE kotasync.rows SET version = \(statement.bind(Int64(bitPattern: version))) \
+            WHERE tbl = \(statement.bind(table.name)) AND pk = \(statement.bind(PostgresStatement.bytes(PrimaryKeyCoding.encode(key))))
+            """
+        try run(statement, sql)
+    }
+
+    func appendHistory(_ entry: HistoryEntry) throws {
+        pendingHistory.append(entry)
+    }
+
+    func valuesAtLastDeletion(of table: TableSchema, key: [SQLValue]) throws -> [(Int, SQLValue)]? {
+        // Buffered entries are newer than every written one.
+        let pk = PrimaryKeyCoding.encode(key)
+        if let entry = pendingHistory.last(where: {
+            $0.operation == .delete && $0.table == table.name && PrimaryKeyCoding.encode($0.key) == pk
+        }) {
+            return entry.old
+        }
+        var statement = PostgresStatement()
+        let sql = """
+            SELECT old FROM kotasync.history WHERE tbl = \(statement.bind(table.name)) \
+            AND pk = \(statement.bind(PostgresStatement.bytes(pk))) AND op = 3 ORDER BY version DESC LIMIT 1
+            """
+        guard let row = try run(statement, sql).first else { return nil }
+        return try HistoryCoding.decode(Self.bytes(row.makeRandomAccess()[0]))
+    }
+
+    func firstReplaced(of table: TableSchema, key: [SQLValue], column: Int, after version: UInt64) throws -> SQLValue? {
+        let pk = PrimaryKeyCoding.encode(key)
+        var statement = PostgresStatement()
+        let sql = """
+            SELECT old FROM kotasync.history WHERE tbl = \(statement.bind(table.name)) \
+            AND pk = \(statement.bind(PostgresStatement.bytes(pk))) AND version > \(statement.bind(Int64(bitPattern: version))) \
+            ORDER BY version
+            """
+        for row in try run(statement, sql) {
+            if let hit = try HistoryCoding.decode(Self.bytes(row.makeRandomAccess()[0])).first(where: { $0.0 == column }
+            ) {
+                return hit.1
+            }
+        }
+        // Buffered entries are newer than every written one, and in version order.
+        for entry in pendingHistory
+        where entry.version > version && entry.table == table.name && PrimaryKeyCoding.encode(entry.key) == pk {
+            if let value = entry.old.first(where: { $0.0 == column })?.1 { return value }
+        }
+        return nil
+    }
+
+    // MARK: - Additive columns
+
+    func additiveWrite(of table: TableSchema, key: [SQLValue], column: String, writer: Int64) throws -> (
+        version: UInt64, value: SQLValue
+    )? {
+        var statement = PostgresStatement()
+        let sql = """
+            SELECT version, \(PostgresColumnType.value.select("value").joined(separator: ", ")) FROM kotasync.additive \
+            WHERE tbl = \(statement.bind(table.name)) AND pk = \(statement.bind(PostgresStatement.bytes(PrimaryKeyCoding.encode(key)))) \
+            AND col = \(statement.bind(column)) AND writer = \(statement.bind(writer))
+            """
+        guard let row = try run(statement, sql).first else { return nil }
+        let cells = row.makeRandomAccess()
+        return (UInt64(bitPattern: try cells[0].decode(Int64.self)), try PostgresColumnType.value.decode(cells, at: 1))
+    }
+
+    func rememberAdditive(
+        of table: TableSchema, key: [SQLValue], column: String, writer: Int64, version: UInt64, value: SQLValue
+    ) throws {
+        var statement = PostgresStatement()
+        let sql = """
+            INSERT INTO kotasync.additive (tbl, pk, col, writer, version, value) VALUES (\(statement.bind(table.name)), \
+            \(statement.bind(PostgresStatement.bytes(PrimaryKeyCoding.encode(key)))), \(statement.bind(column)), \
+            \(statement.bind(writer)), \(statement.bind(Int64(bitPattern: version))), \(try statement.value(value, as: .value))) \
+            ON CONFLICT (tbl, pk, col, writer) DO UPDATE SET version = excluded.version, value = excluded.value
+            """
+        try run(statement, sql)
+    }
+
+    // MARK: - Conflict records
+
+    func anyBlockingRecord() throws -> Bool {
+        try flush()
+        let rows = try run(
+            PostgresStatement(), "SELECT EXISTS (SELECT 1 FROM kotasync.conflicts c WHERE \(Self.blocking))")
+        return try rows.first?.decode(Bool.self) ?? false
+    }
+
+    func insertRecord(_ record: StoredConflict) throws -> Int64 {
+        let id: Int64
+        if let next = nextRecordID {
+            id = next
+        } else {
+            try flush()
+            let rows = try run(PostgresStatement(), "SELECT coalesce(max(id), 0) FROM kotasync.conflicts")
+            id = (try rows.first?.decode(Int64.self) ?? 0) + 1
+        }
+        nextRecordID = id + 1
+        var record = record
+        record.id = id
+        pendingRecords.append(record)
+        return id
+    }
+
+    func record(_ id: Int64) throws -> StoredConflict? {
+        try flush()
+        var statement = PostgresStatement()
+        let clause = "c.id = \(statement.bind(id))"
+        return try conflicts(statement, where: clause, order: false).first
+    }
+
+    func supersedeRecord(_ id: Int64) throws {
+        pendingSupersede.append(id)
+    }
+
+    func repointRecord(_ id: Int64, kind: ConflictReport.Kind, winner: Head, winnerValue: SQLValue?) throws {
+        try flush()
+        var statement = PostgresStatement()
+        let sql = """
+            UPDATE kotasync.conflicts SET kind = \(statement.bind(kind.rawValue)), \
+            winner_writer = \(statement.bind(winner.writer.number)), \
+            winner_stamp = \(statement.bind(Int64(bitPattern: winner.stamp.rawValue))), \
+            winner_value = \(try statement.value(winnerValue ?? .null, as: .value)), \
+            winner_has_value = \(statement.bind(winnerValue != nil)) WHERE id = \(statement.bind(id))
+            """
+        try run(statement, sql)
+    }
+
+    func closeRecord(_ id: Int64, resolution: Resolution) throws {
+        try flush()
+        var statement = PostgresStatement()
+        let text = String(decoding: try ProtocolJSON.encoder().encode(resolution), as: UTF8.self)
+        let sql =
+            "UPDATE kotasync.conflicts SET status = 'resolved', resolution = \(statement.bind(text)) WHERE id = \(statement.bind(id))"
+        try run(statement, sql)
+    }
+
+    func reopenRecord(_ id: Int64, reason: String) throws {
+        try flush()
+        var statement = PostgresStatement()
+        let sql = """
+            UPDATE kotasync.conflicts SET status = 'open', resolution = NULL, reason = \(statement.bind(reason)) \
+            WHERE id = \(statement.bind(id))
+            """
+        try run(statement, sql)
+    }
+
+    func recordsWaiting(for row: RowReference) throws -> [StoredConflict] {
+        try flush()
+        var statement = PostgresStatement()
+        let clause = """
+            c.related_tbl = \(statement.bind(row.table)) \
+            AND c.related_pk = \(statement.bind(PostgresStatement.bytes(PrimaryKeyCoding.encode(row.primaryKey)))) \
+            AND c.status = 'held'
+            """
+        return try conflicts(statement, where: clause)
+    }
+
+    func blockingRecords(of table: TableSchema, key: [SQLValue]) throws -> [StoredConflict] {
+        try flush()
+        var statement = PostgresStatement()
+        let clause = """
+            \(Self.blocking) AND c.tbl = \(statement.bind(table.name)) \
+            AND c.pk = \(statement.bind(PostgresStatement.bytes(PrimaryKeyCoding.encode(key))))
+            """
+        return try conflicts(statement, where: clause)
+    }
+
+    func referringRecords(to row: RowReference, in table: String, status: [ConflictReport.Status]) throws
+        -> [StoredConflict]
+    {
+        try flush()
+        var statement = PostgresStatement()
+        let clause = """
+            c.related_tbl = \(statement.bind(row.table)) \
+            AND c.related_pk = \(statement.bind(PostgresStatement.bytes(PrimaryKeyCoding.encode(row.primaryKey)))) \
+            AND c.tbl = \(statement.bind(table)) AND c.kind = 'foreign_key' \
+            AND c.status = ANY(\(statement.bind(status.map(\.rawValue))))
+            """
+        return try conflicts(statement, where: clause)
+    }
+
+    func rewriteHeld(_ id: Int64, held: String, related: RowReference, status: ConflictReport.Status) throws {
+        try flush()
+        var statement = PostgresStatement()
+        let sql = """
+            UPDATE kotasync.conflicts SET held = \(statement.bind(held)), related_tbl = \(statement.bind(related.table)), \
+            related_pk = \(statement.bind(PostgresStatement.bytes(PrimaryKeyCoding.encode(related.primaryKey)))), \
+            status = \(statement.bind(status.rawValue)) WHERE id = \(statement.bind(id))
+            """
+        try run(statement, sql)
+    }
+
+    func reopenReferrers(of row: RowReference, reason: String) throws {
+        try flush()
+        var statement = PostgresStatement()
+        let sql = """
+            UPDATE kotasync.conflicts SET status = 'open', reason = \(statement.bind(reason)) \
+            WHERE related_tbl = \(statement.bind(row.table)) \
+            AND related_pk = \(statement.bind(PostgresStatement.bytes(PrimaryKeyCoding.encode(row.primaryKey)))) \
+            AND status = 'held' AND kind = 'foreign_key'
+            """
+        try run(statement, sql)
+    }
+
+    // MARK: - Writers
+
+    func opd(ofWriter writer: Int64) -> String { describe(writer) }
+}
