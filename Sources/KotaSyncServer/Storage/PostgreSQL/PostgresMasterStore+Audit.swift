@@ -30,7 +30,7 @@ extension PostgresMasterStore {
         scheduleAuditFlush(now: false)
     }
 
-    private func scheduleAuditFlush(now: Bool) {
+    func scheduleAuditFlush(now: Bool) {
         let start = auditBuffer.withLock { buffer in
             if buffer.closed { return false }
             defer { buffer.scheduled = true }
@@ -48,17 +48,20 @@ extension PostgresMasterStore {
     }
 
     public func flushAudit() async throws {
-        let (entries, uses) = auditBuffer.withLock { buffer in
+        let (entries, uses, reports) = auditBuffer.withLock { buffer in
             defer {
                 buffer.entries = []
                 buffer.tokenUses = [:]
+                buffer.deviceReports = [:]
                 buffer.scheduled = false
             }
-            return (buffer.entries, buffer.tokenUses)
+            return (buffer.entries, buffer.tokenUses, buffer.deviceReports)
         }
-        guard !entries.isEmpty || !uses.isEmpty else { return }
+        guard !entries.isEmpty || !uses.isEmpty || !reports.isEmpty else { return }
         do {
             try await master.transaction { connection in
+                // Before the append, which holds the audit lock to commit.
+                try await self.writeDeviceReports(reports, connection)
                 try await Self.append(entries, connection)
                 if !uses.isEmpty {
                     let ids = Array(uses.keys)
@@ -77,6 +80,7 @@ extension PostgresMasterStore {
             auditBuffer.withLock { buffer in
                 buffer.entries = entries + buffer.entries
                 buffer.tokenUses.merge(uses) { newer, _ in newer }
+                buffer.deviceReports.merge(reports) { newer, older in older.followed(by: newer) }
             }
             scheduleAuditFlush(now: false)
             throw error

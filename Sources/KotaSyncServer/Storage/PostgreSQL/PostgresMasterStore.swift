@@ -61,11 +61,14 @@ public final class PostgresMasterStore: Sendable {
     }
 }
 
-/// Audit entries and token uses waiting to be written.
+/// Audit entries, token uses and device reports waiting to be written.
 struct PostgresAuditBuffer: Sendable {
     var entries: [AuditEntry] = []
     /// Token id → the last time it authenticated a request, not yet written.
     var tokenUses: [String: Date] = [:]
+    /// Replica and sender's OPD → what its devices said about themselves since the last write,
+    /// folded together (`PostgresMasterStore+Devices`).
+    var deviceReports: [DeviceReportKey: PendingDeviceReport] = [:]
     /// Whether a flush is already scheduled.
     var scheduled = false
     /// Set by ``PostgresMasterStore/close()``: nothing is scheduled any more.

@@ -130,5 +130,21 @@ package enum PostgresSchema {
         )
         """,
         "CREATE INDEX IF NOT EXISTS audit_at ON kotasync.audit (at)",
+        // pgread: chunked uploads in progress (`PostgresUploads`), shared by every server of the
+        // master. An upload's state, its reply once committed; `received` is the offset.
+        """
+        CREATE TABLE IF NOT EXISTS kotasync.uploads (
+            id text PRIMARY KEY, opd text NOT NULL, token text NOT NULL, changeset_id text NOT NULL,
+            length bigint NOT NULL, sha256 text NOT NULL, received bigint NOT NULL, updated_at text NOT NULL, reply bytea
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS uploads_updated ON kotasync.uploads (updated_at)",
+        // pgread: the bytes of each accepted chunk, by where it starts; they go with their upload.
+        """
+        CREATE TABLE IF NOT EXISTS kotasync.upload_chunks (
+            upload text NOT NULL REFERENCES kotasync.uploads (id) ON DELETE CASCADE, start bigint NOT NULL,
+            bytes bytea NOT NULL, PRIMARY KEY (upload, start)
+        )
+        """,
     ]
 }

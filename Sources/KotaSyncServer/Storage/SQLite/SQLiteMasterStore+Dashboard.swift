@@ -127,9 +127,11 @@ extension SQLiteMasterStore {
         }
         let columns = table.primaryKey.map(\.name) + table.columns.map(\.name)
         let keyCount = table.primaryKey.count
-        let order =
-            sort.flatMap { s in columns.contains(s) ? SQL.quote(s) : nil }
-            ?? table.primaryKey.map { SQL.quote($0.name) }.joined(separator: ", ")
+        // The sort column, then the key (so pages do not overlap where the column repeats), each
+        // in the asked direction.
+        let direction = descending ? "DESC" : "ASC"
+        let order = ((sort.flatMap { s in columns.contains(s) ? [s] : nil } ?? []) + table.primaryKey.map(\.name))
+            .map { "\(SQL.quote($0)) \(direction)" }.joined(separator: ", ")
         var predicate = "1"
         var patterns: [String] = []
         if let search, !search.isEmpty {
@@ -153,7 +155,7 @@ extension SQLiteMasterStore {
             let rows = try Row.fetchAll(
                 db,
                 sql:
-                    "SELECT \(selected) FROM \(t) WHERE \(filter) ORDER BY \(order) \(descending ? "DESC" : "ASC") LIMIT ? OFFSET ?",
+                    "SELECT \(selected) FROM \(t) WHERE \(filter) ORDER BY \(order) LIMIT ? OFFSET ?",
                 arguments: StatementArguments(likes) + [size, offset])
             var out: [TablePage.Row] = []
             for row in rows {

@@ -21,43 +21,20 @@ extension SQLiteMasterStore {
             let deleted =
                 try Bool.fetchOne(
                     db, sql: "SELECT deleted FROM _ks_rows WHERE tbl = ? AND pk = ?", arguments: [name, pk]) ?? true
-            var state: [SQLValue]? = deleted ? nil : try self.statements[name]!.values(db, key: key)
-            var out: [RowVersion] = []
+            let current: [SQLValue]? = deleted ? nil : try self.statements[name]!.values(db, key: key)
             let entries = try Row.fetchAll(
                 db,
                 sql:
                     "SELECT version, writer, stamp, op, old, clamped FROM _ks_history WHERE tbl = ? AND pk = ? ORDER BY version DESC",
-                arguments: [name, pk])
-            func named(_ values: [SQLValue]) -> [String: SQLValue] {
-                Dictionary(uniqueKeysWithValues: zip(table.columns.map(\.name), values))
+                arguments: [name, pk]
+            ).map { entry in
+                RowHistory.Entry(
+                    version: UInt64(entry["version"] as Int64), writer: entry["writer"], stamp: entry["stamp"],
+                    operation: entry["op"], old: [UInt8](entry["old"] as Data), clamped: (entry["clamped"] as Int) != 0)
             }
-            for entry in entries {
-                let op = Changeset.Operation(rawValue: UInt8(entry["op"] as Int)) ?? .update
-                let replaced = try HistoryCoding.decode([UInt8](entry["old"] as Data)).filter {
-                    $0.0 < table.columns.count
-                }
-                let writer: Int64 = entry["writer"]
-                out.append(
-                    RowVersion(
-                        version: UInt64(entry["version"] as Int64),
-                        operation: op == .upsert ? "upsert" : op == .delete ? "delete" : "update",
-                        replicaId: self.writer(number: writer).id, opd: self.opd(ofWriter: writer, db: db),
-                        stamp: String(UInt64(bitPattern: entry["stamp"])), clamped: (entry["clamped"] as Int) != 0,
-                        replaced: Dictionary(
-                            replaced.map { (table.columns[$0.0].name, $0.1) }, uniquingKeysWith: { $1 }),
-                        values: state.map(named)))
-                // Step back: the row before this change.
-                if op == .delete {
-                    var before = Array(repeating: SQLValue.null, count: table.columns.count)
-                    for (c, v) in replaced { before[c] = v }
-                    state = before
-                } else if replaced.isEmpty, entries.last?["version"] as Int64? == entry["version"] {
-                    state = nil
-                } else {
-                    for (c, v) in replaced { state?[c] = v }
-                }
+            return try RowHistory.versions(table: table, current: current, entries: entries) { number in
+                (self.writer(number: number).id, self.opd(ofWriter: number, db: db))
             }
-            return out
         }
     }
 }

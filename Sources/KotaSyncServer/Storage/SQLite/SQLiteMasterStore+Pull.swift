@@ -56,102 +56,32 @@ extension SQLiteMasterStore {
     }
 
     /// One page from a consistent snapshot: the current state of each row changed after `cursor`
-    /// that a device of `opd` may see, in version order. Each row appears once, however often it
-    /// changed; a row it may no longer see is sent as a delete; hidden columns are sent as NULL.
+    /// that a device of `opd` may see, in version order, as ``PullPageBuilder`` decides it (each
+    /// row once; a row it may no longer see as a delete; hidden columns as NULL; the byte budget;
+    /// the cursor at the end).
     ///
     /// The page's statements are prepared once per page and stepped through the C API: the
     /// `_ks_rows` query is walked in place (no GRDB `Row` per entry, no column lookups by name)
-    /// and each live row's values are read by key with its table's statement.
-    ///
-    /// A page ends at `limit` rows or before the row that would take its payload past
-    /// `limits.max_pull_page_bytes`, whichever comes first; it holds at least one row, and the
-    /// config keeps the largest row within what every client accepts in a page
-    /// (``KotaSyncCore/DecodeLimits/pullPage``), so every row reaches every replica.
+    /// and each live row's values are read by key with its table's statement as the entry is fed.
     private func readPage(_ db: Database, after cursor: UInt64, limit: Int, opd: String?) throws -> PullPage {
         let (sql, visibleArguments) = pageQuery(to: opd)
         let metas = try db.cachedStatement(sql: sql)
         let selects = try config.tables.map { try db.cachedStatement(sql: statements[$0.name]!.select) }
-        let hiddenColumns = hidden
-        let access = config.access
-        var rows: [Changeset.Row] = []
-        rows.reserveCapacity(limit)
-        var next = cursor
-        var read = 0
-        var hasMore = false
-        let budget = config.limits.maxPullPageBytes - RowLimits.dictionaryBound(config.tables)
-        var bytes = 0
+        var builder = PullPageBuilder(config: config, tableIndex: tableIndex, opd: opd, cursor: cursor, limit: limit)
         let arguments =
             [SQLValue.integer(Int64(cursor))] + visibleArguments.map { SQLValue($0.databaseValue) }
             + [.integer(Int64(limit + 1))]
         try metas.forEachRow(arguments) { meta in
-            guard read < limit else {
-                hasMore = true
-                return false
-            }
-            let name = meta.text(0)
-            let version = UInt64(meta.int64(2))
-            // Rows of a table no longer replicated are passed over, cursor and all.
-            guard let t = tableIndex[name] else {
-                read += 1
-                next = version
-                return true
-            }
-            let table = config.tables[t]
-            let clocks = try RowClocksCoding.decode(
-                meta.bytes(3), version: version, columnCount: table.columns.count,
-                resolve: { Writer(number: $0, id: .zero) })
-            let stamp = clocks.stamp
-            let key = try PrimaryKeyCoding.decode(meta.bytes(1))
-            let gone = opd.map { !access.sees(opd: $0, table: name, scope: meta.value(5)) } ?? false
-            // A table of key columns only selects a constant, not a column.
-            var values =
-                clocks.isDeleted || gone
-                ? nil : try selects[t].firstRow(key).map { table.columns.isEmpty ? [] : $0 }
-            for c in hiddenColumns[name] ?? [] { values?[c] = .null }
-            let size = RowLimits.encodedBound(
-                rowBytes: RowLimits.bytes(key: key, values: values ?? []), valueCount: key.count + (values?.count ?? 0))
-            if !rows.isEmpty, bytes + size > budget {
-                hasMore = true
-                return false
-            }
-            bytes += size
-            read += 1
-            next = version
-            if let values {
-                rows.append(
-                    Changeset.Row(
-                        table: t, operation: .upsert, version: version, stamp: stamp, primaryKey: key,
-                        columns: values.enumerated().map { Changeset.ColumnValue(column: $0, value: $1) }))
-            } else {
-                rows.append(
-                    Changeset.Row(
-                        table: t, operation: .delete, version: version, stamp: stamp, primaryKey: key, columns: []))
-            }
-            return true
+            if builder.endsBeforeNext() { return false }
+            let head = try builder.head(
+                table: meta.text(0), pk: meta.bytes(1), version: UInt64(meta.int64(2)), clocks: meta.bytes(3),
+                scope: { meta.value(5) })
+            let values = head.needsValues ? try selects[head.table!].firstRow(head.key) : nil
+            return builder.add(head, values: values)
         }
-        if !hasMore {
-            // Past the last row this device may see: the cursor moves to the master's latest
-            // version, so rows it may not see are never scanned again.
-            next = max(next, UInt64(try Int64.fetchOne(db, sql: "SELECT max(version) FROM _ks_rows") ?? 0))
+        return try builder.page {
+            UInt64(try Int64.fetchOne(db, sql: "SELECT max(version) FROM _ks_rows") ?? 0)
         }
-        let page = Changeset(
-            kind: .pull, id: UUID(), replicaID: .zero, firstSequence: cursor, lastSequence: next,
-            tables: config.tables.map(\.changesetTable), rows: rows)
-        return PullPage(body: ChangesetCodec.encode(page), rows: rows.count, nextCursor: next, hasMore: hasMore)
-    }
-
-    /// Per table, the indexes of its hidden columns. (Computed on each use: `readPage` takes it
-    /// once per page.)
-    var hidden: [String: [Int]] {
-        Dictionary(
-            uniqueKeysWithValues: config.tables.map { table in
-                (
-                    table.name,
-                    config.access.hiddenColumns(table: table.name).compactMap { name in
-                        table.columns.firstIndex { $0.name == name }
-                    }
-                )
-            })
     }
 
     /// The records `replica` took part in, as its device may see them (``deviceView(_:for:db:)``).

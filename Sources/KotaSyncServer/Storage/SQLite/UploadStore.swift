@@ -131,16 +131,10 @@ public final class UploadStore: PartialUploads {
                 throw OffsetMismatch(offset: record.reply == nil ? record.offset : record.length)
             }
             guard !chunk.isEmpty, offset + chunk.count <= record.length else {
-                throw SyncError(
-                    .badRequest,
-                    "The chunk is \(chunk.count) bytes at offset \(offset); the upload is \(record.length) bytes. Send between 1 byte and what is left."
-                )
+                throw UploadRules.badChunk(count: chunk.count, offset: offset, length: record.length)
             }
             if let sha256, Self.hex(SHA256.hash(data: chunk)) != sha256.lowercased() {
-                throw SyncError(
-                    .chunkCorrupt,
-                    "The chunk at offset \(offset) does not match its \(UploadHeaders.chunkSHA256): it was damaged on the way. Send it again."
-                )
+                throw UploadRules.chunkCorrupt(offset: offset)
             }
             let handle = try FileHandle(forUpdating: partURL(id))
             defer { try? handle.close() }
@@ -169,10 +163,7 @@ public final class UploadStore: PartialUploads {
             let file = try UploadedChangeset(path: partURL(id).path, length: record.length)
             guard file.isWhole, try file.sha256() == record.sha256.lowercased() else {
                 try remove(id)
-                throw SyncError(
-                    .uploadCorrupt,
-                    "The assembled changeset does not match the SHA-256 announced for it; the upload was discarded. Start it again."
-                )
+                throw UploadRules.uploadCorrupt
             }
             record.updatedAt = now()
             try save(record)
@@ -242,18 +233,14 @@ public final class UploadStore: PartialUploads {
             uploads = uploads.filter { now.timeIntervalSince($0.value.updatedAt) <= expiry }
             return uploads
         }
-        let own = live.values.filter { $0.token == token }
-        let (full, limit, holder) =
-            own.count >= maxPartialPerToken
-            ? (own, maxPartialPerToken, "This token has")
-            : (Array(live.values), maxPartial, "The server holds")
-        guard full.count >= limit else { return }
-        let oldest = full.map(\.updatedAt).min() ?? now
-        let wait = max(1, Int((expiry - now.timeIntervalSince(oldest)).rounded(.up)))
-        throw SyncError(
-            .tooManyUploads,
-            "\(holder) \(full.count) unfinished uploads, the most allowed (\(limit)). Finish or delete one (DELETE /v1/uploads/{id}), or try again in \(wait) s.",
-            retryAfterSeconds: wait)
+        let own = live.values.filter { $0.token == token }.map(\.updatedAt)
+        if let refusal = UploadRules.admission(
+            own: .init(count: own.count, oldest: own.min()),
+            all: .init(count: live.count, oldest: live.values.map(\.updatedAt).min()), maxPerToken: maxPartialPerToken,
+            maxInAll: maxPartial, expiry: expiry, now: now)
+        {
+            throw refusal
+        }
     }
 
     private func sweepNow() throws {
@@ -284,16 +271,11 @@ public final class UploadStore: PartialUploads {
     /// another OPD is not revealed).
     private func live(_ id: String, opd: String) throws -> Record {
         guard Self.isValidID(id), let record = try load(id), record.opd == opd else {
-            throw SyncError(
-                .uploadNotFound,
-                "There is no upload \(id) for this OPD (it may have expired). Start a new one with POST /v1/uploads.")
+            throw UploadRules.notFound(id)
         }
         guard now().timeIntervalSince(record.updatedAt) <= expiry else {
             try remove(id)
-            throw SyncError(
-                .uploadNotFound,
-                "Upload \(id) expired after \(Int(expiry)) seconds without a chunk and was discarded. Start a new one with POST /v1/uploads."
-            )
+            throw UploadRules.expired(id, expiry: expiry)
         }
         return record
     }
