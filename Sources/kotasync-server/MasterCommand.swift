@@ -84,7 +84,13 @@ struct MasterCommand: AsyncParsableCommand {
                         ("\(error.message) [\(error.code)]", error.code == .failed ? 1 : 2)
                     case let error as ConfigError: ("\(error.message) [\(error.code)]", 2)
                     case let error as SyncError: ("\(error.message) [\(error.code)]", 1)
-                    default: ("the copy to \(target) failed, nothing was changed: \(error)", 1)
+                    default:
+                        // The pool's own errors say little (it retries, then gives up): say what to check.
+                        (
+                            "the copy to \(target) failed, nothing was changed: \(error). Check that PostgreSQL runs "
+                                + "there, that the database exists (createdb) and that the user and password are right.",
+                            1
+                        )
                     }
                 FileHandle.standardError.write(Data("error: \(message)\n".utf8))
                 throw ExitCode(status)

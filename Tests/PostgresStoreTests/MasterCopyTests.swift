@@ -351,6 +351,25 @@ struct MasterCopyTests {
                     ] + password)
                 #expect(missing.status == 2 && missing.stderr.contains("copy_source_unreadable"), "\(missing.stderr)")
                 #expect(!FileManager.default.fileExists(atPath: folder.appendingPathComponent("none.sqlite").path))
+
+                // A master last opened by an older server: refused with the command that upgrades it.
+                try await DatabaseQueue(path: path).write { db in
+                    try db.execute(sql: "ALTER TABLE _ks_tokens DROP COLUMN user_name")
+                }
+                let (matching, _) = try Self.cliOptions(folder, yaml: storeYAML, password: cluster.password)
+                let older = try run(
+                    "kotasync-server",
+                    ["master", "copy", "--config", matching, "--from", path, "--to", location.description] + password)
+                #expect(older.status == 2)
+                #expect(
+                    older.stderr.contains("copy_source_mismatch") && older.stderr.contains("user_name")
+                        && older.stderr.contains("audit verify --master"), "\(older.stderr)")
+                let store = try await PostgresMasterStore.open(
+                    location, password: cluster.password, config: try storeConfig())
+                let tokens = try await store.tokens()
+                let users = try await store.users()
+                #expect(tokens.isEmpty && users.isEmpty, "nothing was written")
+                await store.close()
             }
         }
     }

@@ -109,12 +109,12 @@ public enum PostgresMasterCopy {
             let targets = try await targetTables(connection, config: config)
             // Servers and commands on the master may read meanwhile, not write.
             try await connection.query(
-                PostgresQuery(unsafeSQL: "LOCK TABLE \(targets.all.joined(separator: ", ")) IN EXCLUSIVE MODE"),
+                PostgresQuery(unsafeSQL: "LOCK TABLE \(targets.map(\.sql).joined(separator: ", ")) IN EXCLUSIVE MODE"),
                 logger: logger)
             for key in [PostgresMaster.LockKey.merge, .audit] {
                 try await connection.query("SELECT pg_advisory_xact_lock(\(key.rawValue))", logger: logger)
             }
-            try await checkEmpty(connection, tables: targets.all.filter { $0 != targets.settings })
+            try await checkEmpty(connection, tables: Array(targets.dropFirst()))
             let summary = try await source.read { db in
                 try checkSource(db, config: config, plans: plans, path: path)
                 var copied: [MasterCopySummary.Table] = []
@@ -357,31 +357,34 @@ public enum PostgresMasterCopy {
 
     // MARK: - The target
 
-    /// Every table of the target the copy writes or must find empty, qualified and quoted: the
-    /// bookkeeping schema's tables (whatever this version has there), then the config's tables.
-    /// `settings` is the server settings table, which `prepareSchema` has already written to.
-    static func targetTables(_ connection: PostgresConnection, config: ServerConfig) async throws -> (
-        all: [String], settings: String
-    ) {
+    /// Every table of the target the copy writes or must find empty: the bookkeeping schema's
+    /// tables (whatever this version has there), then the config's tables; each as SQL names it
+    /// (qualified, quoted) and as messages name it. The first is the server settings table, which
+    /// `prepareSchema` has already written to.
+    static func targetTables(_ connection: PostgresConnection, config: ServerConfig) async throws -> [(
+        sql: String, name: String
+    )] {
         let rows = try await connection.query(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'kotasync' ORDER BY tablename",
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'kotasync' AND tablename <> 'server' ORDER BY tablename",
             logger: SQLiteMasterStore.quietLogger)
-        var tables: [String] = []
+        var tables = [(sql: "kotasync.server", name: "kotasync.server")]
         for try await name in rows.decode(String.self) {
-            tables.append("kotasync.\(PostgresTableDefinition.quote(name))")
+            tables.append(("kotasync.\(PostgresTableDefinition.quote(name))", "kotasync.\(name)"))
         }
-        for table in config.tables { tables.append(try PostgresTableDefinition(table).qualifiedName) }
-        return (tables, "kotasync.\(PostgresTableDefinition.quote("server"))")
+        for table in config.tables {
+            tables.append((try PostgresTableDefinition(table).qualifiedName, "public.\(table.name)"))
+        }
+        return tables
     }
 
     /// Refuses a target with a row in any of `tables`.
-    static func checkEmpty(_ connection: PostgresConnection, tables: [String]) async throws {
+    static func checkEmpty(_ connection: PostgresConnection, tables: [(sql: String, name: String)]) async throws {
         var holding: [String] = []
         for table in tables {
             let rows = try await connection.query(
-                PostgresQuery(unsafeSQL: "SELECT EXISTS (SELECT 1 FROM \(table))"),
+                PostgresQuery(unsafeSQL: "SELECT EXISTS (SELECT 1 FROM \(table.sql))"),
                 logger: SQLiteMasterStore.quietLogger)
-            for try await found in rows.decode(Bool.self) where found { holding.append(table) }
+            for try await found in rows.decode(Bool.self) where found { holding.append(table.name) }
         }
         guard holding.isEmpty else {
             throw MasterCopyError(
