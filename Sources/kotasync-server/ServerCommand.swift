@@ -17,7 +17,7 @@ struct ServerCommand: AsyncParsableCommand {
             """,
         subcommands: [
             Serve.self, TokenCommand.self, UserCommand.self, ConflictsCommand.self, HistoryCommand.self,
-            AuditCommand.self, ImportCommand.self, ExportCommand.self,
+            AuditCommand.self, ImportCommand.self, ExportCommand.self, MasterCommand.self,
         ],
         defaultSubcommand: Serve.self
     )

@@ -17,6 +17,10 @@ public struct TransferImport: Sendable {
 
 /// The master's transfer role: push and pull files carried without a network
 /// (`kotasync-server import` / `export`), with the guarantees of the network paths.
+///
+/// Written once for every backend: a store that is a ``SyncStore`` and answers ``TransferTokens``
+/// gets both methods from the extension in `Transfer/TransferFiles.swift` (an import is a push of
+/// each changeset, an export the pages of a pull), so its conformance is one line.
 public protocol TransferStore: Sendable {
     /// Imports a device's push file (`kotasync export`) with the guarantees of `POST /v1/push`:
     /// the file must be intact and authenticated by a valid device token, each changeset is

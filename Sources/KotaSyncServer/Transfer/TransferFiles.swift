@@ -1,9 +1,54 @@
 import Crypto
 import Foundation
-import GRDB
 import KotaSyncCore
 
-extension SQLiteMasterStore {
+/// A token as the transfer role reads it: whose it is, what it may do, and the stored hash its
+/// files' MAC key is derived from (`TransferFile.key(fromTokenHash:)`). Never the secret.
+public struct TransferToken: Sendable, Equatable {
+    public var id: String
+    public var opd: String
+    /// The token's role as stored (`device`, `viewer`, …).
+    public var role: String
+    /// The SHA-256 of the secret, as the master keeps it.
+    public var hash: String
+    public var expiresAt: String?
+    public var revokedAt: String?
+
+    public init(id: String, opd: String, role: String, hash: String, expiresAt: String?, revokedAt: String?) {
+        self.id = id
+        self.opd = opd
+        self.role = role
+        self.hash = hash
+        self.expiresAt = expiresAt
+        self.revokedAt = revokedAt
+    }
+
+    /// Whether the token is a device token that is neither revoked nor expired at `now`: the only
+    /// tokens that sign or read transfer files.
+    func isValidDeviceToken(at now: Date) -> Bool {
+        guard revokedAt == nil, Device.Role(rawValue: role).map(AccessPolicy.isDevice) == true else { return false }
+        if let expires = expiresAt.flatMap(Timestamp.date), expires <= now { return false }
+        return true
+    }
+}
+
+/// What the transfer role asks of a backend besides pushes and pulls: the tokens whose hashes
+/// key the files. Both backends answer it from their token table; the rules (which tokens count,
+/// how a file is checked, merged and written) are written once, in the extension of
+/// ``TransferStore`` below.
+public protocol TransferTokens: Sendable {
+    /// The configuration the store was opened with (the OPDs, the push limits).
+    var config: ServerConfig { get }
+    /// The token with id `id`, whatever its role or state; nil when there is none.
+    func transferToken(id: String) async throws -> TransferToken?
+    /// The tokens of `opd` that are not revoked, whatever their role or expiry, by id.
+    func transferTokens(opd: String) async throws -> [TransferToken]
+}
+
+/// The transfer role written once for every backend: a store that pushes, pulls and answers
+/// ``TransferTokens`` imports and exports transfer files with these methods, so its conformance
+/// to ``TransferStore`` is one line.
+extension TransferStore where Self: SyncStore & TransferTokens {
     public func importPush(_ data: Data, now: Date) async throws -> TransferImport {
         let file = try TransferFile.read(data)
         guard let mac = file.macs.first else {
@@ -88,38 +133,18 @@ extension SQLiteMasterStore {
 
     /// The device behind token id `tokenId` and its MAC key, when the token is a valid device token.
     func deviceKey(tokenId: String) async throws -> (Device, SymmetricKey)? {
-        // The key leaves the read closure as the stored hash: `SymmetricKey` is not Sendable.
-        let found = try await read { db -> (Device, String)? in
-            guard
-                let row = try Row.fetchOne(
-                    db, sql: "SELECT id, opd, hash, expires_at, revoked_at, role FROM _ks_tokens WHERE id = ?",
-                    arguments: [tokenId]),
-                row["revoked_at"] as String? == nil,
-                Device.Role(rawValue: row["role"]).map(AccessPolicy.isDevice) == true
-            else { return nil }
-            if let expires = (row["expires_at"] as String?).flatMap(Timestamp.date), expires <= Date() { return nil }
-            return (Device(tokenID: row["id"], opd: row["opd"]), row["hash"])
-        }
-        guard let (device, hash) = found, let key = TransferFile.key(fromTokenHash: hash) else { return nil }
-        return (device, key)
+        guard let token = try await transferToken(id: tokenId), token.isValidDeviceToken(at: Date()),
+            let key = TransferFile.key(fromTokenHash: token.hash)
+        else { return nil }
+        return (Device(tokenID: token.id, opd: token.opd), key)
     }
 
-    /// The MAC keys of every valid device token of `opd`.
+    /// The MAC keys of every valid device token of `opd`, by token id.
     func deviceKeys(opd: String) async throws -> [(tokenId: String, key: SymmetricKey)] {
         let now = Date()
-        let hashes = try await read { db -> [(String, String)] in
-            try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT id, hash, expires_at FROM _ks_tokens
-                    WHERE opd = ? AND role = ? AND revoked_at IS NULL ORDER BY id
-                    """, arguments: [opd, Device.Role.device.rawValue]
-            )
-            .compactMap { row in
-                if let expires = (row["expires_at"] as String?).flatMap(Timestamp.date), expires <= now { return nil }
-                return (row["id"], row["hash"])
-            }
-        }
-        return hashes.compactMap { id, hash in TransferFile.key(fromTokenHash: hash).map { (id, $0) } }
+        return try await transferTokens(opd: opd)
+            .filter { $0.opd == opd && $0.isValidDeviceToken(at: now) }
+            .sorted { $0.id < $1.id }
+            .compactMap { token in TransferFile.key(fromTokenHash: token.hash).map { (token.id, $0) } }
     }
 }
