@@ -54,7 +54,7 @@ struct MasterCommand: AsyncParsableCommand {
 
         func run() async throws {
             let environment = ProcessInfo.processInfo.environment
-            let (config, target, password) = try exitOnConfigError {
+            let (config, target, password) = try await exitOnConfigError {
                 let config = try ServerConfig.load(from: URL(fileURLWithPath: configPath))
                 let source = try MasterLocation(parsing: from)
                 guard case .file = source else {

@@ -7,7 +7,8 @@ import Logging
 /// `audit`, `import`, `export`) comes through here and gets the store as the roles it needs, so
 /// none of them depends on a backend.
 public enum MasterStores {
-    /// Opens (creating if needed) the master at `location` for `config`, with every role.
+    /// Opens (creating if needed) the master at `location` for `config`, with every role, on
+    /// either backend.
     /// `password` is the PostgreSQL master's (``MasterLocation/password(file:environment:)``).
     /// `close` writes what is still queued (audit entries, device reports) and closes the
     /// master's connections; call it before the process ends.
@@ -19,10 +20,9 @@ public enum MasterStores {
             let store = try SQLiteMasterStore(path: path, config: config, logger: logger)
             return (store, { try? await store.flushAudit() })
         case .postgres(let postgres):
-            throw ConfigError(
-                .invalid,
-                "The PostgreSQL master (\(postgres)) keeps tokens, staff accounts and the audit log in this version (`token`, `user`, `audit`); serving devices, review, transfer files and history on it are not built yet. Use an SQLite master file for those."
-            )
+            let store = try await PostgresMasterStore.open(
+                postgres, password: password, config: config, logger: logger)
+            return (store, { await store.close() })
         }
     }
 
@@ -49,5 +49,9 @@ public enum MasterStores {
     }
 }
 
+extension PostgresMasterStore: SyncStore {}
+extension PostgresMasterStore: ReviewStore {}
 extension PostgresMasterStore: CredentialStore {}
 extension PostgresMasterStore: AuditStore {}
+extension PostgresMasterStore: OverviewStore {}
+extension PostgresMasterStore: TransferStore {}

@@ -122,11 +122,19 @@ extension PostgresMasterStore {
         let writers = PostgresWriterLookup(store: self, connection: connection)
         let describe: (Int64) -> String = { writers.replica($0).opd }
         let store = PostgresMergeStore(
-            connection: connection, definitions: try tableDefinitions(), describe: describe)
+            connection: connection, definitions: try tableDefinitions(), checks: try rowChecks(), describe: describe)
         return try MergeWriter(
             store: store, config: config, decidedAt: Timestamp.string(now),
             serverMilliseconds: Timestamp.milliseconds(now),
             resolve: { registered[$0] ?? writers.replica($0).writer }, describe: describe)
+    }
+
+    /// The DDL's CHECK constraints, judged by SQLite (``SQLiteRowChecks``), made once per store.
+    func rowChecks() throws -> SQLiteRowChecks {
+        if let known = mergeCache.withLock({ $0.rowChecks }) { return known }
+        let made = try SQLiteRowChecks(tables: config.tables)
+        mergeCache.withLock { $0.rowChecks = made }
+        return made
     }
 
     /// The replicated tables as PostgreSQL holds them, made once per store.
@@ -190,6 +198,7 @@ extension PostgresMasterStore {
 /// turn it is to merge (``PostgresMasterStore/inMergeTurn(_:)``).
 struct PostgresMergeCache: Sendable {
     var definitions: [String: PostgresTableDefinition]?
+    var rowChecks: SQLiteRowChecks?
     var replicas: [Int64: PostgresReplicaName] = [0: PostgresReplicaName(writer: .master, opd: "master")]
     /// Whether a merge of this store runs; the merges waiting for their turn, first first.
     var merging = false

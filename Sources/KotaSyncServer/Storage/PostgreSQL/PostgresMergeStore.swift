@@ -38,6 +38,8 @@ final class PostgresMergeStore: MergeStore {
     private let definitions: [String: PostgresTableDefinition]
     private let describe: (Int64) -> String
 
+    /// The DDL's CHECK constraints, judged as the SQLite master judges them.
+    private let checks: SQLiteRowChecks
     private var pendingRows: [String: PendingRows] = [:]
     private var pendingRecords: [StoredConflict] = []
     private var pendingSupersede: [Int64] = []
@@ -65,10 +67,11 @@ final class PostgresMergeStore: MergeStore {
 
     init(
         connection: PostgresBlockingConnection, definitions: [String: PostgresTableDefinition],
-        describe: @escaping (Int64) -> String
+        checks: SQLiteRowChecks, describe: @escaping (Int64) -> String
     ) {
         self.connection = connection
         self.definitions = definitions
+        self.checks = checks
         self.describe = describe
     }
 
@@ -498,6 +501,8 @@ final class PostgresMergeStore: MergeStore {
         for (column, value) in zip(table.columns, values) where column.notNull && value == .null {
             throw MergeStoreConstraintViolation(message: "NOT NULL constraint failed: \(table.name).\(column.name)")
         }
+        // PostgreSQL holds no CHECK constraint: SQLite judges the row as the SQLite master would.
+        try checks.check(table, key: key, values: values)
         // The values must bind now, not at the flush: a refusal names this row.
         _ = try definition.bindRow(key: key, values: values)
         if !definition.uniqueIndexes.isEmpty {
