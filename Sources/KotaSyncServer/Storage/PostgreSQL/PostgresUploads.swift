@@ -124,6 +124,7 @@ final class PostgresUploads: PartialUploads {
         let damaged = sha256.map { UploadStore.sha256Hex(chunk) != $0.lowercased() } ?? false
         let now = now()
         return try await transaction { connection in
+            try await lockForWriting(connection)
             var record = try await live(id, opd: opd, connection, lock: true)
             guard offset == record.offset, record.reply == nil else {
                 throw OffsetMismatch(offset: record.reply == nil ? record.offset : record.length)
@@ -220,6 +221,7 @@ final class PostgresUploads: PartialUploads {
 
     func delete(id: String, opd: String) async throws {
         try await transaction { connection in
+            try await lockForWriting(connection)
             _ = try await live(id, opd: opd, connection, lock: true)
             try await connection.query("DELETE FROM kotasync.uploads WHERE id = \(id)", logger: logger)
         }
@@ -320,6 +322,12 @@ final class PostgresUploads: PartialUploads {
                 updatedAt: updated, reply: reply.map { Data(Array(buffer: $0)) })
         }
         return nil
+    }
+
+    /// Takes the table lock an upload's write needs before its row lock: taken after (as an
+    /// `UPDATE` would), it could wait for a create of the same upload that waits for the row.
+    private func lockForWriting(_ connection: PostgresConnection) async throws {
+        try await connection.query("LOCK TABLE kotasync.uploads IN ROW EXCLUSIVE MODE", logger: logger)
     }
 
     private func touch(_ id: String, at date: Date, _ connection: PostgresConnection) async throws {
