@@ -224,7 +224,7 @@ struct PostgresPullTests {
             sqlite, (5..<9).map { Self.patient("a\($0)", clinic: "pkm-a", name: "late") })
         try await withStore(config: config) { postgres in
             try await SeededMaster.copy(from: sqlite, to: postgres)
-            let latest = try await postgres.master.readSnapshot { try await postgres.latestVersion($0) }
+            let latest = try await postgres.master.readSnapshot { try await postgres.latestRowVersion($0) }
             let walk = try await Self.walk(limit: 1000) { try await postgres.pull(after: $0, limit: $1, opd: "pkm-b") }
             #expect(walk.pages.count == 1 && !walk.pages[0].more)
             #expect(walk.pages[0].next == latest && walk.rows.last!.version < latest)
