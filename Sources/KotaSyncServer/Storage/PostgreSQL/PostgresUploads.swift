@@ -77,7 +77,8 @@ final class PostgresUploads: PartialUploads {
         let now = now()
         return try await transaction { connection in
             // One create at a time across the servers, so the counts below stay true to commit
-            // (chunks and commits go on: they take only their upload's row).
+            // (a chunk or a delete arriving meanwhile waits for this short transaction; reads
+            // do not).
             try await connection.query("LOCK TABLE kotasync.uploads IN SHARE ROW EXCLUSIVE MODE", logger: logger)
             if var record = try await load(id, connection), now.timeIntervalSince(record.updatedAt) <= expiry {
                 record.updatedAt = now
