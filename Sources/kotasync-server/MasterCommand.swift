@@ -18,7 +18,7 @@ struct MasterCommand: AsyncParsableCommand {
                 Copies the replicated tables' rows and all of KotaSync's bookkeeping — versions, history, \
                 conflict records and held changes, replicas and their changesets, device reports, tokens, \
                 staff accounts and sessions, the audit log — with their ids and bytes as they are, in one \
-                transaction: a copy that fails leaves the target without a row. Device tokens and logins \
+                transaction: a copy that fails leaves nothing behind in the target. Device tokens and logins \
                 made before the copy work on the copy; `kotasync-server audit verify --master URL` passes.
 
                 Stop the server first: the copy reads one snapshot of the file (opened read-only), and what \

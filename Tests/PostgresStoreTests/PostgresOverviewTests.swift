@@ -41,6 +41,7 @@ struct PostgresOverviewTests {
                 #expect(got == expected, "\(zone)")
                 #expect(got.devices.count == 3 && got.masterVersion > 0 && got.rows["patients"] == 8)
                 #expect(got.changesPerDay.values.reduce(0) { $0 + $1.values.reduce(0, +) } > 0)
+                #expect(!got.records.isEmpty && !got.conflictsPerDay.isEmpty)
             }
         }
     }

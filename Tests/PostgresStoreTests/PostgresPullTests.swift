@@ -224,7 +224,7 @@ struct PostgresPullTests {
             sqlite, (5..<9).map { Self.patient("a\($0)", clinic: "pkm-a", name: "late") })
         try await withStore(config: config) { postgres in
             try await SeededMaster.copy(from: sqlite, to: postgres)
-            let latest = try await postgres.master.readSnapshot { try await postgres.latestVersion($0) }
+            let latest = try await postgres.master.readSnapshot { try await postgres.latestRowVersion($0) }
             let walk = try await Self.walk(limit: 1000) { try await postgres.pull(after: $0, limit: $1, opd: "pkm-b") }
             #expect(walk.pages.count == 1 && !walk.pages[0].more)
             #expect(walk.pages[0].next == latest && walk.rows.last!.version < latest)
@@ -257,6 +257,27 @@ struct PostgresPullTests {
                 }
                 #expect(bytes <= 2048 - RowLimits.dictionaryBound(config.tables))
             }
+        }
+    }
+
+    @Test func aPullDoesNotWaitForAMergeInProgress() async throws {
+        // Decision D3: merges hold the merge lock from version allocation to commit; pulls read
+        // their snapshot without it. (A pull that took it would wait here for ever.)
+        let config = try storeConfig(Self.yaml())
+        let sqlite = try temporarySQLiteMaster(config)
+        try await Self.fill(sqlite)
+        try await withStores(2, config: config) { stores in
+            try await SeededMaster.copy(from: sqlite, to: stores[0])
+            let expected = try await stores[0].pull(after: 0, limit: 1000, opd: "pkm-a")
+            let page = try await stores[1].master.transaction { merging in
+                try await merging.query(
+                    "SELECT pg_advisory_xact_lock(\(PostgresMaster.LockKey.merge.rawValue))",
+                    logger: SQLiteMasterStore.quietLogger)
+                return try await stores[0].pull(after: 0, limit: 1000, opd: "pkm-a")
+            }
+            #expect(
+                try ChangesetCodec.decode(page.body).rows == (try ChangesetCodec.decode(expected.body).rows)
+                    && page.nextCursor == expected.nextCursor)
         }
     }
 }

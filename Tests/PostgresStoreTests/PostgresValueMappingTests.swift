@@ -180,7 +180,7 @@ struct PostgresValueMappingTests {
             #expect(
                 bookkeeping == [
                     "additive", "audit", "changesets", "conflicts", "devices", "history", "replicas", "rows", "server",
-                    "tokens", "users",
+                    "tokens", "upload_chunks", "uploads", "users",
                 ])
         }
     }

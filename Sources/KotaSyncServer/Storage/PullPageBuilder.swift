@@ -36,7 +36,10 @@ struct PullPageBuilder {
         var needsValues: Bool { table != nil && !sendsDelete }
     }
 
-    let config: ServerConfig
+    /// The config's tables and access service, taken once per page (as the loop over a page's
+    /// entries did before it was shared: not looked up through the config per entry).
+    let tables: [TableSchema]
+    let access: AccessPolicy
     let tableIndex: [String: Int]
     let opd: String?
     let cursor: UInt64
@@ -54,7 +57,8 @@ struct PullPageBuilder {
     /// A page after `cursor` of at most `limit` rows (already clamped by the caller) for a
     /// device of `opd` (nil: the Command Center, everything).
     init(config: ServerConfig, tableIndex: [String: Int], opd: String?, cursor: UInt64, limit: Int) {
-        self.config = config
+        tables = config.tables
+        access = config.access
         self.tableIndex = tableIndex
         self.opd = opd
         self.cursor = cursor
@@ -85,11 +89,11 @@ struct PullPageBuilder {
             return Head(
                 table: nil, version: version, key: [], stamp: HLC(milliseconds: 0, counter: 0), sendsDelete: true)
         }
-        let table = config.tables[t]
+        let table = tables[t]
         let decoded = try RowClocksCoding.decode(
             clocks, version: version, columnCount: table.columns.count, resolve: { Writer(number: $0, id: .zero) })
         let key = try PrimaryKeyCoding.decode(pk)
-        let gone = opd.map { !config.access.sees(opd: $0, table: name, scope: scope()) } ?? false
+        let gone = opd.map { !access.sees(opd: $0, table: name, scope: scope()) } ?? false
         return Head(table: t, version: version, key: key, stamp: decoded.stamp, sendsDelete: decoded.isDeleted || gone)
     }
 
@@ -105,7 +109,7 @@ struct PullPageBuilder {
             return true
         }
         // A table of key columns only: the backend's read of the row may give a placeholder.
-        var values = head.sendsDelete ? nil : values.map { config.tables[t].columns.isEmpty ? [] : $0 }
+        var values = head.sendsDelete ? nil : values.map { tables[t].columns.isEmpty ? [] : $0 }
         for c in hidden[t] { values?[c] = .null }
         let size = RowLimits.encodedBound(
             rowBytes: RowLimits.bytes(key: head.key, values: values ?? []),
@@ -138,7 +142,7 @@ struct PullPageBuilder {
         let next = hasMore ? next : max(next, try latest())
         let page = Changeset(
             kind: .pull, id: UUID(), replicaID: .zero, firstSequence: cursor, lastSequence: next,
-            tables: config.tables.map(\.changesetTable), rows: rows)
+            tables: tables.map(\.changesetTable), rows: rows)
         return PullPage(body: ChangesetCodec.encode(page), rows: rows.count, nextCursor: next, hasMore: hasMore)
     }
 }

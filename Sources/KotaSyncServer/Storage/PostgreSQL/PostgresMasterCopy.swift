@@ -58,7 +58,7 @@ public struct MasterCopySummary: Sendable, Equatable {
 /// as they are (`kotasync-server master copy`).
 ///
 /// * One PostgreSQL transaction: a copy that fails or is refused leaves the target as it was (its
-///   schema prepared, no row). The target's tables are locked against writes for the copy, and a
+///   schema prepared, nothing copied). The target's tables are locked against writes for the copy, and a
 ///   target that holds any row is refused (``MasterCopyError/Code/targetNotEmpty``).
 /// * One SQLite read transaction: the copy is one consistent snapshot of the source, which is
 ///   opened read-only and never written. Stop the server first: changes merged after the
@@ -106,14 +106,15 @@ public enum PostgresMasterCopy {
         audit: AuditEntry?, batchRows: Int, logger: Logger
     ) async throws -> MasterCopySummary {
         try await master.transaction { connection in
-            let targets = try await targetTables(connection, config: config)
-            // Servers and commands on the master may read meanwhile, not write.
-            try await connection.query(
-                PostgresQuery(unsafeSQL: "LOCK TABLE \(targets.map(\.sql).joined(separator: ", ")) IN EXCLUSIVE MODE"),
-                logger: logger)
+            // The locks a merge and an audit append take before they write, then the tables:
+            // servers and commands on the master may read meanwhile, not write.
             for key in [PostgresMaster.LockKey.merge, .audit] {
                 try await connection.query("SELECT pg_advisory_xact_lock(\(key.rawValue))", logger: logger)
             }
+            let targets = try await targetTables(connection, config: config)
+            try await connection.query(
+                PostgresQuery(unsafeSQL: "LOCK TABLE \(targets.map(\.sql).joined(separator: ", ")) IN EXCLUSIVE MODE"),
+                logger: logger)
             try await checkEmpty(connection, tables: Array(targets.dropFirst()))
             let summary = try await source.read { db in
                 try checkSource(db, config: config, plans: plans, path: path)

@@ -19,7 +19,7 @@ extension PostgresMasterStore {
         try await flushAudit()  // so the devices' reports of the last second are shown
         let tables = config.tables
         return try await master.readSnapshot { connection in
-            let masterVersion = try await self.latestVersion(connection)
+            let masterVersion = try await self.latestRowVersion(connection)
             var telemetry: [Int64: DeviceTelemetry] = [:]
             for try await (replica, client, pending, lastError, cursor, lastPullAt, refused)
                 in try await connection
@@ -58,7 +58,7 @@ extension PostgresMasterStore {
             var rows: [String: Int] = [:]
             if !tables.isEmpty {
                 let counts = tables.enumerated().map { n, table in
-                    "SELECT \(n)::bigint, count(*) FROM \(PostgresTableDefinition.qualified(table.name))"
+                    "SELECT \(n)::bigint, count(*) FROM \(PostgresTableDefinition.publicTable(table.name))"
                 }
                 for try await (n, count) in try await connection.query(
                     PostgresQuery(unsafeSQL: counts.joined(separator: " UNION ALL ")), logger: logger
@@ -144,7 +144,7 @@ extension PostgresMasterStore {
         let offset = max(0, page) * size
         let selected = zip(columns, types).flatMap { column, type in type.select(PostgresTableDefinition.quote(column))
         }
-        let qualified = PostgresTableDefinition.qualified(name)
+        let qualified = PostgresTableDefinition.publicTable(name)
         return try await master.readSnapshot { connection in
             var total = 0
             for try await count in try await connection.query(
@@ -165,7 +165,7 @@ extension PostgresMasterStore {
                         LIMIT $\(pageBindings.count - 1) OFFSET $\(pageBindings.count)
                         """, binds: pageBindings), logger: logger)
             {
-                let values = try Self.decode(row, types)
+                let values = try Self.decodeValues(row, types)
                 found.append((Array(values.prefix(keyCount)), Array(values.dropFirst(keyCount))))
             }
             let last = try await self.lastChanges(
@@ -221,7 +221,7 @@ extension PostgresMasterStore {
         }
         guard key.count == table.primaryKey.count else { return nil }
         return try await master.readSnapshot { connection in
-            try await self.values(of: table, key: key, connection).map { key + $0 }
+            try await self.liveRowValues(of: table, key: key, connection).map { key + $0 }
         }
     }
 
@@ -243,7 +243,7 @@ extension PostgresMasterStore {
             ).decode(Bool.self) {
                 deleted = value
             }
-            let current = deleted ? nil : try await self.values(of: table, key: key, connection)
+            let current = deleted ? nil : try await self.liveRowValues(of: table, key: key, connection)
             var entries: [RowHistory.Entry] = []
             var writers: [Int64: (id: UUID, opd: String)] = [0: (Writer.master.id, "master")]
             for try await (version, writer, stamp, op, old, clamped, uuid, opd) in try await connection.query(
@@ -268,7 +268,7 @@ extension PostgresMasterStore {
     }
 
     /// The non-key values of the row of `table` with `key`, nil when the master does not hold it.
-    func values(of table: TableSchema, key: [SQLValue], _ connection: PostgresConnection) async throws
+    func liveRowValues(of table: TableSchema, key: [SQLValue], _ connection: PostgresConnection) async throws
         -> [SQLValue]?
     {
         let keyTypes = table.primaryKey.map { PostgresColumnType($0.affinity) }
@@ -288,16 +288,16 @@ extension PostgresMasterStore {
             PostgresQuery(
                 unsafeSQL: """
                     SELECT \(selected.isEmpty ? "1" : selected.joined(separator: ", "))
-                    FROM \(PostgresTableDefinition.qualified(table.name)) WHERE \(conditions.joined(separator: " AND "))
+                    FROM \(PostgresTableDefinition.publicTable(table.name)) WHERE \(conditions.joined(separator: " AND "))
                     """, binds: bindings), logger: logger)
         for try await row in rows {
-            return selected.isEmpty ? [] : try Self.decode(row, columnTypes)
+            return selected.isEmpty ? [] : try Self.decodeValues(row, columnTypes)
         }
         return nil
     }
 
     /// A row read with the select expressions of `types` (``PostgresColumnType/select(_:)``).
-    static func decode(_ row: PostgresRow, _ types: [PostgresColumnType]) throws -> [SQLValue] {
+    static func decodeValues(_ row: PostgresRow, _ types: [PostgresColumnType]) throws -> [SQLValue] {
         let cells = row.makeRandomAccess()
         var values: [SQLValue] = []
         values.reserveCapacity(types.count)

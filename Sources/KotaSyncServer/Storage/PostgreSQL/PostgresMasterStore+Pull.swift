@@ -37,7 +37,7 @@ extension PostgresMasterStore {
             }
             // The latest version only when the page reached the end of what the device may see.
             var latest: UInt64 = 0
-            if !builder.hasMore { latest = try await self.latestVersion(connection) }
+            if !builder.hasMore { latest = try await self.latestRowVersion(connection) }
             return builder.page { latest }
         }
     }
@@ -115,7 +115,7 @@ extension PostgresMasterStore {
         let keyTypes = table.primaryKey.map { PostgresColumnType($0.affinity) }
         let columnTypes = table.columns.map { PostgresColumnType($0.affinity) }
         let perKey = 1 + keyTypes.reduce(0) { $0 + $1.parameterCount }
-        let batchSize = max(1, Self.maxParameters / perKey)
+        let batchSize = max(1, Self.maxPullBinds / perKey)
         let selected =
             ["k.n"]
             + zip(table.columns, columnTypes).flatMap { column, type in
@@ -141,7 +141,7 @@ extension PostgresMasterStore {
             let rows = try await connection.query(
                 PostgresQuery(
                     unsafeSQL: """
-                        SELECT \(selected.joined(separator: ", ")) FROM \(PostgresTableDefinition.qualified(table.name)) AS t
+                        SELECT \(selected.joined(separator: ", ")) FROM \(PostgresTableDefinition.publicTable(table.name)) AS t
                         JOIN (VALUES \(tuples.joined(separator: ", "))) AS k(n, \(aliases.joined(separator: ", ")))
                         ON \(join)
                         """, binds: bindings), logger: logger)
@@ -160,10 +160,10 @@ extension PostgresMasterStore {
     }
 
     /// The most bind parameters one statement is given (PostgreSQL takes at most 65535).
-    static let maxParameters = 30_000
+    static let maxPullBinds = 30_000
 
     /// The master's latest version (0 for an empty master).
-    func latestVersion(_ connection: PostgresConnection) async throws -> UInt64 {
+    func latestRowVersion(_ connection: PostgresConnection) async throws -> UInt64 {
         for try await latest in try await connection.query(
             "SELECT max(version) FROM kotasync.rows", logger: logger
         ).decode(Int64?.self) {
@@ -195,5 +195,5 @@ extension PostgresMaster {
 
 extension PostgresTableDefinition {
     /// Replicated table `name` as a qualified PostgreSQL name (`public."name"`).
-    static func qualified(_ name: String) -> String { "public.\(quote(name))" }
+    static func publicTable(_ name: String) -> String { "public.\(quote(name))" }
 }

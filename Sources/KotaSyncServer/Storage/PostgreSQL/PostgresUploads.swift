@@ -77,7 +77,8 @@ final class PostgresUploads: PartialUploads {
         let now = now()
         return try await transaction { connection in
             // One create at a time across the servers, so the counts below stay true to commit
-            // (chunks and commits go on: they take only their upload's row).
+            // (a chunk or a delete arriving meanwhile waits for this short transaction; reads
+            // do not).
             try await connection.query("LOCK TABLE kotasync.uploads IN SHARE ROW EXCLUSIVE MODE", logger: logger)
             if var record = try await load(id, connection), now.timeIntervalSince(record.updatedAt) <= expiry {
                 record.updatedAt = now
@@ -124,6 +125,7 @@ final class PostgresUploads: PartialUploads {
         let damaged = sha256.map { UploadStore.sha256Hex(chunk) != $0.lowercased() } ?? false
         let now = now()
         return try await transaction { connection in
+            try await lockForWriting(connection)
             var record = try await live(id, opd: opd, connection, lock: true)
             guard offset == record.offset, record.reply == nil else {
                 throw OffsetMismatch(offset: record.reply == nil ? record.offset : record.length)
@@ -220,6 +222,7 @@ final class PostgresUploads: PartialUploads {
 
     func delete(id: String, opd: String) async throws {
         try await transaction { connection in
+            try await lockForWriting(connection)
             _ = try await live(id, opd: opd, connection, lock: true)
             try await connection.query("DELETE FROM kotasync.uploads WHERE id = \(id)", logger: logger)
         }
@@ -320,6 +323,12 @@ final class PostgresUploads: PartialUploads {
                 updatedAt: updated, reply: reply.map { Data(Array(buffer: $0)) })
         }
         return nil
+    }
+
+    /// Takes the table lock an upload's write needs before its row lock: taken after (as an
+    /// `UPDATE` would), it could wait for a create of the same upload that waits for the row.
+    private func lockForWriting(_ connection: PostgresConnection) async throws {
+        try await connection.query("LOCK TABLE kotasync.uploads IN ROW EXCLUSIVE MODE", logger: logger)
     }
 
     private func touch(_ id: String, at date: Date, _ connection: PostgresConnection) async throws {
