@@ -43,6 +43,14 @@ final class PostgresMergeStore: MergeStore {
     private var pendingSupersede: [Int64] = []
     private var pendingHeads: [HeadWrite] = []
     private var pendingHistory: [HistoryEntry] = []
+    /// Additive writes buffered, one per row, column and writer.
+    private var pendingAdditive: [AdditiveID: AdditiveEntry] = [:]
+    /// What each writer last wrote to the additive columns of rows read by ``rows(of:keys:blocking:)``
+    /// (every entry of those rows: a missing one was never written), kept up to date by
+    /// ``rememberAdditive(of:key:column:writer:version:value:)``.
+    private var additiveKnown: [RowID: [AdditiveID: AdditiveEntry]] = [:]
+    /// The tables with an additive column.
+    private let additiveTables: Set<String>
     private var nextRecordID: Int64?
     private var savepoints = 0
 
@@ -56,6 +64,19 @@ final class PostgresMergeStore: MergeStore {
         }
     }
 
+    /// One writer's last write to one additive column of one row.
+    private struct AdditiveID: Hashable {
+        var table: String
+        var pk: [UInt8]
+        var column: String
+        var writer: Int64
+    }
+
+    private struct AdditiveEntry {
+        var version: UInt64
+        var value: SQLValue
+    }
+
     /// A row (and a version of it) as a dictionary key.
     private struct RowID: Hashable {
         var table: String
@@ -65,10 +86,11 @@ final class PostgresMergeStore: MergeStore {
 
     init(
         connection: PostgresBlockingConnection, definitions: [String: PostgresTableDefinition],
-        describe: @escaping (Int64) -> String
+        additiveTables: Set<String>, describe: @escaping (Int64) -> String
     ) {
         self.connection = connection
         self.definitions = definitions
+        self.additiveTables = additiveTables
         self.describe = describe
     }
 
@@ -104,7 +126,7 @@ final class PostgresMergeStore: MergeStore {
     // MARK: - Versions and transactions
 
     func latestVersion() throws -> UInt64 {
-        try flush()
+        try flushHeads()
         let rows = try run(PostgresStatement(), "SELECT coalesce(max(version), 0) FROM kotasync.rows")
         return UInt64(bitPattern: try rows.first?.decode(Int64.self) ?? 0)
     }
@@ -127,6 +149,8 @@ final class PostgresMergeStore: MergeStore {
             pendingSupersede.removeAll()
             pendingHeads.removeAll()
             pendingHistory.removeAll()
+            pendingAdditive.removeAll()
+            additiveKnown.removeAll()
             try connection.run(sql: "ROLLBACK TO SAVEPOINT \(name)")
             try connection.run(sql: "RELEASE SAVEPOINT \(name)")
             throw error
@@ -134,17 +158,58 @@ final class PostgresMergeStore: MergeStore {
         try connection.run(sql: "RELEASE SAVEPOINT \(name)")
     }
 
+    /// Writes out every buffer. A read flushes only what it reads (the row writes of its table,
+    /// the records, the heads), so that the per-row reads of a merge do not write out the
+    /// window's bookkeeping row by row.
     func flush() throws {
         try flushRows()
         try flushRecords()
         try flushHeads()
         try flushHistory()
+        try flushAdditive()
     }
 
-    private func flushRows() throws {
+    private func flushAdditive() throws {
+        guard !pendingAdditive.isEmpty else { return }
+        let entries = Array(pendingAdditive)
+        pendingAdditive.removeAll()
+        let step = Self.rowsPerStatement(9)
+        var start = 0
+        while start < entries.count {
+            let end = min(start + step, entries.count)
+            var statement = PostgresStatement()
+            var tuples: [String] = []
+            for (id, entry) in entries[start..<end] {
+                let cells = [
+                    statement.bind(id.table), statement.bind(PostgresStatement.bytes(id.pk)), statement.bind(id.column),
+                    statement.bind(id.writer), statement.bind(Int64(bitPattern: entry.version)),
+                    try statement.value(entry.value, as: .value),
+                ]
+                tuples.append("(" + cells.joined(separator: ", ") + ")")
+            }
+            try run(
+                statement,
+                """
+                INSERT INTO kotasync.additive (tbl, pk, col, writer, version, value) \
+                VALUES \(tuples.joined(separator: ", ")) \
+                ON CONFLICT (tbl, pk, col, writer) DO UPDATE SET version = excluded.version, value = excluded.value
+                """)
+            start = end
+        }
+    }
+
+    /// Writes out the buffered row writes (of table `only`, when given: a read of one table
+    /// needs only its own written).
+    private func flushRows(only: String? = nil) throws {
         guard !pendingRows.isEmpty else { return }
-        let tables = pendingRows
-        pendingRows.removeAll()
+        let tables: [String: PendingRows]
+        if let only {
+            guard let pending = pendingRows.removeValue(forKey: only) else { return }
+            tables = [only: pending]
+        } else {
+            tables = pendingRows
+            pendingRows.removeAll()
+        }
         for (name, pending) in tables.sorted(by: { $0.key < $1.key }) {
             guard let definition = definitions[name] else { continue }
             let writes = pending.order.compactMap { pk in pending.writes[pk] }
@@ -347,7 +412,9 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func rows(of table: TableSchema, keys: [[SQLValue]], blocking: Bool) throws -> [RowState] {
-        try flush()
+        try flushRows(only: table.name)
+        try flushRecords()
+        try flushHeads()
         var states = [RowState](repeating: RowState(head: nil, values: nil, standing: []), count: keys.count)
         var start = 0
         while start < keys.count {
@@ -436,6 +503,9 @@ final class PostgresMergeStore: MergeStore {
                 for i in position[PrimaryKeyCoding.encode(record.key)] ?? [] { states[i].standing.append(record) }
             }
         }
+        if additiveTables.contains(table.name) {
+            try readAdditive(table, pks: pks)
+        }
         if blocking {
             var statement = PostgresStatement()
             let name = statement.bind(table.name)
@@ -451,7 +521,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func keys(of table: TableSchema, where columns: [String], equal values: [SQLValue]) throws -> [[SQLValue]] {
-        try flush()
+        try flushRows(only: table.name)
         let definition = try definition(table)
         var statement = PostgresStatement()
         var terms: [String] = []
@@ -511,10 +581,6 @@ final class PostgresMergeStore: MergeStore {
         }
         pendingRows[table.name, default: PendingRows()].set(
             PrimaryKeyCoding.encode(key), key: key, values: values)
-        if !definition.uniqueIndexes.isEmpty {
-            // Written at once: the next row's check must see it.
-            try flushRows()
-        }
         return .written
     }
 
@@ -522,9 +588,21 @@ final class PostgresMergeStore: MergeStore {
         -> [UniqueCollision?]
     {
         let definition = try definition(table)
+        guard !definition.uniqueIndexes.isEmpty, !rows.isEmpty else { return Array(repeating: nil, count: rows.count) }
+        if let found = try collisions(of: table, definition, rows: rows) { return found }
+        // A row the master holds would move off the values a row takes: written first, so that
+        // no statement passes through two rows holding the same values.
+        try flushRows(only: table.name)
+        return try collisions(of: table, definition, rows: rows)!
+    }
+
+    /// ``uniqueCollisions(of:rows:)`` against what the table holds and the row writes buffered
+    /// for it; nil when a row it holds, whose values a row would take, has a buffered write.
+    private func collisions(
+        of table: TableSchema, _ definition: PostgresTableDefinition, rows: [(key: [SQLValue], values: [SQLValue])]
+    ) throws -> [UniqueCollision?]? {
         var found = [UniqueCollision?](repeating: nil, count: rows.count)
-        guard !definition.uniqueIndexes.isEmpty, !rows.isEmpty else { return found }
-        try flush()
+        let pending = pendingRows[table.name]
         let keyNames = table.primaryKey.map { PostgresTableDefinition.quote($0.name) }
         let selectedKey = zip(table.primaryKey, definition.keyTypes).flatMap { column, type in
             type.select("t.\(PostgresTableDefinition.quote(column.name))")
@@ -569,10 +647,49 @@ final class PostgresMergeStore: MergeStore {
                 let other = try Self.key(cells, definition, at: 1)
                 // (The row itself holds its own values: no collision.)
                 guard found[i] == nil, other != rows[i].key else { continue }
+                // What the table holds of a row with a buffered write is not what it will hold.
+                if pending?.writes[PrimaryKeyCoding.encode(other)] != nil { return nil }
                 found[i] = UniqueCollision(key: other, index: index, column: column)
+            }
+            // The buffered rows: compared here as PostgreSQL compares them (text byte for byte).
+            guard let pending else { continue }
+            for i in candidates where found[i] == nil {
+                let mine = parts.map { $0.value(i) }
+                for pk in pending.order {
+                    guard let write = pending.writes[pk], let values = write.values, write.key != rows[i].key else {
+                        continue
+                    }
+                    let theirs = index.map { name -> SQLValue in
+                        if let k = table.primaryKey.firstIndex(where: { $0.name == name }) { return write.key[k] }
+                        return values[table.columns.firstIndex { $0.name == name }!]
+                    }
+                    if zip(zip(mine, theirs), parts).allSatisfy({ pair, part in
+                        Self.sameIndexValue(pair.0, pair.1, part.type)
+                    }) {
+                        found[i] = UniqueCollision(key: write.key, index: index, column: column)
+                        break
+                    }
+                }
             }
         }
         return found
+    }
+
+    /// Whether a UNIQUE index of PostgreSQL holds `a` and `b` (in a column of `type`) as the same
+    /// value: as the column keeps them, text byte for byte; NULL is never the same.
+    private static func sameIndexValue(_ a: SQLValue, _ b: SQLValue, _ type: PostgresColumnType) -> Bool {
+        let (a, b) = (type.affinity.stored(a), type.affinity.stored(b))
+        switch (a, b) {
+        case (.null, _), (_, .null): return false
+        case (.text(let x), .text(let y)): return Array(x.utf8) == Array(y.utf8)
+        case (.blob(let x), .blob(let y)): return x == y
+        case (.integer(let x), .integer(let y)): return x == y
+        case (.real(let x), .real(let y)): return x == y
+        case (.integer(let x), .real(let y)), (.real(let y), .integer(let x)):
+            // A numeric column compares numbers; the tagged value type keeps the classes apart.
+            return type == .numeric && Double(x) == y
+        default: return false
+        }
     }
 
     func deleteRow(_ table: TableSchema, key: [SQLValue]) throws {
@@ -587,7 +704,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func moveVersion(of table: TableSchema, key: [SQLValue], to version: UInt64) throws {
-        try flush()
+        try flushHeads()
         var statement = PostgresStatement()
         let sql = """
             UPDATE kotasync.rows SET version = \(statement.bind(Int64(bitPattern: version))) \
@@ -644,6 +761,12 @@ final class PostgresMergeStore: MergeStore {
     func additiveWrite(of table: TableSchema, key: [SQLValue], column: String, writer: Int64) throws -> (
         version: UInt64, value: SQLValue
     )? {
+        let pk = PrimaryKeyCoding.encode(key)
+        let id = AdditiveID(table: table.name, pk: pk, column: column, writer: writer)
+        if let pending = pendingAdditive[id] { return (pending.version, pending.value) }
+        if let known = additiveKnown[RowID(table: table.name, pk: pk)] {
+            return known[id].map { ($0.version, $0.value) }
+        }
         var statement = PostgresStatement()
         let sql = """
             SELECT version, \(PostgresColumnType.value.select("value").joined(separator: ", ")) FROM kotasync.additive \
@@ -658,20 +781,45 @@ final class PostgresMergeStore: MergeStore {
     func rememberAdditive(
         of table: TableSchema, key: [SQLValue], column: String, writer: Int64, version: UInt64, value: SQLValue
     ) throws {
+        let pk = PrimaryKeyCoding.encode(key)
+        let id = AdditiveID(table: table.name, pk: pk, column: column, writer: writer)
+        // Bound now: a value the column cannot keep is refused with this row.
+        var check = PostgresBindings()
+        try PostgresColumnType.value.bind(value, to: &check)
+        let entry = AdditiveEntry(version: version, value: value)
+        pendingAdditive[id] = entry
+        additiveKnown[RowID(table: table.name, pk: pk)]?[id] = entry
+    }
+
+    /// Reads every additive entry of the rows `pks` of `table` into ``additiveKnown``.
+    private func readAdditive(_ table: TableSchema, pks: [[UInt8]]) throws {
+        try flushAdditive()
         var statement = PostgresStatement()
-        let sql = """
-            INSERT INTO kotasync.additive (tbl, pk, col, writer, version, value) VALUES (\(statement.bind(table.name)), \
-            \(statement.bind(PostgresStatement.bytes(PrimaryKeyCoding.encode(key)))), \(statement.bind(column)), \
-            \(statement.bind(writer)), \(statement.bind(Int64(bitPattern: version))), \(try statement.value(value, as: .value))) \
-            ON CONFLICT (tbl, pk, col, writer) DO UPDATE SET version = excluded.version, value = excluded.value
+        let name = statement.bind(table.name)
+        let list = statement.bind(pks.map(PostgresStatement.bytes))
+        for pk in pks { additiveKnown[RowID(table: table.name, pk: pk)] = [:] }
+        for row in try run(
+            statement,
             """
-        try run(statement, sql)
+            SELECT pk, col, writer, version, \(PostgresColumnType.value.select("value").joined(separator: ", "))
+            FROM kotasync.additive WHERE tbl = \(name) AND pk = ANY(\(list))
+            """)
+        {
+            let cells = row.makeRandomAccess()
+            let pk = try Self.bytes(cells[0])
+            let id = AdditiveID(
+                table: table.name, pk: pk, column: try cells[1].decode(String.self),
+                writer: try cells[2].decode(Int64.self))
+            additiveKnown[RowID(table: table.name, pk: pk), default: [:]][id] = AdditiveEntry(
+                version: UInt64(bitPattern: try cells[3].decode(Int64.self)),
+                value: try PostgresColumnType.value.decode(cells, at: 4))
+        }
     }
 
     // MARK: - Conflict records
 
     func anyBlockingRecord() throws -> Bool {
-        try flush()
+        try flushRecords()
         let rows = try run(
             PostgresStatement(), "SELECT EXISTS (SELECT 1 FROM kotasync.conflicts c WHERE \(Self.blocking))")
         return try rows.first?.decode(Bool.self) ?? false
@@ -682,7 +830,7 @@ final class PostgresMergeStore: MergeStore {
         if let next = nextRecordID {
             id = next
         } else {
-            try flush()
+            try flushRecords()
             let rows = try run(PostgresStatement(), "SELECT coalesce(max(id), 0) FROM kotasync.conflicts")
             id = (try rows.first?.decode(Int64.self) ?? 0) + 1
         }
@@ -694,7 +842,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func record(_ id: Int64) throws -> StoredConflict? {
-        try flush()
+        try flushRecords()
         var statement = PostgresStatement()
         let clause = "c.id = \(statement.bind(id))"
         return try conflicts(statement, where: clause, order: false).first
@@ -705,7 +853,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func repointRecord(_ id: Int64, kind: ConflictReport.Kind, winner: Head, winnerValue: SQLValue?) throws {
-        try flush()
+        try flushRecords()
         var statement = PostgresStatement()
         let sql = """
             UPDATE kotasync.conflicts SET kind = \(statement.bind(kind.rawValue)), \
@@ -718,7 +866,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func closeRecord(_ id: Int64, resolution: Resolution) throws {
-        try flush()
+        try flushRecords()
         var statement = PostgresStatement()
         let text = String(decoding: try ProtocolJSON.encoder().encode(resolution), as: UTF8.self)
         let sql =
@@ -727,7 +875,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func reopenRecord(_ id: Int64, reason: String) throws {
-        try flush()
+        try flushRecords()
         var statement = PostgresStatement()
         let sql = """
             UPDATE kotasync.conflicts SET status = 'open', resolution = NULL, reason = \(statement.bind(reason)) \
@@ -737,7 +885,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func recordsWaiting(for row: RowReference) throws -> [StoredConflict] {
-        try flush()
+        try flushRecords()
         var statement = PostgresStatement()
         let clause = """
             c.related_tbl = \(statement.bind(row.table)) \
@@ -748,7 +896,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func blockingRecords(of table: TableSchema, key: [SQLValue]) throws -> [StoredConflict] {
-        try flush()
+        try flushRecords()
         var statement = PostgresStatement()
         let clause = """
             \(Self.blocking) AND c.tbl = \(statement.bind(table.name)) \
@@ -760,7 +908,7 @@ final class PostgresMergeStore: MergeStore {
     func referringRecords(to row: RowReference, in table: String, status: [ConflictReport.Status]) throws
         -> [StoredConflict]
     {
-        try flush()
+        try flushRecords()
         var statement = PostgresStatement()
         let clause = """
             c.related_tbl = \(statement.bind(row.table)) \
@@ -772,7 +920,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func rewriteHeld(_ id: Int64, held: String, related: RowReference, status: ConflictReport.Status) throws {
-        try flush()
+        try flushRecords()
         var statement = PostgresStatement()
         let sql = """
             UPDATE kotasync.conflicts SET held = \(statement.bind(held)), related_tbl = \(statement.bind(related.table)), \
@@ -783,7 +931,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func reopenReferrers(of row: RowReference, reason: String) throws {
-        try flush()
+        try flushRecords()
         var statement = PostgresStatement()
         let sql = """
             UPDATE kotasync.conflicts SET status = 'open', reason = \(statement.bind(reason)) \
