@@ -41,6 +41,7 @@ final class PostgresMergeStore: MergeStore {
     private var pendingRows: [String: PendingRows] = [:]
     private var pendingRecords: [StoredConflict] = []
     private var pendingSupersede: [Int64] = []
+    private var pendingRepoints: [Int64: Repoint] = [:]
     private var pendingHeads: [HeadWrite] = []
     private var pendingHistory: [HistoryEntry] = []
     /// Additive writes buffered, one per row, column and writer.
@@ -51,6 +52,14 @@ final class PostgresMergeStore: MergeStore {
     private var additiveKnown: [RowID: [AdditiveID: AdditiveEntry]] = [:]
     /// The tables with an additive column.
     private let additiveTables: Set<String>
+    /// The `held` records waiting for rows read by ``rows(of:keys:blocking:)`` with `blocking`
+    /// (every such record of those rows), kept up to date by the record writes; forgotten when a
+    /// write could change them in a way not followed here.
+    private var waitingKnown: [RowID: [StoredConflict]] = [:]
+    /// Per table and UNIQUE index (its position), the row the table holds with given index
+    /// values (``PrimaryKeyCoding`` bytes of the values), or nil for none: what the table held
+    /// when it was read, so forgotten when the table's buffered rows are written out.
+    private var holdersKnown: [String: [Int: [[UInt8]: [SQLValue]?]]] = [:]
     private var nextRecordID: Int64?
     private var savepoints = 0
 
@@ -62,6 +71,14 @@ final class PostgresMergeStore: MergeStore {
         mutating func set(_ pk: [UInt8], key: [SQLValue], values: [SQLValue]?) {
             if writes.updateValue((key, values), forKey: pk) == nil { order.append(pk) }
         }
+    }
+
+    /// A standing record's new winner (``repointRecord(_:kind:winner:winnerValue:)``), buffered.
+    private struct Repoint {
+        var kind: ConflictReport.Kind
+        var writer: Int64
+        var stamp: Int64
+        var value: SQLValue?
     }
 
     /// One writer's last write to one additive column of one row.
@@ -147,10 +164,13 @@ final class PostgresMergeStore: MergeStore {
             pendingRows.removeAll()
             pendingRecords.removeAll()
             pendingSupersede.removeAll()
+            pendingRepoints.removeAll()
             pendingHeads.removeAll()
             pendingHistory.removeAll()
             pendingAdditive.removeAll()
             additiveKnown.removeAll()
+            waitingKnown.removeAll()
+            holdersKnown.removeAll()
             try connection.run(sql: "ROLLBACK TO SAVEPOINT \(name)")
             try connection.run(sql: "RELEASE SAVEPOINT \(name)")
             throw error
@@ -212,6 +232,7 @@ final class PostgresMergeStore: MergeStore {
         }
         for (name, pending) in tables.sorted(by: { $0.key < $1.key }) {
             guard let definition = definitions[name] else { continue }
+            holdersKnown[name] = nil
             let writes = pending.order.compactMap { pk in pending.writes[pk] }
             let deletes = writes.filter { $0.values == nil }.map(\.key)
             let upserts = writes.compactMap { w in w.values.map { (w.key, $0) } }
@@ -314,6 +335,34 @@ final class PostgresMergeStore: MergeStore {
             let ids = statement.bind(pendingSupersede)
             pendingSupersede.removeAll()
             try run(statement, "UPDATE kotasync.conflicts SET status = 'superseded' WHERE id = ANY(\(ids))")
+        }
+        if !pendingRepoints.isEmpty {
+            let repoints = pendingRepoints.sorted { $0.key < $1.key }
+            pendingRepoints.removeAll()
+            let step = Self.rowsPerStatement(9)
+            var start = 0
+            while start < repoints.count {
+                let end = min(start + step, repoints.count)
+                var statement = PostgresStatement()
+                var tuples: [String] = []
+                for (id, r) in repoints[start..<end] {
+                    let cells = [
+                        statement.bind(id), statement.bind(r.kind.rawValue), statement.bind(r.writer),
+                        statement.bind(r.stamp), try statement.value(r.value ?? .null, as: .value),
+                        statement.bind(r.value != nil),
+                    ]
+                    tuples.append("(" + cells.joined(separator: ", ") + ")")
+                }
+                try run(
+                    statement,
+                    """
+                    UPDATE kotasync.conflicts AS c SET kind = v.kind, winner_writer = v.writer, winner_stamp = v.stamp, \
+                    winner_value = v.value, winner_has_value = v.has_value \
+                    FROM (VALUES \(tuples.joined(separator: ", "))) AS v(id, kind, writer, stamp, value, has_value) \
+                    WHERE c.id = v.id
+                    """)
+                start = end
+            }
         }
     }
 
@@ -507,6 +556,20 @@ final class PostgresMergeStore: MergeStore {
             try readAdditive(table, pks: pks)
         }
         if blocking {
+            // The held records waiting for these rows: a write of a row releases them.
+            var statement = PostgresStatement()
+            let name = statement.bind(table.name)
+            let list = statement.bind(pks.map(PostgresStatement.bytes))
+            for pk in pks { waitingKnown[RowID(table: table.name, pk: pk)] = [] }
+            for record in try conflicts(
+                statement, where: "c.related_tbl = \(name) AND c.related_pk = ANY(\(list)) AND c.status = 'held'")
+            {
+                guard let related = record.related else { continue }
+                waitingKnown[RowID(table: related.table, pk: PrimaryKeyCoding.encode(related.primaryKey)), default: []]
+                    .append(record)
+            }
+        }
+        if blocking {
             var statement = PostgresStatement()
             let name = statement.bind(table.name)
             let list = statement.bind(pks.map(PostgresStatement.bytes))
@@ -603,50 +666,16 @@ final class PostgresMergeStore: MergeStore {
     ) throws -> [UniqueCollision?]? {
         var found = [UniqueCollision?](repeating: nil, count: rows.count)
         let pending = pendingRows[table.name]
-        let keyNames = table.primaryKey.map { PostgresTableDefinition.quote($0.name) }
-        let selectedKey = zip(table.primaryKey, definition.keyTypes).flatMap { column, type in
-            type.select("t.\(PostgresTableDefinition.quote(column.name))")
-        }
-        _ = keyNames
-        for index in definition.uniqueIndexes {
-            // Each index's columns: (is it a key column, position).
-            let parts: [(type: PostgresColumnType, value: (Int) -> SQLValue)] = index.compactMap { name in
-                if let k = table.primaryKey.firstIndex(where: { $0.name == name }) {
-                    return (definition.keyTypes[k], { rows[$0].key[k] })
-                }
-                if let c = table.columns.firstIndex(where: { $0.name == name }) {
-                    return (definition.columnTypes[c], { rows[$0].values[c] })
-                }
-                return nil
-            }
-            guard parts.count == index.count else { continue }
+        for (n, index) in definition.uniqueIndexes.enumerated() {
+            guard let parts = Self.indexParts(index, of: table, definition, rows: rows) else { continue }
             // Rows already found colliding keep their first index; a NULL never collides.
             let candidates = rows.indices.filter { i in found[i] == nil && !parts.contains { $0.value(i) == .null } }
             guard !candidates.isEmpty else { continue }
-            var statement = PostgresStatement()
-            var tuples: [String] = []
-            for i in candidates {
-                var cells = [statement.bind(Int64(i))]
-                for part in parts { cells.append(try statement.value(part.value(i), as: part.type)) }
-                tuples.append("(" + cells.joined(separator: ", ") + ")")
-            }
-            let aliases = index.indices.map { "u\($0)" }
-            let join = zip(index, aliases).map { "t.\(PostgresTableDefinition.quote($0)) = r.\($1)" }
-                .joined(separator: " AND ")
+            let holders = try self.holders(of: table, definition, index: n, parts: parts, rows: candidates)
             let column = index.first { name in table.columns.contains { $0.name == name } }
-            for row in try run(
-                statement,
-                """
-                SELECT r.i, \(selectedKey.joined(separator: ", ")) \
-                FROM (VALUES \(tuples.joined(separator: ", "))) AS r(i, \(aliases.joined(separator: ", "))) \
-                JOIN \(definition.qualifiedName) AS t ON \(join)
-                """)
-            {
-                let cells = row.makeRandomAccess()
-                let i = Int(try cells[0].decode(Int64.self))
-                let other = try Self.key(cells, definition, at: 1)
+            for i in candidates {
                 // (The row itself holds its own values: no collision.)
-                guard found[i] == nil, other != rows[i].key else { continue }
+                guard let other = holders[i] ?? nil, other != rows[i].key else { continue }
                 // What the table holds of a row with a buffered write is not what it will hold.
                 if pending?.writes[PrimaryKeyCoding.encode(other)] != nil { return nil }
                 found[i] = UniqueCollision(key: other, index: index, column: column)
@@ -673,6 +702,90 @@ final class PostgresMergeStore: MergeStore {
             }
         }
         return found
+    }
+
+    /// The columns of UNIQUE index `index` as types and value readers of `rows`; nil when the
+    /// index names a column the table does not have.
+    private static func indexParts(
+        _ index: [String], of table: TableSchema, _ definition: PostgresTableDefinition,
+        rows: [(key: [SQLValue], values: [SQLValue])]
+    ) -> [(type: PostgresColumnType, value: (Int) -> SQLValue)]? {
+        let parts: [(type: PostgresColumnType, value: (Int) -> SQLValue)] = index.compactMap { name in
+            if let k = table.primaryKey.firstIndex(where: { $0.name == name }) {
+                return (definition.keyTypes[k], { rows[$0].key[k] })
+            }
+            if let c = table.columns.firstIndex(where: { $0.name == name }) {
+                return (definition.columnTypes[c], { rows[$0].values[c] })
+            }
+            return nil
+        }
+        return parts.count == index.count ? parts : nil
+    }
+
+    /// For each of `candidates` (positions in the rows `parts` reads), the row the table holds
+    /// with its values of UNIQUE index `n`, or nil: from ``holdersKnown``, the rest read in one
+    /// statement (and remembered).
+    private func holders(
+        of table: TableSchema, _ definition: PostgresTableDefinition, index n: Int,
+        parts: [(type: PostgresColumnType, value: (Int) -> SQLValue)], rows candidates: [Int]
+    ) throws -> [Int: [SQLValue]?] {
+        let index = definition.uniqueIndexes[n]
+        var out: [Int: [SQLValue]?] = [:]
+        var ask: [Int] = []
+        var tuples: [Int: [UInt8]] = [:]
+        for i in candidates {
+            let tuple = PrimaryKeyCoding.encode(parts.map { $0.type.affinity.stored($0.value(i)) })
+            tuples[i] = tuple
+            if let known = holdersKnown[table.name]?[n]?[tuple] { out[i] = known } else { ask.append(i) }
+        }
+        guard !ask.isEmpty else { return out }
+        var statement = PostgresStatement()
+        var rows: [String] = []
+        for i in ask {
+            var cells = [statement.bind(Int64(i))]
+            for part in parts { cells.append(try statement.value(part.value(i), as: part.type)) }
+            rows.append("(" + cells.joined(separator: ", ") + ")")
+        }
+        let aliases = index.indices.map { "u\($0)" }
+        let join = zip(index, aliases).map { "t.\(PostgresTableDefinition.quote($0)) = r.\($1)" }
+            .joined(separator: " AND ")
+        let selectedKey = zip(table.primaryKey, definition.keyTypes).flatMap { column, type in
+            type.select("t.\(PostgresTableDefinition.quote(column.name))")
+        }
+        for i in ask { out[i] = .some(nil) }
+        for row in try run(
+            statement,
+            """
+            SELECT r.i, \(selectedKey.joined(separator: ", ")) \
+            FROM (VALUES \(rows.joined(separator: ", "))) AS r(i, \(aliases.joined(separator: ", "))) \
+            JOIN \(definition.qualifiedName) AS t ON \(join)
+            """)
+        {
+            let cells = row.makeRandomAccess()
+            out[Int(try cells[0].decode(Int64.self))] = .some(try Self.key(cells, definition, at: 1))
+        }
+        for i in ask { holdersKnown[table.name, default: [:]][n, default: [:]][tuples[i]!] = out[i]! }
+        return out
+    }
+
+    var readsAheadWrites: Bool { true }
+
+    func expectWrites(of table: TableSchema, rows: [(key: [SQLValue], values: [SQLValue])]) throws {
+        guard let definition = definitions[table.name], !definition.uniqueIndexes.isEmpty, !rows.isEmpty else {
+            return
+        }
+        // What the table holds once its buffered rows are written: the hint is read against it.
+        try flushRows(only: table.name)
+        for (n, index) in definition.uniqueIndexes.enumerated() {
+            guard let parts = Self.indexParts(index, of: table, definition, rows: rows) else { continue }
+            let candidates = rows.indices.filter { i in !parts.contains { $0.value(i) == .null } }
+            var start = 0
+            while start < candidates.count {
+                let end = min(start + Self.chunk, candidates.count)
+                _ = try holders(of: table, definition, index: n, parts: parts, rows: Array(candidates[start..<end]))
+                start = end
+            }
+        }
     }
 
     /// Whether a UNIQUE index of PostgreSQL holds `a` and `b` (in a column of `type`) as the same
@@ -838,7 +951,19 @@ final class PostgresMergeStore: MergeStore {
         var record = record
         record.id = id
         pendingRecords.append(record)
+        if record.status == .held, let related = record.related {
+            let row = RowID(table: related.table, pk: PrimaryKeyCoding.encode(related.primaryKey))
+            waitingKnown[row]?.append(record)
+        }
         return id
+    }
+
+    /// Drops record `id` from the records known to wait (it no longer stands as it was).
+    private func forgetWaiting(_ id: Int64) {
+        guard !waitingKnown.isEmpty else { return }
+        for (row, records) in waitingKnown where records.contains(where: { $0.id == id }) {
+            waitingKnown[row] = records.filter { $0.id != id }
+        }
     }
 
     func record(_ id: Int64) throws -> StoredConflict? {
@@ -850,22 +975,20 @@ final class PostgresMergeStore: MergeStore {
 
     func supersedeRecord(_ id: Int64) throws {
         pendingSupersede.append(id)
+        forgetWaiting(id)
     }
 
     func repointRecord(_ id: Int64, kind: ConflictReport.Kind, winner: Head, winnerValue: SQLValue?) throws {
-        try flushRecords()
-        var statement = PostgresStatement()
-        let sql = """
-            UPDATE kotasync.conflicts SET kind = \(statement.bind(kind.rawValue)), \
-            winner_writer = \(statement.bind(winner.writer.number)), \
-            winner_stamp = \(statement.bind(Int64(bitPattern: winner.stamp.rawValue))), \
-            winner_value = \(try statement.value(winnerValue ?? .null, as: .value)), \
-            winner_has_value = \(statement.bind(winnerValue != nil)) WHERE id = \(statement.bind(id))
-            """
-        try run(statement, sql)
+        // Bound now: a value that cannot be kept is refused with this row, not at the flush.
+        var check = PostgresBindings()
+        try PostgresColumnType.value.bind(winnerValue ?? .null, to: &check)
+        pendingRepoints[id] = Repoint(
+            kind: kind, writer: winner.writer.number, stamp: Int64(bitPattern: winner.stamp.rawValue),
+            value: winnerValue)
     }
 
     func closeRecord(_ id: Int64, resolution: Resolution) throws {
+        waitingKnown.removeAll()
         try flushRecords()
         var statement = PostgresStatement()
         let text = String(decoding: try ProtocolJSON.encoder().encode(resolution), as: UTF8.self)
@@ -875,6 +998,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func reopenRecord(_ id: Int64, reason: String) throws {
+        waitingKnown.removeAll()
         try flushRecords()
         var statement = PostgresStatement()
         let sql = """
@@ -885,6 +1009,9 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func recordsWaiting(for row: RowReference) throws -> [StoredConflict] {
+        if let known = waitingKnown[RowID(table: row.table, pk: PrimaryKeyCoding.encode(row.primaryKey))] {
+            return known
+        }
         try flushRecords()
         var statement = PostgresStatement()
         let clause = """
@@ -920,6 +1047,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func rewriteHeld(_ id: Int64, held: String, related: RowReference, status: ConflictReport.Status) throws {
+        waitingKnown.removeAll()
         try flushRecords()
         var statement = PostgresStatement()
         let sql = """
@@ -931,6 +1059,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func reopenReferrers(of row: RowReference, reason: String) throws {
+        waitingKnown.removeAll()
         try flushRecords()
         var statement = PostgresStatement()
         let sql = """
