@@ -60,6 +60,10 @@ final class PostgresMergeStore: MergeStore {
     /// values (``PrimaryKeyCoding`` bytes of the values), or nil for none: what the table held
     /// when it was read, so forgotten when the table's buffered rows are written out.
     private var holdersKnown: [String: [Int: [[UInt8]: [SQLValue]?]]] = [:]
+    /// Per table and UNIQUE index, the buffered row (its encoded key) that will hold given index
+    /// values (``indexTuple(_:_:)``): the buffered rows' side of a collision check, without
+    /// comparing a row with every buffered row.
+    private var pendingHolders: [String: [Int: [[UInt8]: [UInt8]]]] = [:]
     private var nextRecordID: Int64?
     private var savepoints = 0
 
@@ -171,6 +175,7 @@ final class PostgresMergeStore: MergeStore {
             additiveKnown.removeAll()
             waitingKnown.removeAll()
             holdersKnown.removeAll()
+            pendingHolders.removeAll()
             try connection.run(sql: "ROLLBACK TO SAVEPOINT \(name)")
             try connection.run(sql: "RELEASE SAVEPOINT \(name)")
             throw error
@@ -233,6 +238,7 @@ final class PostgresMergeStore: MergeStore {
         for (name, pending) in tables.sorted(by: { $0.key < $1.key }) {
             guard let definition = definitions[name] else { continue }
             holdersKnown[name] = nil
+            pendingHolders[name] = nil
             let writes = pending.order.compactMap { pk in pending.writes[pk] }
             let deletes = writes.filter { $0.values == nil }.map(\.key)
             let upserts = writes.compactMap { w in w.values.map { (w.key, $0) } }
@@ -642,8 +648,9 @@ final class PostgresMergeStore: MergeStore {
                 )
             }
         }
-        pendingRows[table.name, default: PendingRows()].set(
-            PrimaryKeyCoding.encode(key), key: key, values: values)
+        let pk = PrimaryKeyCoding.encode(key)
+        if !definition.uniqueIndexes.isEmpty { notePending(table, definition, pk: pk, key: key, values: values) }
+        pendingRows[table.name, default: PendingRows()].set(pk, key: key, values: values)
         return .written
     }
 
@@ -680,25 +687,14 @@ final class PostgresMergeStore: MergeStore {
                 if pending?.writes[PrimaryKeyCoding.encode(other)] != nil { return nil }
                 found[i] = UniqueCollision(key: other, index: index, column: column)
             }
-            // The buffered rows: compared here as PostgreSQL compares them (text byte for byte).
-            guard let pending else { continue }
+            // The buffered rows, by their index values.
+            guard let pending, let holders = pendingHolders[table.name]?[n] else { continue }
+            let types = definition.types(of: index, in: table)
             for i in candidates where found[i] == nil {
-                let mine = parts.map { $0.value(i) }
-                for pk in pending.order {
-                    guard let write = pending.writes[pk], let values = write.values, write.key != rows[i].key else {
-                        continue
-                    }
-                    let theirs = index.map { name -> SQLValue in
-                        if let k = table.primaryKey.firstIndex(where: { $0.name == name }) { return write.key[k] }
-                        return values[table.columns.firstIndex { $0.name == name }!]
-                    }
-                    if zip(zip(mine, theirs), parts).allSatisfy({ pair, part in
-                        Self.sameIndexValue(pair.0, pair.1, part.type)
-                    }) {
-                        found[i] = UniqueCollision(key: write.key, index: index, column: column)
-                        break
-                    }
-                }
+                guard let tuple = Self.indexTuple(parts.map { $0.value(i) }, types), let pk = holders[tuple],
+                    let write = pending.writes[pk], write.values != nil, write.key != rows[i].key
+                else { continue }
+                found[i] = UniqueCollision(key: write.key, index: index, column: column)
             }
         }
         return found
@@ -788,26 +784,65 @@ final class PostgresMergeStore: MergeStore {
         }
     }
 
-    /// Whether a UNIQUE index of PostgreSQL holds `a` and `b` (in a column of `type`) as the same
-    /// value: as the column keeps them, text byte for byte; NULL is never the same.
-    private static func sameIndexValue(_ a: SQLValue, _ b: SQLValue, _ type: PostgresColumnType) -> Bool {
-        let (a, b) = (type.affinity.stored(a), type.affinity.stored(b))
-        switch (a, b) {
-        case (.null, _), (_, .null): return false
-        case (.text(let x), .text(let y)): return Array(x.utf8) == Array(y.utf8)
-        case (.blob(let x), .blob(let y)): return x == y
-        case (.integer(let x), .integer(let y)): return x == y
-        case (.real(let x), .real(let y)): return x == y
-        case (.integer(let x), .real(let y)), (.real(let y), .integer(let x)):
-            // A numeric column compares numbers; the tagged value type keeps the classes apart.
-            return type == .numeric && Double(x) == y
-        default: return false
+    func deleteRow(_ table: TableSchema, key: [SQLValue]) throws {
+        let definition = try definition(table)
+        let pk = PrimaryKeyCoding.encode(key)
+        if !definition.uniqueIndexes.isEmpty { notePending(table, definition, pk: pk, key: key, values: nil) }
+        pendingRows[table.name, default: PendingRows()].set(pk, key: key, values: nil)
+    }
+
+    /// Keeps ``pendingHolders`` in step with a buffered write of row `pk` (nil values: a delete).
+    private func notePending(
+        _ table: TableSchema, _ definition: PostgresTableDefinition, pk: [UInt8], key: [SQLValue],
+        values: [SQLValue]?
+    ) {
+        let before = pendingRows[table.name]?.writes[pk]?.values
+        for (n, index) in definition.uniqueIndexes.enumerated() {
+            if let before,
+                let old = Self.indexTuple(
+                    Self.indexValues(index, of: table, key: key, values: before), definition.types(of: index, in: table)
+                ),
+                pendingHolders[table.name]?[n]?[old] == pk
+            {
+                pendingHolders[table.name]?[n]?[old] = nil
+            }
+            if let values,
+                let new = Self.indexTuple(
+                    Self.indexValues(index, of: table, key: key, values: values), definition.types(of: index, in: table)
+                )
+            {
+                pendingHolders[table.name, default: [:]][n, default: [:]][new] = pk
+            }
         }
     }
 
-    func deleteRow(_ table: TableSchema, key: [SQLValue]) throws {
-        _ = try definition(table)
-        pendingRows[table.name, default: PendingRows()].set(PrimaryKeyCoding.encode(key), key: key, values: nil)
+    /// A row's values of UNIQUE index `index`.
+    private static func indexValues(_ index: [String], of table: TableSchema, key: [SQLValue], values: [SQLValue])
+        -> [SQLValue]
+    {
+        index.map { name in
+            if let k = table.primaryKey.firstIndex(where: { $0.name == name }) { return key[k] }
+            if let c = table.columns.firstIndex(where: { $0.name == name }) { return values[c] }
+            return .null
+        }
+    }
+
+    /// Index values as PostgreSQL's UNIQUE index tells them apart, as bytes: each as its column
+    /// keeps it, a real zero without its sign (0.0 = -0.0), text byte for byte; nil when one is
+    /// NULL (NULLs never collide).
+    private static func indexTuple(_ values: [SQLValue], _ types: [PostgresColumnType]) -> [UInt8]? {
+        var stored: [SQLValue] = []
+        for (value, type) in zip(values, types) {
+            var value = type.affinity.stored(value)
+            switch value {
+            case .null: return nil
+            case .real(let r) where r == 0: value = .real(0)
+            case .real(let r) where type == .numeric && r.rounded() == r && abs(r) < 9.2e18: value = .integer(Int64(r))
+            default: break
+            }
+            stored.append(value)
+        }
+        return PrimaryKeyCoding.encode(stored)
     }
 
     // MARK: - Bookkeeping of rows
@@ -1074,4 +1109,15 @@ final class PostgresMergeStore: MergeStore {
     // MARK: - Writers
 
     func opd(ofWriter writer: Int64) -> String { describe(writer) }
+}
+
+extension PostgresTableDefinition {
+    /// The types of the columns `names` (key or not), in that order.
+    fileprivate func types(of names: [String], in table: TableSchema) -> [PostgresColumnType] {
+        names.map { name in
+            if let k = table.primaryKey.firstIndex(where: { $0.name == name }) { return keyTypes[k] }
+            if let c = table.columns.firstIndex(where: { $0.name == name }) { return columnTypes[c] }
+            return .value
+        }
+    }
 }
