@@ -7,21 +7,30 @@ import PostgresNIO
 /// the transaction ``PostgresMaster/blockingTransaction(lock:_:)`` opened under the merge lock.
 ///
 /// Every statement is a network round trip, so the port is set-based where the procedure is
-/// hot: ``rows(of:keys:blocking:)`` reads the heads, values, standing and blocking records of a
-/// window of keys with one statement each (`pk = ANY($n)`, or a `VALUES` list of typed keys
-/// joined to the table); row writes of tables without a UNIQUE index besides the key, row
-/// deletes, bookkeeping heads, history entries, new records and their supersessions are
-/// buffered and written in multi-row statements before anything reads those tables, before a
-/// savepoint starts or ends, and when the merge ends (``flush()``).
+/// hot. ``rows(of:keys:blocking:)`` reads, per window of keys and table, with one statement
+/// each: the heads, the values (a `VALUES` list of typed keys joined to the table), the
+/// standing records, and, when the master has holds, the blocking records and the held records
+/// waiting for those rows; for a table with additive columns, its additive entries. Row writes
+/// and deletes, bookkeeping heads, history entries, additive entries, new records, their
+/// supersessions and re-pointings are buffered and written in multi-row statements; a read
+/// writes out only the buffers it reads (its table's rows, the records, the heads), and
+/// everything is written before a savepoint starts or ends and when the merge ends (``flush()``).
+/// What is left row by row: the history reads of a change with an older base
+/// (``firstReplaced(of:key:column:after:)``, ``valuesAtLastDeletion(of:key:)``), and the record
+/// reads and writes of a release or a reviewer's decision.
 ///
 /// PostgreSQL aborts a transaction at its first failed statement, so a write is made only when
-/// it cannot fail by a constraint the procedure reacts to: a row of a table with UNIQUE indexes
-/// is checked first (``uniqueCollisions(of:rows:)``, one statement per index) and written only
-/// when it collides with nothing — otherwise ``RowWriteOutcome/uniqueViolation(with:column:message:)``
-/// and nothing is written; a NOT NULL column left NULL is refused before the write
-/// (``MergeStoreConstraintViolation``). Any other constraint error PostgreSQL raises leaves as a
-/// ``MergeStoreConstraintViolation`` too, and the caller rolls the transaction (or the savepoint)
-/// back, so the connection is usable again.
+/// it cannot fail by a constraint the procedure reacts to. A row of a table with UNIQUE indexes
+/// is checked first against the table and the buffered rows (``uniqueCollisions(of:rows:)``;
+/// the holders of a window's expected values are read ahead, one statement per index, from
+/// ``expectWrites(of:rows:)``) and buffered only when it collides with nothing — otherwise
+/// ``RowWriteOutcome/uniqueViolation(with:column:message:)`` and nothing is written. When a
+/// buffered row is moving off the values a row would take, the table's buffer is written first,
+/// so that no multi-row statement passes through two rows holding the same values. A NOT NULL
+/// column left NULL, and a value its column cannot keep, are refused before the write
+/// (``MergeStoreConstraintViolation``, `type_mismatch`). Any other constraint error PostgreSQL
+/// raises leaves as a ``MergeStoreConstraintViolation`` too, and the caller rolls the
+/// transaction (or the savepoint) back, so the connection is usable again.
 ///
 /// Record ids: the largest id plus one, read once per transaction, as SQLite numbers an
 /// `INTEGER PRIMARY KEY` — so a buffered record's id is known at once, ids grow with every
