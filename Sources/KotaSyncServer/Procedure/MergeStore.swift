@@ -84,6 +84,17 @@ protocol MergeStore {
     func uniqueCollisions(of table: TableSchema, rows: [(key: [SQLValue], values: [SQLValue])]) throws
         -> [UniqueCollision?]
 
+    /// Whether the store wants ``expectWrites(of:rows:)`` called (false: the procedure does not
+    /// spend the time to make the hint).
+    var readsAheadWrites: Bool { get }
+
+    /// A hint, before a window of changes is merged: the rows of `table` it will probably write
+    /// (a key and every non-key value, in schema order), so that a store whose every statement
+    /// is a round trip reads ahead, set-based, what those writes need (PostgreSQL: their UNIQUE
+    /// collisions, one statement per index). Writes nothing; a row written with other values is
+    /// checked as if there had been no hint.
+    func expectWrites(of table: TableSchema, rows: [(key: [SQLValue], values: [SQLValue])]) throws
+
     /// Deletes the row with `key` from `table` (nothing if there is none).
     func deleteRow(_ table: TableSchema, key: [SQLValue]) throws
 
@@ -175,6 +186,13 @@ protocol MergeStore {
 
     /// The OPD the replica numbered `writer` was registered with ("master" for 0, "?" if unknown).
     func opd(ofWriter writer: Int64) -> String
+}
+
+extension MergeStore {
+    /// No read-ahead: a store whose statements are cheap (SQLite) checks each write as it comes.
+    var readsAheadWrites: Bool { false }
+
+    func expectWrites(of table: TableSchema, rows: [(key: [SQLValue], values: [SQLValue])]) throws {}
 }
 
 /// A write the master refused by one of its own constraints (NOT NULL, CHECK, a UNIQUE index

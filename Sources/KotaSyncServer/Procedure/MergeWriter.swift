@@ -121,6 +121,26 @@ struct MergeWriter {
                 known[name, default: [:]][PrimaryKeyCoding.encode(key)] = state
             }
         }
+        if store.readsAheadWrites { try expectWrites(rows, of: validated) }
+    }
+
+    /// Tells the store which rows the window will probably write, with the values they will
+    /// probably hold (the row as read, with the pushed columns over it), per table.
+    private func expectWrites(_ rows: [Changeset.Row], of validated: ValidatedChangeset) throws {
+        var expected: [String: (table: TableSchema, rows: [(key: [SQLValue], values: [SQLValue])])] = [:]
+        for row in rows where row.operation != .delete {
+            let table = validated.tables[row.table]
+            let key = validated.schemaKey(of: row)
+            let (_, incoming, _) = validated.schemaColumns(of: row)
+            var values =
+                known[table.name]?[PrimaryKeyCoding.encode(key)]?.values
+                ?? Array(repeating: .null, count: table.columns.count)
+            for (c, value) in incoming { values[c] = value }
+            expected[table.name, default: (table, [])].rows.append((key, values))
+        }
+        for (_, entry) in expected.sorted(by: { $0.key < $1.key }) {
+            try store.expectWrites(of: entry.table, rows: entry.rows)
+        }
     }
 
     /// The state of `key` of `table`: as read before, or read now.

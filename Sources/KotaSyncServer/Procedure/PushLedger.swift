@@ -35,9 +35,10 @@ struct LedgerReplica: Equatable {
 /// The reads the access service's device view of conflict records needs: the scope of each row
 /// a record names.
 protocol ConflictScopeReader {
-    /// The scope value of the row the master holds (live or deleted): `.null` when it has none;
-    /// nil when the master holds no such row.
-    func storedScope(of table: String, key: [SQLValue]) throws -> SQLValue?
+    /// The scope value of each of `rows` the master holds (live or deleted), `.null` for one
+    /// that has none; a row the master does not hold is absent. Set-based: a reply names a
+    /// record per row it merged with a conflict, and each row's scope is read once for all.
+    func storedScopes(of rows: Set<RowReference>) throws -> [RowReference: SQLValue]
 
     /// The held change (`HeldChange` JSON) of the first blocking record of kind `unique` or
     /// `foreign_key` (status `open` or `held`) of the row: the change that keeps the place of a
@@ -54,22 +55,27 @@ struct ConflictDeviceView {
 
     /// `records` as a device of `opd` may see them (some not at all).
     func callAsFunction(_ records: [ConflictReport], for opd: String) throws -> [ConflictReport] {
+        guard !records.isEmpty else { return [] }
         let access = config.access
+        var named: Set<RowReference> = []
+        for record in records {
+            named.insert(RowReference(table: record.table, primaryKey: record.primaryKey))
+            if let related = record.related { named.insert(related) }
+        }
+        let stored = try reader.storedScopes(of: named)
         return try records.compactMap { record in
-            try access.deviceView(of: record, for: opd, scopes: scopes(of: record))
+            try access.deviceView(of: record, for: opd, scopes: scopes(of: record, stored: stored))
         }
     }
 
-    /// The scope values of the rows `record` names: each as the master holds it, or, for a row
-    /// the master does not hold yet, as the change that holds its place gives it.
-    func scopes(of record: ConflictReport) throws -> ConflictScopes {
+    /// The scope values of the rows `record` names: each as the master holds it (`stored`), or,
+    /// for a row the master does not hold yet, as the change that holds its place gives it.
+    private func scopes(of record: ConflictReport, stored: [RowReference: SQLValue]) throws -> ConflictScopes {
         let row =
-            try reader.storedScope(of: record.table, key: record.primaryKey)
+            try stored[RowReference(table: record.table, primaryKey: record.primaryKey)]
             ?? heldScope(record.held?.values, table: record.table)
             ?? pendingScope(record.table, key: record.primaryKey)
-        let related = try record.related.flatMap { r in
-            try reader.storedScope(of: r.table, key: r.primaryKey) ?? pendingScope(r.table, key: r.primaryKey)
-        }
+        let related = try record.related.flatMap { r in try stored[r] ?? pendingScope(r.table, key: r.primaryKey) }
         return ConflictScopes(row: row, related: related)
     }
 

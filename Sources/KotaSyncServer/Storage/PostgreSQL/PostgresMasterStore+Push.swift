@@ -121,8 +121,10 @@ extension PostgresMasterStore {
     {
         let writers = PostgresWriterLookup(store: self, connection: connection)
         let describe: (Int64) -> String = { writers.replica($0).opd }
+        let additive = Set(config.tables.filter { config.policy(for: $0).columns.contains(.additive) }.map(\.name))
         let store = PostgresMergeStore(
-            connection: connection, definitions: try tableDefinitions(), checks: try rowChecks(), describe: describe)
+            connection: connection, definitions: try tableDefinitions(), checks: try rowChecks(),
+            additiveTables: additive, describe: describe)
         return try MergeWriter(
             store: store, config: config, decidedAt: Timestamp.string(now),
             serverMilliseconds: Timestamp.milliseconds(now),

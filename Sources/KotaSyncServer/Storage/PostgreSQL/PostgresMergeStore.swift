@@ -7,21 +7,30 @@ import PostgresNIO
 /// the transaction ``PostgresMaster/blockingTransaction(lock:_:)`` opened under the merge lock.
 ///
 /// Every statement is a network round trip, so the port is set-based where the procedure is
-/// hot: ``rows(of:keys:blocking:)`` reads the heads, values, standing and blocking records of a
-/// window of keys with one statement each (`pk = ANY($n)`, or a `VALUES` list of typed keys
-/// joined to the table); row writes of tables without a UNIQUE index besides the key, row
-/// deletes, bookkeeping heads, history entries, new records and their supersessions are
-/// buffered and written in multi-row statements before anything reads those tables, before a
-/// savepoint starts or ends, and when the merge ends (``flush()``).
+/// hot. ``rows(of:keys:blocking:)`` reads, per window of keys and table, with one statement
+/// each: the heads, the values (a `VALUES` list of typed keys joined to the table), the
+/// standing records, and, when the master has holds, the blocking records and the held records
+/// waiting for those rows; for a table with additive columns, its additive entries. Row writes
+/// and deletes, bookkeeping heads, history entries, additive entries, new records, their
+/// supersessions and re-pointings are buffered and written in multi-row statements; a read
+/// writes out only the buffers it reads (its table's rows, the records, the heads), and
+/// everything is written before a savepoint starts or ends and when the merge ends (``flush()``).
+/// What is left row by row: the history reads of a change with an older base
+/// (``firstReplaced(of:key:column:after:)``, ``valuesAtLastDeletion(of:key:)``), and the record
+/// reads and writes of a release or a reviewer's decision.
 ///
 /// PostgreSQL aborts a transaction at its first failed statement, so a write is made only when
-/// it cannot fail by a constraint the procedure reacts to: a row of a table with UNIQUE indexes
-/// is checked first (``uniqueCollisions(of:rows:)``, one statement per index) and written only
-/// when it collides with nothing — otherwise ``RowWriteOutcome/uniqueViolation(with:column:message:)``
-/// and nothing is written; a NOT NULL column left NULL is refused before the write
-/// (``MergeStoreConstraintViolation``). Any other constraint error PostgreSQL raises leaves as a
-/// ``MergeStoreConstraintViolation`` too, and the caller rolls the transaction (or the savepoint)
-/// back, so the connection is usable again.
+/// it cannot fail by a constraint the procedure reacts to. A row of a table with UNIQUE indexes
+/// is checked first against the table and the buffered rows (``uniqueCollisions(of:rows:)``;
+/// the holders of a window's expected values are read ahead, one statement per index, from
+/// ``expectWrites(of:rows:)``) and buffered only when it collides with nothing — otherwise
+/// ``RowWriteOutcome/uniqueViolation(with:column:message:)`` and nothing is written. When a
+/// buffered row is moving off the values a row would take, the table's buffer is written first,
+/// so that no multi-row statement passes through two rows holding the same values. A NOT NULL
+/// column left NULL, and a value its column cannot keep, are refused before the write
+/// (``MergeStoreConstraintViolation``, `type_mismatch`). Any other constraint error PostgreSQL
+/// raises leaves as a ``MergeStoreConstraintViolation`` too, and the caller rolls the
+/// transaction (or the savepoint) back, so the connection is usable again.
 ///
 /// Record ids: the largest id plus one, read once per transaction, as SQLite numbers an
 /// `INTEGER PRIMARY KEY` — so a buffered record's id is known at once, ids grow with every
@@ -43,8 +52,29 @@ final class PostgresMergeStore: MergeStore {
     private var pendingRows: [String: PendingRows] = [:]
     private var pendingRecords: [StoredConflict] = []
     private var pendingSupersede: [Int64] = []
+    private var pendingRepoints: [Int64: Repoint] = [:]
     private var pendingHeads: [HeadWrite] = []
     private var pendingHistory: [HistoryEntry] = []
+    /// Additive writes buffered, one per row, column and writer.
+    private var pendingAdditive: [AdditiveID: AdditiveEntry] = [:]
+    /// What each writer last wrote to the additive columns of rows read by ``rows(of:keys:blocking:)``
+    /// (every entry of those rows: a missing one was never written), kept up to date by
+    /// ``rememberAdditive(of:key:column:writer:version:value:)``.
+    private var additiveKnown: [RowID: [AdditiveID: AdditiveEntry]] = [:]
+    /// The tables with an additive column.
+    private let additiveTables: Set<String>
+    /// The `held` records waiting for rows read by ``rows(of:keys:blocking:)`` with `blocking`
+    /// (every such record of those rows), kept up to date by the record writes; forgotten when a
+    /// write could change them in a way not followed here.
+    private var waitingKnown: [RowID: [StoredConflict]] = [:]
+    /// Per table and UNIQUE index (its position), the row the table holds with given index
+    /// values (``PrimaryKeyCoding`` bytes of the values), or nil for none: what the table held
+    /// when it was read, so forgotten when the table's buffered rows are written out.
+    private var holdersKnown: [String: [Int: [[UInt8]: [SQLValue]?]]] = [:]
+    /// Per table and UNIQUE index, the buffered row (its encoded key) that will hold given index
+    /// values (``indexTuple(_:_:)``): the buffered rows' side of a collision check, without
+    /// comparing a row with every buffered row.
+    private var pendingHolders: [String: [Int: [[UInt8]: [UInt8]]]] = [:]
     private var nextRecordID: Int64?
     private var savepoints = 0
 
@@ -58,6 +88,27 @@ final class PostgresMergeStore: MergeStore {
         }
     }
 
+    /// A standing record's new winner (``repointRecord(_:kind:winner:winnerValue:)``), buffered.
+    private struct Repoint {
+        var kind: ConflictReport.Kind
+        var writer: Int64
+        var stamp: Int64
+        var value: SQLValue?
+    }
+
+    /// One writer's last write to one additive column of one row.
+    private struct AdditiveID: Hashable {
+        var table: String
+        var pk: [UInt8]
+        var column: String
+        var writer: Int64
+    }
+
+    private struct AdditiveEntry {
+        var version: UInt64
+        var value: SQLValue
+    }
+
     /// A row (and a version of it) as a dictionary key.
     private struct RowID: Hashable {
         var table: String
@@ -67,11 +118,12 @@ final class PostgresMergeStore: MergeStore {
 
     init(
         connection: PostgresBlockingConnection, definitions: [String: PostgresTableDefinition],
-        checks: SQLiteRowChecks, describe: @escaping (Int64) -> String
+        checks: SQLiteRowChecks, additiveTables: Set<String>, describe: @escaping (Int64) -> String
     ) {
         self.connection = connection
         self.definitions = definitions
         self.checks = checks
+        self.additiveTables = additiveTables
         self.describe = describe
     }
 
@@ -107,7 +159,7 @@ final class PostgresMergeStore: MergeStore {
     // MARK: - Versions and transactions
 
     func latestVersion() throws -> UInt64 {
-        try flush()
+        try flushHeads()
         let rows = try run(PostgresStatement(), "SELECT coalesce(max(version), 0) FROM kotasync.rows")
         return UInt64(bitPattern: try rows.first?.decode(Int64.self) ?? 0)
     }
@@ -128,8 +180,14 @@ final class PostgresMergeStore: MergeStore {
             pendingRows.removeAll()
             pendingRecords.removeAll()
             pendingSupersede.removeAll()
+            pendingRepoints.removeAll()
             pendingHeads.removeAll()
             pendingHistory.removeAll()
+            pendingAdditive.removeAll()
+            additiveKnown.removeAll()
+            waitingKnown.removeAll()
+            holdersKnown.removeAll()
+            pendingHolders.removeAll()
             try connection.run(sql: "ROLLBACK TO SAVEPOINT \(name)")
             try connection.run(sql: "RELEASE SAVEPOINT \(name)")
             throw error
@@ -137,19 +195,62 @@ final class PostgresMergeStore: MergeStore {
         try connection.run(sql: "RELEASE SAVEPOINT \(name)")
     }
 
+    /// Writes out every buffer. A read flushes only what it reads (the row writes of its table,
+    /// the records, the heads), so that the per-row reads of a merge do not write out the
+    /// window's bookkeeping row by row.
     func flush() throws {
         try flushRows()
         try flushRecords()
         try flushHeads()
         try flushHistory()
+        try flushAdditive()
     }
 
-    private func flushRows() throws {
+    private func flushAdditive() throws {
+        guard !pendingAdditive.isEmpty else { return }
+        let entries = Array(pendingAdditive)
+        pendingAdditive.removeAll()
+        let step = Self.rowsPerStatement(9)
+        var start = 0
+        while start < entries.count {
+            let end = min(start + step, entries.count)
+            var statement = PostgresStatement()
+            var tuples: [String] = []
+            for (id, entry) in entries[start..<end] {
+                let cells = [
+                    statement.bind(id.table), statement.bind(PostgresStatement.bytes(id.pk)), statement.bind(id.column),
+                    statement.bind(id.writer), statement.bind(Int64(bitPattern: entry.version)),
+                    try statement.value(entry.value, as: .value),
+                ]
+                tuples.append("(" + cells.joined(separator: ", ") + ")")
+            }
+            try run(
+                statement,
+                """
+                INSERT INTO kotasync.additive (tbl, pk, col, writer, version, value) \
+                VALUES \(tuples.joined(separator: ", ")) \
+                ON CONFLICT (tbl, pk, col, writer) DO UPDATE SET version = excluded.version, value = excluded.value
+                """)
+            start = end
+        }
+    }
+
+    /// Writes out the buffered row writes (of table `only`, when given: a read of one table
+    /// needs only its own written).
+    private func flushRows(only: String? = nil) throws {
         guard !pendingRows.isEmpty else { return }
-        let tables = pendingRows
-        pendingRows.removeAll()
+        let tables: [String: PendingRows]
+        if let only {
+            guard let pending = pendingRows.removeValue(forKey: only) else { return }
+            tables = [only: pending]
+        } else {
+            tables = pendingRows
+            pendingRows.removeAll()
+        }
         for (name, pending) in tables.sorted(by: { $0.key < $1.key }) {
             guard let definition = definitions[name] else { continue }
+            holdersKnown[name] = nil
+            pendingHolders[name] = nil
             let writes = pending.order.compactMap { pk in pending.writes[pk] }
             let deletes = writes.filter { $0.values == nil }.map(\.key)
             let upserts = writes.compactMap { w in w.values.map { (w.key, $0) } }
@@ -253,6 +354,34 @@ final class PostgresMergeStore: MergeStore {
             pendingSupersede.removeAll()
             try run(statement, "UPDATE kotasync.conflicts SET status = 'superseded' WHERE id = ANY(\(ids))")
         }
+        if !pendingRepoints.isEmpty {
+            let repoints = pendingRepoints.sorted { $0.key < $1.key }
+            pendingRepoints.removeAll()
+            let step = Self.rowsPerStatement(9)
+            var start = 0
+            while start < repoints.count {
+                let end = min(start + step, repoints.count)
+                var statement = PostgresStatement()
+                var tuples: [String] = []
+                for (id, r) in repoints[start..<end] {
+                    let cells = [
+                        statement.bind(id), statement.bind(r.kind.rawValue), statement.bind(r.writer),
+                        statement.bind(r.stamp), try statement.value(r.value ?? .null, as: .value),
+                        statement.bind(r.value != nil),
+                    ]
+                    tuples.append("(" + cells.joined(separator: ", ") + ")")
+                }
+                try run(
+                    statement,
+                    """
+                    UPDATE kotasync.conflicts AS c SET kind = v.kind, winner_writer = v.writer, winner_stamp = v.stamp, \
+                    winner_value = v.value, winner_has_value = v.has_value \
+                    FROM (VALUES \(tuples.joined(separator: ", "))) AS v(id, kind, writer, stamp, value, has_value) \
+                    WHERE c.id = v.id
+                    """)
+                start = end
+            }
+        }
     }
 
     private func flushHeads() throws {
@@ -350,7 +479,9 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func rows(of table: TableSchema, keys: [[SQLValue]], blocking: Bool) throws -> [RowState] {
-        try flush()
+        try flushRows(only: table.name)
+        try flushRecords()
+        try flushHeads()
         var states = [RowState](repeating: RowState(head: nil, values: nil, standing: []), count: keys.count)
         var start = 0
         while start < keys.count {
@@ -439,6 +570,23 @@ final class PostgresMergeStore: MergeStore {
                 for i in position[PrimaryKeyCoding.encode(record.key)] ?? [] { states[i].standing.append(record) }
             }
         }
+        if additiveTables.contains(table.name) {
+            try readAdditive(table, pks: pks)
+        }
+        if blocking {
+            // The held records waiting for these rows: a write of a row releases them.
+            var statement = PostgresStatement()
+            let name = statement.bind(table.name)
+            let list = statement.bind(pks.map(PostgresStatement.bytes))
+            for pk in pks { waitingKnown[RowID(table: table.name, pk: pk)] = [] }
+            for record in try conflicts(
+                statement, where: "c.related_tbl = \(name) AND c.related_pk = ANY(\(list)) AND c.status = 'held'")
+            {
+                guard let related = record.related else { continue }
+                waitingKnown[RowID(table: related.table, pk: PrimaryKeyCoding.encode(related.primaryKey)), default: []]
+                    .append(record)
+            }
+        }
         if blocking {
             var statement = PostgresStatement()
             let name = statement.bind(table.name)
@@ -454,7 +602,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func keys(of table: TableSchema, where columns: [String], equal values: [SQLValue]) throws -> [[SQLValue]] {
-        try flush()
+        try flushRows(only: table.name)
         let definition = try definition(table)
         var statement = PostgresStatement()
         var terms: [String] = []
@@ -514,12 +662,9 @@ final class PostgresMergeStore: MergeStore {
                 )
             }
         }
-        pendingRows[table.name, default: PendingRows()].set(
-            PrimaryKeyCoding.encode(key), key: key, values: values)
-        if !definition.uniqueIndexes.isEmpty {
-            // Written at once: the next row's check must see it.
-            try flushRows()
-        }
+        let pk = PrimaryKeyCoding.encode(key)
+        if !definition.uniqueIndexes.isEmpty { notePending(table, definition, pk: pk, key: key, values: values) }
+        pendingRows[table.name, default: PendingRows()].set(pk, key: key, values: values)
         return .written
     }
 
@@ -527,62 +672,191 @@ final class PostgresMergeStore: MergeStore {
         -> [UniqueCollision?]
     {
         let definition = try definition(table)
+        guard !definition.uniqueIndexes.isEmpty, !rows.isEmpty else { return Array(repeating: nil, count: rows.count) }
+        if let found = try collisions(of: table, definition, rows: rows) { return found }
+        // A row the master holds would move off the values a row takes: written first, so that
+        // no statement passes through two rows holding the same values.
+        try flushRows(only: table.name)
+        return try collisions(of: table, definition, rows: rows)!
+    }
+
+    /// ``uniqueCollisions(of:rows:)`` against what the table holds and the row writes buffered
+    /// for it; nil when a row it holds, whose values a row would take, has a buffered write.
+    private func collisions(
+        of table: TableSchema, _ definition: PostgresTableDefinition, rows: [(key: [SQLValue], values: [SQLValue])]
+    ) throws -> [UniqueCollision?]? {
         var found = [UniqueCollision?](repeating: nil, count: rows.count)
-        guard !definition.uniqueIndexes.isEmpty, !rows.isEmpty else { return found }
-        try flush()
-        let keyNames = table.primaryKey.map { PostgresTableDefinition.quote($0.name) }
-        let selectedKey = zip(table.primaryKey, definition.keyTypes).flatMap { column, type in
-            type.select("t.\(PostgresTableDefinition.quote(column.name))")
-        }
-        _ = keyNames
-        for index in definition.uniqueIndexes {
-            // Each index's columns: (is it a key column, position).
-            let parts: [(type: PostgresColumnType, value: (Int) -> SQLValue)] = index.compactMap { name in
-                if let k = table.primaryKey.firstIndex(where: { $0.name == name }) {
-                    return (definition.keyTypes[k], { rows[$0].key[k] })
-                }
-                if let c = table.columns.firstIndex(where: { $0.name == name }) {
-                    return (definition.columnTypes[c], { rows[$0].values[c] })
-                }
-                return nil
-            }
-            guard parts.count == index.count else { continue }
+        let pending = pendingRows[table.name]
+        for (n, index) in definition.uniqueIndexes.enumerated() {
+            guard let parts = Self.indexParts(index, of: table, definition, rows: rows) else { continue }
             // Rows already found colliding keep their first index; a NULL never collides.
             let candidates = rows.indices.filter { i in found[i] == nil && !parts.contains { $0.value(i) == .null } }
             guard !candidates.isEmpty else { continue }
-            var statement = PostgresStatement()
-            var tuples: [String] = []
-            for i in candidates {
-                var cells = [statement.bind(Int64(i))]
-                for part in parts { cells.append(try statement.value(part.value(i), as: part.type)) }
-                tuples.append("(" + cells.joined(separator: ", ") + ")")
-            }
-            let aliases = index.indices.map { "u\($0)" }
-            let join = zip(index, aliases).map { "t.\(PostgresTableDefinition.quote($0)) = r.\($1)" }
-                .joined(separator: " AND ")
+            let holders = try self.holders(of: table, definition, index: n, parts: parts, rows: candidates)
             let column = index.first { name in table.columns.contains { $0.name == name } }
-            for row in try run(
-                statement,
-                """
-                SELECT r.i, \(selectedKey.joined(separator: ", ")) \
-                FROM (VALUES \(tuples.joined(separator: ", "))) AS r(i, \(aliases.joined(separator: ", "))) \
-                JOIN \(definition.qualifiedName) AS t ON \(join)
-                """)
-            {
-                let cells = row.makeRandomAccess()
-                let i = Int(try cells[0].decode(Int64.self))
-                let other = try Self.key(cells, definition, at: 1)
+            for i in candidates {
                 // (The row itself holds its own values: no collision.)
-                guard found[i] == nil, other != rows[i].key else { continue }
+                guard let other = holders[i] ?? nil, other != rows[i].key else { continue }
+                // What the table holds of a row with a buffered write is not what it will hold.
+                if pending?.writes[PrimaryKeyCoding.encode(other)] != nil { return nil }
                 found[i] = UniqueCollision(key: other, index: index, column: column)
+            }
+            // The buffered rows, by their index values.
+            guard let pending, let holders = pendingHolders[table.name]?[n] else { continue }
+            let types = definition.types(of: index, in: table)
+            for i in candidates where found[i] == nil {
+                guard let tuple = Self.indexTuple(parts.map { $0.value(i) }, types), let pk = holders[tuple],
+                    let write = pending.writes[pk], write.values != nil, write.key != rows[i].key
+                else { continue }
+                found[i] = UniqueCollision(key: write.key, index: index, column: column)
             }
         }
         return found
     }
 
+    /// The columns of UNIQUE index `index` as types and value readers of `rows`; nil when the
+    /// index names a column the table does not have.
+    private static func indexParts(
+        _ index: [String], of table: TableSchema, _ definition: PostgresTableDefinition,
+        rows: [(key: [SQLValue], values: [SQLValue])]
+    ) -> [(type: PostgresColumnType, value: (Int) -> SQLValue)]? {
+        let parts: [(type: PostgresColumnType, value: (Int) -> SQLValue)] = index.compactMap { name in
+            if let k = table.primaryKey.firstIndex(where: { $0.name == name }) {
+                return (definition.keyTypes[k], { rows[$0].key[k] })
+            }
+            if let c = table.columns.firstIndex(where: { $0.name == name }) {
+                return (definition.columnTypes[c], { rows[$0].values[c] })
+            }
+            return nil
+        }
+        return parts.count == index.count ? parts : nil
+    }
+
+    /// For each of `candidates` (positions in the rows `parts` reads), the row the table holds
+    /// with its values of UNIQUE index `n`, or nil: from ``holdersKnown``, the rest read in one
+    /// statement (and remembered).
+    private func holders(
+        of table: TableSchema, _ definition: PostgresTableDefinition, index n: Int,
+        parts: [(type: PostgresColumnType, value: (Int) -> SQLValue)], rows candidates: [Int]
+    ) throws -> [Int: [SQLValue]?] {
+        let index = definition.uniqueIndexes[n]
+        var out: [Int: [SQLValue]?] = [:]
+        var ask: [Int] = []
+        var tuples: [Int: [UInt8]] = [:]
+        for i in candidates {
+            let tuple = PrimaryKeyCoding.encode(parts.map { $0.type.affinity.stored($0.value(i)) })
+            tuples[i] = tuple
+            if let known = holdersKnown[table.name]?[n]?[tuple] { out[i] = known } else { ask.append(i) }
+        }
+        guard !ask.isEmpty else { return out }
+        var statement = PostgresStatement()
+        var rows: [String] = []
+        for i in ask {
+            var cells = [statement.bind(Int64(i))]
+            for part in parts { cells.append(try statement.value(part.value(i), as: part.type)) }
+            rows.append("(" + cells.joined(separator: ", ") + ")")
+        }
+        let aliases = index.indices.map { "u\($0)" }
+        let join = zip(index, aliases).map { "t.\(PostgresTableDefinition.quote($0)) = r.\($1)" }
+            .joined(separator: " AND ")
+        let selectedKey = zip(table.primaryKey, definition.keyTypes).flatMap { column, type in
+            type.select("t.\(PostgresTableDefinition.quote(column.name))")
+        }
+        for i in ask { out[i] = .some(nil) }
+        for row in try run(
+            statement,
+            """
+            SELECT r.i, \(selectedKey.joined(separator: ", ")) \
+            FROM (VALUES \(rows.joined(separator: ", "))) AS r(i, \(aliases.joined(separator: ", "))) \
+            JOIN \(definition.qualifiedName) AS t ON \(join)
+            """)
+        {
+            let cells = row.makeRandomAccess()
+            out[Int(try cells[0].decode(Int64.self))] = .some(try Self.key(cells, definition, at: 1))
+        }
+        for i in ask { holdersKnown[table.name, default: [:]][n, default: [:]][tuples[i]!] = out[i]! }
+        return out
+    }
+
+    var readsAheadWrites: Bool { true }
+
+    func expectWrites(of table: TableSchema, rows: [(key: [SQLValue], values: [SQLValue])]) throws {
+        guard let definition = definitions[table.name], !definition.uniqueIndexes.isEmpty, !rows.isEmpty else {
+            return
+        }
+        // What the table holds once its buffered rows are written: the hint is read against it.
+        try flushRows(only: table.name)
+        for (n, index) in definition.uniqueIndexes.enumerated() {
+            guard let parts = Self.indexParts(index, of: table, definition, rows: rows) else { continue }
+            let candidates = rows.indices.filter { i in !parts.contains { $0.value(i) == .null } }
+            var start = 0
+            while start < candidates.count {
+                let end = min(start + Self.chunk, candidates.count)
+                _ = try holders(of: table, definition, index: n, parts: parts, rows: Array(candidates[start..<end]))
+                start = end
+            }
+        }
+    }
+
     func deleteRow(_ table: TableSchema, key: [SQLValue]) throws {
-        _ = try definition(table)
-        pendingRows[table.name, default: PendingRows()].set(PrimaryKeyCoding.encode(key), key: key, values: nil)
+        let definition = try definition(table)
+        let pk = PrimaryKeyCoding.encode(key)
+        if !definition.uniqueIndexes.isEmpty { notePending(table, definition, pk: pk, key: key, values: nil) }
+        pendingRows[table.name, default: PendingRows()].set(pk, key: key, values: nil)
+    }
+
+    /// Keeps ``pendingHolders`` in step with a buffered write of row `pk` (nil values: a delete).
+    private func notePending(
+        _ table: TableSchema, _ definition: PostgresTableDefinition, pk: [UInt8], key: [SQLValue],
+        values: [SQLValue]?
+    ) {
+        let before = pendingRows[table.name]?.writes[pk]?.values
+        for (n, index) in definition.uniqueIndexes.enumerated() {
+            if let before,
+                let old = Self.indexTuple(
+                    Self.indexValues(index, of: table, key: key, values: before), definition.types(of: index, in: table)
+                ),
+                pendingHolders[table.name]?[n]?[old] == pk
+            {
+                pendingHolders[table.name]?[n]?[old] = nil
+            }
+            if let values,
+                let new = Self.indexTuple(
+                    Self.indexValues(index, of: table, key: key, values: values), definition.types(of: index, in: table)
+                )
+            {
+                pendingHolders[table.name, default: [:]][n, default: [:]][new] = pk
+            }
+        }
+    }
+
+    /// A row's values of UNIQUE index `index`.
+    private static func indexValues(_ index: [String], of table: TableSchema, key: [SQLValue], values: [SQLValue])
+        -> [SQLValue]
+    {
+        index.map { name in
+            if let k = table.primaryKey.firstIndex(where: { $0.name == name }) { return key[k] }
+            if let c = table.columns.firstIndex(where: { $0.name == name }) { return values[c] }
+            return .null
+        }
+    }
+
+    /// Index values as PostgreSQL's UNIQUE index tells them apart, as bytes: each as its column
+    /// keeps it, a real zero without its sign (0.0 = -0.0), text byte for byte; nil when one is
+    /// NULL (NULLs never collide).
+    private static func indexTuple(_ values: [SQLValue], _ types: [PostgresColumnType]) -> [UInt8]? {
+        var stored: [SQLValue] = []
+        for (value, type) in zip(values, types) {
+            var value = type.affinity.stored(value)
+            switch value {
+            case .null: return nil
+            case .real(let r) where r == 0: value = .real(0)
+            case .real(let r) where type == .numeric && r.rounded() == r && abs(r) < 9.2e18: value = .integer(Int64(r))
+            default: break
+            }
+            stored.append(value)
+        }
+        return PrimaryKeyCoding.encode(stored)
     }
 
     // MARK: - Bookkeeping of rows
@@ -592,7 +866,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func moveVersion(of table: TableSchema, key: [SQLValue], to version: UInt64) throws {
-        try flush()
+        try flushHeads()
         var statement = PostgresStatement()
         let sql = """
             UPDATE kotasync.rows SET version = \(statement.bind(Int64(bitPattern: version))) \
@@ -649,6 +923,12 @@ final class PostgresMergeStore: MergeStore {
     func additiveWrite(of table: TableSchema, key: [SQLValue], column: String, writer: Int64) throws -> (
         version: UInt64, value: SQLValue
     )? {
+        let pk = PrimaryKeyCoding.encode(key)
+        let id = AdditiveID(table: table.name, pk: pk, column: column, writer: writer)
+        if let pending = pendingAdditive[id] { return (pending.version, pending.value) }
+        if let known = additiveKnown[RowID(table: table.name, pk: pk)] {
+            return known[id].map { ($0.version, $0.value) }
+        }
         var statement = PostgresStatement()
         let sql = """
             SELECT version, \(PostgresColumnType.value.select("value").joined(separator: ", ")) FROM kotasync.additive \
@@ -663,20 +943,45 @@ final class PostgresMergeStore: MergeStore {
     func rememberAdditive(
         of table: TableSchema, key: [SQLValue], column: String, writer: Int64, version: UInt64, value: SQLValue
     ) throws {
+        let pk = PrimaryKeyCoding.encode(key)
+        let id = AdditiveID(table: table.name, pk: pk, column: column, writer: writer)
+        // Bound now: a value the column cannot keep is refused with this row.
+        var check = PostgresBindings()
+        try PostgresColumnType.value.bind(value, to: &check)
+        let entry = AdditiveEntry(version: version, value: value)
+        pendingAdditive[id] = entry
+        additiveKnown[RowID(table: table.name, pk: pk)]?[id] = entry
+    }
+
+    /// Reads every additive entry of the rows `pks` of `table` into ``additiveKnown``.
+    private func readAdditive(_ table: TableSchema, pks: [[UInt8]]) throws {
+        try flushAdditive()
         var statement = PostgresStatement()
-        let sql = """
-            INSERT INTO kotasync.additive (tbl, pk, col, writer, version, value) VALUES (\(statement.bind(table.name)), \
-            \(statement.bind(PostgresStatement.bytes(PrimaryKeyCoding.encode(key)))), \(statement.bind(column)), \
-            \(statement.bind(writer)), \(statement.bind(Int64(bitPattern: version))), \(try statement.value(value, as: .value))) \
-            ON CONFLICT (tbl, pk, col, writer) DO UPDATE SET version = excluded.version, value = excluded.value
+        let name = statement.bind(table.name)
+        let list = statement.bind(pks.map(PostgresStatement.bytes))
+        for pk in pks { additiveKnown[RowID(table: table.name, pk: pk)] = [:] }
+        for row in try run(
+            statement,
             """
-        try run(statement, sql)
+            SELECT pk, col, writer, version, \(PostgresColumnType.value.select("value").joined(separator: ", "))
+            FROM kotasync.additive WHERE tbl = \(name) AND pk = ANY(\(list))
+            """)
+        {
+            let cells = row.makeRandomAccess()
+            let pk = try Self.bytes(cells[0])
+            let id = AdditiveID(
+                table: table.name, pk: pk, column: try cells[1].decode(String.self),
+                writer: try cells[2].decode(Int64.self))
+            additiveKnown[RowID(table: table.name, pk: pk), default: [:]][id] = AdditiveEntry(
+                version: UInt64(bitPattern: try cells[3].decode(Int64.self)),
+                value: try PostgresColumnType.value.decode(cells, at: 4))
+        }
     }
 
     // MARK: - Conflict records
 
     func anyBlockingRecord() throws -> Bool {
-        try flush()
+        try flushRecords()
         let rows = try run(
             PostgresStatement(), "SELECT EXISTS (SELECT 1 FROM kotasync.conflicts c WHERE \(Self.blocking))")
         return try rows.first?.decode(Bool.self) ?? false
@@ -687,7 +992,7 @@ final class PostgresMergeStore: MergeStore {
         if let next = nextRecordID {
             id = next
         } else {
-            try flush()
+            try flushRecords()
             let rows = try run(PostgresStatement(), "SELECT coalesce(max(id), 0) FROM kotasync.conflicts")
             id = (try rows.first?.decode(Int64.self) ?? 0) + 1
         }
@@ -695,11 +1000,23 @@ final class PostgresMergeStore: MergeStore {
         var record = record
         record.id = id
         pendingRecords.append(record)
+        if record.status == .held, let related = record.related {
+            let row = RowID(table: related.table, pk: PrimaryKeyCoding.encode(related.primaryKey))
+            waitingKnown[row]?.append(record)
+        }
         return id
     }
 
+    /// Drops record `id` from the records known to wait (it no longer stands as it was).
+    private func forgetWaiting(_ id: Int64) {
+        guard !waitingKnown.isEmpty else { return }
+        for (row, records) in waitingKnown where records.contains(where: { $0.id == id }) {
+            waitingKnown[row] = records.filter { $0.id != id }
+        }
+    }
+
     func record(_ id: Int64) throws -> StoredConflict? {
-        try flush()
+        try flushRecords()
         var statement = PostgresStatement()
         let clause = "c.id = \(statement.bind(id))"
         return try conflicts(statement, where: clause, order: false).first
@@ -707,23 +1024,21 @@ final class PostgresMergeStore: MergeStore {
 
     func supersedeRecord(_ id: Int64) throws {
         pendingSupersede.append(id)
+        forgetWaiting(id)
     }
 
     func repointRecord(_ id: Int64, kind: ConflictReport.Kind, winner: Head, winnerValue: SQLValue?) throws {
-        try flush()
-        var statement = PostgresStatement()
-        let sql = """
-            UPDATE kotasync.conflicts SET kind = \(statement.bind(kind.rawValue)), \
-            winner_writer = \(statement.bind(winner.writer.number)), \
-            winner_stamp = \(statement.bind(Int64(bitPattern: winner.stamp.rawValue))), \
-            winner_value = \(try statement.value(winnerValue ?? .null, as: .value)), \
-            winner_has_value = \(statement.bind(winnerValue != nil)) WHERE id = \(statement.bind(id))
-            """
-        try run(statement, sql)
+        // Bound now: a value that cannot be kept is refused with this row, not at the flush.
+        var check = PostgresBindings()
+        try PostgresColumnType.value.bind(winnerValue ?? .null, to: &check)
+        pendingRepoints[id] = Repoint(
+            kind: kind, writer: winner.writer.number, stamp: Int64(bitPattern: winner.stamp.rawValue),
+            value: winnerValue)
     }
 
     func closeRecord(_ id: Int64, resolution: Resolution) throws {
-        try flush()
+        waitingKnown.removeAll()
+        try flushRecords()
         var statement = PostgresStatement()
         let text = String(decoding: try ProtocolJSON.encoder().encode(resolution), as: UTF8.self)
         let sql =
@@ -732,7 +1047,8 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func reopenRecord(_ id: Int64, reason: String) throws {
-        try flush()
+        waitingKnown.removeAll()
+        try flushRecords()
         var statement = PostgresStatement()
         let sql = """
             UPDATE kotasync.conflicts SET status = 'open', resolution = NULL, reason = \(statement.bind(reason)) \
@@ -742,7 +1058,10 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func recordsWaiting(for row: RowReference) throws -> [StoredConflict] {
-        try flush()
+        if let known = waitingKnown[RowID(table: row.table, pk: PrimaryKeyCoding.encode(row.primaryKey))] {
+            return known
+        }
+        try flushRecords()
         var statement = PostgresStatement()
         let clause = """
             c.related_tbl = \(statement.bind(row.table)) \
@@ -753,7 +1072,7 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func blockingRecords(of table: TableSchema, key: [SQLValue]) throws -> [StoredConflict] {
-        try flush()
+        try flushRecords()
         var statement = PostgresStatement()
         let clause = """
             \(Self.blocking) AND c.tbl = \(statement.bind(table.name)) \
@@ -765,7 +1084,7 @@ final class PostgresMergeStore: MergeStore {
     func referringRecords(to row: RowReference, in table: String, status: [ConflictReport.Status]) throws
         -> [StoredConflict]
     {
-        try flush()
+        try flushRecords()
         var statement = PostgresStatement()
         let clause = """
             c.related_tbl = \(statement.bind(row.table)) \
@@ -777,7 +1096,8 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func rewriteHeld(_ id: Int64, held: String, related: RowReference, status: ConflictReport.Status) throws {
-        try flush()
+        waitingKnown.removeAll()
+        try flushRecords()
         var statement = PostgresStatement()
         let sql = """
             UPDATE kotasync.conflicts SET held = \(statement.bind(held)), related_tbl = \(statement.bind(related.table)), \
@@ -788,7 +1108,8 @@ final class PostgresMergeStore: MergeStore {
     }
 
     func reopenReferrers(of row: RowReference, reason: String) throws {
-        try flush()
+        waitingKnown.removeAll()
+        try flushRecords()
         var statement = PostgresStatement()
         let sql = """
             UPDATE kotasync.conflicts SET status = 'open', reason = \(statement.bind(reason)) \
@@ -802,4 +1123,15 @@ final class PostgresMergeStore: MergeStore {
     // MARK: - Writers
 
     func opd(ofWriter writer: Int64) -> String { describe(writer) }
+}
+
+extension PostgresTableDefinition {
+    /// The types of the columns `names` (key or not), in that order.
+    fileprivate func types(of names: [String], in table: TableSchema) -> [PostgresColumnType] {
+        names.map { name in
+            if let k = table.primaryKey.firstIndex(where: { $0.name == name }) { return keyTypes[k] }
+            if let c = table.columns.firstIndex(where: { $0.name == name }) { return columnTypes[c] }
+            return .value
+        }
+    }
 }

@@ -65,21 +65,27 @@ struct PostgresPushLedger: PushLedger {
             """)
     }
 
-    func storedScope(of table: String, key: [SQLValue]) throws -> SQLValue? {
-        let rows = try connection.rows(
-            PostgresQuery(
-                unsafeSQL: """
-                    SELECT \(PostgresColumnType.value.select("scope").joined(separator: ", ")) FROM kotasync.rows
-                    WHERE tbl = $1 AND pk = $2
-                    """,
-                binds: {
-                    var b = PostgresBindings()
-                    b.append(table)
-                    b.append(Self.bytes(PrimaryKeyCoding.encode(key)))
-                    return b
-                }()))
-        guard let row = rows.first else { return nil }
-        return try PostgresColumnType.value.decode(row.makeRandomAccess(), at: 0)
+    func storedScopes(of rows: Set<RowReference>) throws -> [RowReference: SQLValue] {
+        var out: [RowReference: SQLValue] = [:]
+        for (table, refs) in Dictionary(grouping: rows, by: \.table) {
+            var asked: [[UInt8]: [RowReference]] = [:]
+            for ref in refs { asked[PrimaryKeyCoding.encode(ref.primaryKey), default: []].append(ref) }
+            var bindings = PostgresBindings()
+            bindings.append(table)
+            bindings.append(asked.keys.map(Self.bytes))
+            let found = try connection.rows(
+                sql: """
+                    SELECT pk, \(PostgresColumnType.value.select("scope").joined(separator: ", ")) FROM kotasync.rows
+                    WHERE tbl = $1 AND pk = ANY($2)
+                    """, bindings)
+            for row in found {
+                let cells = row.makeRandomAccess()
+                let pk = Array(buffer: try cells[0].decode(ByteBuffer.self))
+                let scope = try PostgresColumnType.value.decode(cells, at: 1)
+                for ref in asked[pk] ?? [] { out[ref] = scope }
+            }
+        }
+        return out
     }
 
     func firstHeldChange(of table: String, key: [SQLValue]) throws -> String? {

@@ -59,11 +59,18 @@ struct SQLitePushLedger: PushLedger {
                 """, arguments: [replica, time, count])
     }
 
-    func storedScope(of table: String, key: [SQLValue]) throws -> SQLValue? {
-        try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT scope FROM _ks_rows WHERE tbl = ? AND pk = ?"),
-            arguments: [table, Data(PrimaryKeyCoding.encode(key))]
-        ).map { SQLValue($0["scope"] as DatabaseValue) }
+    func storedScopes(of rows: Set<RowReference>) throws -> [RowReference: SQLValue] {
+        // One cached statement per row: SQLite's statements are calls, not round trips.
+        let statement = try db.cachedStatement(sql: "SELECT scope FROM _ks_rows WHERE tbl = ? AND pk = ?")
+        var out: [RowReference: SQLValue] = [:]
+        for row in rows {
+            if let found = try Row.fetchOne(
+                statement, arguments: [row.table, Data(PrimaryKeyCoding.encode(row.primaryKey))])
+            {
+                out[row] = SQLValue(found["scope"] as DatabaseValue)
+            }
+        }
+        return out
     }
 
     func firstHeldChange(of table: String, key: [SQLValue]) throws -> String? {
