@@ -5,8 +5,7 @@ import KotaSyncTesting
 import Testing
 
 /// The real `kotasync-server` with `--master postgresql://…`: tokens, staff accounts and the audit
-/// log on a PostgreSQL master, as an operator runs them; and the commands that need a role the
-/// PostgreSQL master does not have yet refuse with a message that says so, changing nothing.
+/// log on a PostgreSQL master, as an operator runs them.
 @Suite(.postgres)
 struct AccountsCommandLineTests {
     @Test func tokensUsersAndTheAuditLogWorkOnAPostgreSQLMasterThroughTheCommandLine() async throws {
@@ -50,10 +49,6 @@ struct AccountsCommandLineTests {
             let entries = try run("kotasync-server", ["audit", "list"] + common)
             #expect(entries.stdout.contains("token.create") && entries.stdout.contains("user.add"))
 
-            // Serving on PostgreSQL is not built yet: a clear refusal (usage/config status 2).
-            let served = try run("kotasync-server", ["serve", "--port", "0"] + common)
-            #expect(served.status == 2)
-            #expect(served.stderr.contains("PostgreSQL master") && served.stderr.contains("not built yet"))
             let both = try run("kotasync-server", ["token", "list", "--db", "x.sqlite"] + common)
             #expect(both.status == 2 && both.stderr.contains("either --master or --db"))
         }

@@ -121,7 +121,12 @@ public final class PostgresMaster: Sendable {
     /// replicated tables and their unique indexes), in one transaction under the schema lock, so
     /// that servers starting together do not race. A table that exists must have the config's
     /// key and columns with their mapped types (`config_invalid_ddl` otherwise).
-    public func prepareSchema(for config: ServerConfig) async throws {
+    ///
+    /// With `rows` (a server or command opening the master), a new master also gets the config's
+    /// seed and bookkeeping for the rows already in its tables, and every start brings the rows'
+    /// scopes in line with the config's sync rules (``prepareRows(_:config:tables:)``). Without
+    /// (`master copy`, which brings rows and bookkeeping of its own), only the schema is made.
+    public func prepareSchema(for config: ServerConfig, rows: Bool = true) async throws {
         let tables = try config.tables.map { try PostgresTableDefinition($0) }
         try await transaction { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(\(LockKey.schema.rawValue))", logger: logger)
@@ -139,6 +144,7 @@ public final class PostgresMaster: Sendable {
                     try await connection.query(PostgresQuery(unsafeSQL: index), logger: logger)
                 }
             }
+            guard rows else { return }
             try await prepareRows(connection, config: config, tables: tables)
             try await connection.query(
                 """

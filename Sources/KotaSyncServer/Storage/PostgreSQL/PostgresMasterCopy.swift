@@ -87,7 +87,8 @@ public enum PostgresMasterCopy {
         let source = try openSource(path)
         let plans = try tablePlans(config)
         do {
-            try await master.prepareSchema(for: config)
+            // The copy brings the rows, their bookkeeping and the server's settings: no seed.
+            try await master.prepareSchema(for: config, rows: false)
             return try await copy(
                 source, path: path, plans: plans, to: master, config: config, audit: audit,
                 batchRows: batchRows, logger: logger)

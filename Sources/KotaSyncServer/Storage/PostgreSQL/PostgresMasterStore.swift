@@ -4,14 +4,20 @@ import Logging
 import PostgresNIO
 import Synchronization
 
-/// The master on PostgreSQL: so far the credentials and audit roles (the sync, review, overview
-/// and transfer roles follow with the merge's port).
+/// The master on PostgreSQL, with every role (``MasterStore``): sync (`+Push`, `+Pull`,
+/// `+Devices`, ``PostgresUploads``), review (`+Review`), credentials, audit, overview and
+/// transfer files.
 ///
-/// Its methods have the signatures of the `CredentialStore` and `AuditStore` requirements, so
-/// each conformance is one line. Several stores (several servers, the command line) may work on
-/// one master at once: a token or a login made through one is valid on all (they read the same
-/// rows), and the audit log stays one hash chain, because every append holds a transaction-scoped
-/// advisory lock (``PostgresMaster/LockKey/audit``) from reading the chain's head to commit.
+/// Several stores (several servers, the command line) may work on one master at once, and the
+/// master stays one master:
+/// - merges (pushes, reviewers' decisions) are serialised city-wide by a transaction-scoped
+///   advisory lock (``PostgresMaster/LockKey/merge``) held from reading the latest version to
+///   commit, so versions become visible in number order and a version-paged pull never passes
+///   one still being written; pulls and the dashboard read snapshots without the lock;
+/// - a token, a login or a partial upload made through one is valid on all (they read the same
+///   rows);
+/// - the audit log stays one hash chain, because every append holds its own advisory lock
+///   (``PostgresMaster/LockKey/audit``) from reading the chain's head to commit.
 public final class PostgresMasterStore: Sendable {
     /// The pool and schema this store works on.
     public let master: PostgresMaster
