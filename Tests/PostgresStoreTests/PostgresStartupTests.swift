@@ -105,4 +105,23 @@ struct PostgresStartupTests {
         }
         return out
     }
+
+    /// A master whose role is named `kotasync` sees the bookkeeping schema on its default search
+    /// path ("$user", public), where `kotasync.value` prints as `value`: a second start must still
+    /// find the tables it made matching the config (the database's search path stands in for the
+    /// role here, since roles are shared by every test of the cluster).
+    @Test func aSearchPathThatShowsTheBookkeepingSchemaDoesNotRefuseTheSecondStart() async throws {
+        let cluster = try await PostgresCluster.shared()
+        try await cluster.withDatabase { location in
+            try await PostgresCluster.withClient(location, password: cluster.password) { client in
+                try await client.query(
+                    PostgresQuery(unsafeSQL: "ALTER DATABASE \(location.database) SET search_path = kotasync, public"))
+            }
+            let config = try storeConfig()
+            for _ in 0..<2 {
+                let store = try await PostgresMasterStore.open(location, password: cluster.password, config: config)
+                await store.close()
+            }
+        }
+    }
 }

@@ -130,6 +130,9 @@ public final class PostgresMaster: Sendable {
         let tables = try config.tables.map { try PostgresTableDefinition($0) }
         try await transaction { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(\(LockKey.schema.rawValue))", logger: logger)
+            // Type names as `columns(of:)` reads them depend on the search path: for a role named
+            // `kotasync`, the default path ("$user", public) shows `kotasync.value` as `value`.
+            try await connection.query("SET LOCAL search_path TO pg_catalog, public", logger: logger)
             for statement in PostgresSchema.statements {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
             }
