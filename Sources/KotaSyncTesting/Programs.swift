@@ -65,3 +65,13 @@ public func run(_ executable: String, _ arguments: [String], in directory: URL? 
 public final class DataBox: @unchecked Sendable {
     public var data = Data()
 }
+
+/// Runs `body`, which blocks (starts a program and waits for it, reads a pipe), on a thread of its
+/// own and waits for it without holding a thread of Swift's cooperative pool: tests run in
+/// parallel on a pool as wide as the machine has cores (two here), and a test blocking one of
+/// them stalls every other test's awaits.
+public func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}

@@ -36,12 +36,20 @@ struct MultiServerTests {
             for i in 0..<count {
                 let folder = dir.appendingPathComponent("server\(i)")
                 try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                let password = cluster.password
                 servers.append(
-                    try ServerProcess(
-                        config: config, directory: folder, master: location.description, password: cluster.password))
+                    try await offPool {
+                        try ServerProcess(
+                            config: config, directory: folder, master: location.description, password: password)
+                    })
             }
             return try await body(servers, dir, location, cluster.password)
         }
+    }
+
+    /// A new device token for `opd`, made with the real command line (off the cooperative pool).
+    static func token(_ server: ServerProcess, _ opd: String) async throws -> String {
+        try await offPool { try server.token(opd: opd) }
     }
 
     /// A synchronizer for `replica` that talks to `server`, whichever server it was made through.
@@ -116,7 +124,7 @@ struct MultiServerTests {
             for (i, opd) in opds.enumerated() {
                 let (replica, _, _) = try await Synchronizer.initialize(
                     path: dir.appendingPathComponent("replica\(i).sqlite").path, serverURL: servers[i % 3].url,
-                    token: try servers[i % 3].token(opd: opd))
+                    token: try await Self.token(servers[i % 3], opd))
                 made.append(replica)
             }
             let replicas = made
@@ -145,13 +153,14 @@ struct MultiServerTests {
                 try await write(
                     replicas[0],
                     """
-                    WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < 20000)
+                    WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < 5000)
                     INSERT INTO visits (id, patient_id, clinic_id, visit_date, weight_kg)
                     SELECT 'big-' || k, '\(Self.siti)', 'pkm-binjai-kota', '2026-12-03', k * 0.5 FROM n;
                     """)
                 let doomed = Task { try await through(servers[1], replicas[0]).push() }
                 try await waitUntil(client, Self.mergeHeld, what: "server 1 to start merging")
-                servers[1].process.killAndWait()
+                let killed = servers[1]
+                try await offPool { killed.process.killAndWait() }
                 let outcome = await doomed.result
                 #expect(throws: (any Error).self, "the push was cut by the kill, not acknowledged") {
                     try outcome.get()
@@ -175,10 +184,11 @@ struct MultiServerTests {
                     if case .text(let id) = $0[0] { id } else { nil }
                 }
                 #expect(ids.filter { $0.hasPrefix("v-") }.count == 6 * 50, "every visit written is in the master")
-                #expect(ids.filter { $0.hasPrefix("big-") }.count == 20000, "the killed server's push too, once")
+                #expect(ids.filter { $0.hasPrefix("big-") }.count == 5000, "the killed server's push too, once")
             }
             // One audit chain, whichever server appended.
-            let verified = try servers[0].admin(["audit", "verify"])
+            let first = servers[0]
+            let verified = try await offPool { try first.admin(["audit", "verify"]) }
             #expect(verified.status == 0, "\(verified.stdout) \(verified.stderr)")
         }
     }
@@ -193,7 +203,7 @@ struct MultiServerTests {
             for (i, opd) in ["pkm-binjai-kota", "pkm-kebun-lada", "dinkes"].enumerated() {
                 let (replica, _, _) = try await Synchronizer.initialize(
                     path: dir.appendingPathComponent("replica\(i).sqlite").path, serverURL: servers[i].url,
-                    token: try servers[i].token(opd: opd))
+                    token: try await Self.token(servers[i], opd))
                 replicas.append(replica)
             }
             let (held, other, reader) = (replicas[0], replicas[1], replicas[2])
