@@ -115,8 +115,9 @@ struct MasterOptions: ParsableArguments {
         store: any CredentialStore & AuditStore, close: @Sendable () async -> Void
     ) {
         let (config, location, password) = try await exitOnConfigError { try resolveWithPassword() }
-        return try await MasterStores.openAccounts(
-            location: location, password: password, config: config, logger: logger)
+        return try await exitOnConfigError {
+            try await MasterStores.openAccounts(location: location, password: password, config: config, logger: logger)
+        }
     }
 
     /// Runs `body` with the master's accounts open, and closes them after (whatever happens).

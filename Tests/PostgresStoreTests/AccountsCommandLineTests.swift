@@ -53,4 +53,37 @@ struct AccountsCommandLineTests {
             #expect(both.status == 2 && both.stderr.contains("either --master or --db"))
         }
     }
+
+    /// A master that cannot be reached is said so at once, in the words of what went wrong, with a
+    /// stable code and the configuration-error status — not after the pool's minute of retries.
+    @Test func aMasterThatCannotBeReachedIsAConfigurationErrorThatSaysWhy() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "kotasync-pg-unreachable-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let config = folder.appendingPathComponent("kotasync.yaml")
+        try storeYAML.write(to: config, atomically: true, encoding: .utf8)
+        // A port nothing listens on: bound, then let go.
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) }
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        close(socket)
+        for command in [["token", "list"], ["conflicts", "list"]] {
+            let result = try run(
+                "kotasync-server",
+                command + ["--config", config.path, "--master", "postgresql://kotasync@127.0.0.1:\(port)/kotasync"])
+            #expect(result.status == 2, "\(command): \(result.stderr)")
+            #expect(result.stderr.contains("[config_master_unreachable]"), "\(command): \(result.stderr)")
+            #expect(result.stderr.contains("Connection refused"), "\(command): \(result.stderr)")
+        }
+    }
 }

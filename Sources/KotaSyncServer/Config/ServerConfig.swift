@@ -20,6 +20,8 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let invalidDDL = Code(rawValue: "config_invalid_ddl")
         /// A table's primary key would collide between OPDs.
         public static let unsafePrimaryKey = Code(rawValue: "config_unsafe_primary_key")
+        /// The PostgreSQL master named by the configuration cannot be reached or refuses the login.
+        public static let masterUnreachable = Code(rawValue: "config_master_unreachable")
     }
 
     public var code: Code

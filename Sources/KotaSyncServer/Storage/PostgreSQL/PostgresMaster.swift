@@ -38,6 +38,8 @@ public final class PostgresMaster: Sendable {
     public let location: PostgresLocation
     let logger: Logger
     private let running: Task<Void, Never>
+    /// One connection's settings, for ``probe()``.
+    private let probeConfiguration: PostgresConnection.Configuration
 
     /// Transaction-scoped advisory lock keys (`pg_advisory_xact_lock`), one per thing serialised
     /// across every process on the master. Stable numbers: other servers of the same master use them.
@@ -46,13 +48,16 @@ public final class PostgresMaster: Sendable {
         case schema = 0x6B73_0001
         /// Appending to the audit log's hash chain: one chain, whichever server appends.
         case audit = 0x6B73_0002
-        /// The merge, from version allocation to commit (decision D3; next session).
+        /// The merge, from version allocation to commit (decision D3).
         case merge = 0x6B73_0003
     }
 
-    private init(client: PostgresClient, location: PostgresLocation, logger: Logger) {
+    private init(
+        client: PostgresClient, location: PostgresLocation, probe: PostgresConnection.Configuration, logger: Logger
+    ) {
         self.client = client
         self.location = location
+        self.probeConfiguration = probe
         self.logger = logger
         running = Task { await client.run() }
     }
@@ -71,24 +76,64 @@ public final class PostgresMaster: Sendable {
         configuration.options.maximumConnections = maximumConnections
         configuration.options.connectTimeout = .seconds(10)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        return PostgresMaster(client: client, location: location, logger: logger)
+        let (tlsConfiguration, required) = try tlsSettings(location.sslMode)
+        let probeTLS: PostgresConnection.Configuration.TLS
+        if let tlsConfiguration {
+            probeTLS =
+                required
+                ? .require(try NIOSSLContext(configuration: tlsConfiguration))
+                : .prefer(try NIOSSLContext(configuration: tlsConfiguration))
+        } else {
+            probeTLS = .disable
+        }
+        var probe = PostgresConnection.Configuration(
+            host: location.host, port: location.port, username: location.user, password: password,
+            database: location.database, tls: probeTLS)
+        probe.options.connectTimeout = TimeAmount.seconds(10)
+        return PostgresMaster(client: client, location: location, probe: probe, logger: logger)
     }
 
     private static func tls(_ mode: PostgresLocation.SSLMode) throws -> PostgresClient.Configuration.TLS {
+        let (configuration, required) = try tlsSettings(mode)
+        guard let configuration else { return .disable }
+        return required ? .require(configuration) : .prefer(configuration)
+    }
+
+    /// The TLS settings of `mode` (nil: none), and whether the server must take them.
+    private static func tlsSettings(_ mode: PostgresLocation.SSLMode) throws -> (TLSConfiguration?, required: Bool) {
         switch mode {
         case .disable:
-            return .disable
+            return (nil, false)
         case .prefer, .require:
             // As libpq: encrypted, the certificate not checked (verify-ca / verify-full check it).
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.certificateVerification = .none
-            return mode == .prefer ? .prefer(tls) : .require(tls)
+            return (tls, mode == .require)
         case .verifyCA:
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.certificateVerification = .noHostnameVerification
-            return .require(tls)
+            return (tls, true)
         case .verifyFull:
-            return .require(.makeClientConfiguration())
+            return (.makeClientConfiguration(), true)
+        }
+    }
+
+    /// Opens one connection and closes it, to say at once and in the server's words why the
+    /// master cannot be reached (refused, no such database, a wrong password) — the pool only
+    /// gives up after a minute of retries, with no reason.
+    func probe() async throws {
+        do {
+            let connection = try await PostgresConnection.connect(
+                configuration: probeConfiguration, id: 0, logger: logger)
+            try await connection.close()
+        } catch let error as PSQLError {
+            let reason =
+                error.serverInfo?[.message]
+                ?? error.underlying.map { "\($0)" } ?? "\(error.code)"
+            throw ConfigError(
+                .masterUnreachable,
+                "Cannot connect to the PostgreSQL master at \(location): \(reason). Check that the server runs and listens there, that the database and the role exist, and the password (--master-password-file, KOTASYNC_MASTER_PASSWORD_FILE or PGPASSWORD)."
+            )
         }
     }
 
@@ -128,6 +173,7 @@ public final class PostgresMaster: Sendable {
     /// (`master copy`, which brings rows and bookkeeping of its own), only the schema is made.
     public func prepareSchema(for config: ServerConfig, rows: Bool = true) async throws {
         let tables = try config.tables.map { try PostgresTableDefinition($0) }
+        try await probe()
         try await transaction { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(\(LockKey.schema.rawValue))", logger: logger)
             // Type names as `columns(of:)` reads them depend on the search path: for a role named
