@@ -148,6 +148,7 @@ let package = Package(
                 "KotaSyncCore",
                 "CSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
 

@@ -38,6 +38,11 @@ struct BenchCommand: AsyncParsableCommand {
     var badLink = false
     @Option(help: "Visits of the bad-link push.") var badLinkVisits = 30_000
     @Option(help: "Rows of the bad-link init.") var badLinkInitRows = 100_000
+    @Option(
+        help: ArgumentHelp(
+            "A PostgreSQL server (postgresql://USER@HOST:PORT/DB) on which USER may create databases: figure 4 is measured on a PostgreSQL master there too (4pg), in a database the bench creates and drops.",
+            discussion: "The password from KOTASYNC_MASTER_PASSWORD_FILE or PGPASSWORD."))
+    var master: String?
 
     func run() async throws {
         let shape = WorkloadShape(
@@ -57,7 +62,13 @@ struct BenchCommand: AsyncParsableCommand {
             ])
         let config = try benchConfig(replicas: max(replicas, smallPushReplicas), directory: directory)
         let workload = Workload(shape: shape)
-        let merge = MergeFigures(workload: workload, directory: directory, config: config)
+        var postgres: MergeFigures.Postgres?
+        if let master {
+            postgres = MergeFigures.Postgres(
+                server: try PostgresLocation(parsing: master),
+                password: try MasterLocation.password(file: nil, environment: ProcessInfo.processInfo.environment))
+        }
+        let merge = MergeFigures(workload: workload, directory: directory, config: config, postgres: postgres)
         progress("seeding the master and bootstrapping a replica template")
         try await merge.prepare()
         if !badLink {

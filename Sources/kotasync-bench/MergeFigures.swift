@@ -3,6 +3,7 @@ import Foundation
 import KotaSyncClient
 import KotaSyncCore
 import KotaSyncServer
+import PostgresNIO
 
 /// Figures 1–6 and 8: capture, changeset size, encoding, merge against the session extension
 /// and the plain-upsert floor, and applying pulls — all in this process, on real SQLite files.
@@ -10,6 +11,14 @@ struct MergeFigures {
     let workload: Workload
     let directory: URL
     let config: ServerConfig
+    /// Where figure 4 is also measured on a PostgreSQL master (4pg), if anywhere.
+    var postgres: Postgres? = nil
+
+    /// A PostgreSQL server on which the bench may create a database of its own.
+    struct Postgres {
+        var server: PostgresLocation
+        var password: String?
+    }
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
@@ -146,6 +155,19 @@ struct MergeFigures {
                     format:
                         "%.0f rows/s; %d conflicts recorded (session handler saw %d); %d changesets, one durable transaction each",
                     Double(rows) / mergeSeconds, conflicts, sessionConflicts, outbound.count)))
+        if let postgres {
+            // 4pg: the same pushes into the same master, copied to PostgreSQL (`master copy`).
+            let pgSeconds = try await postgresMerge(outbound, on: postgres)
+            let pgRate = totalOps / pgSeconds
+            report.add(
+                Figure(
+                    id: "4pg", name: "Server merge on a PostgreSQL master, in process (client ops/s)", value: pgRate,
+                    unit: "ops/s", baseline: ourRate, baselineName: "SQLite master (figure 4)",
+                    ratio: pgRate / ourRate, target: "≥ 0.5× SQLite", met: pgRate >= 0.5 * ourRate,
+                    note: String(
+                        format: "%.0f rows/s; PostgreSQL at %@, one transaction per changeset under the merge lock",
+                        Double(rows) / pgSeconds, "\(postgres.server.host):\(postgres.server.port)")))
+        }
         report.add(
             Figure(
                 id: "5", name: "Baseline A apply (session extension)", value: sessionRate, unit: "ops/s",
@@ -320,5 +342,41 @@ extension MergeFigures {
                 try db.execute("COMMIT")
             }
         }
+    }
+
+    /// Seconds to push `outbound` into a copy of the initial master on a new database of
+    /// `postgres`'s server (created here and dropped afterwards), as figure 4 pushes them.
+    func postgresMerge(_ outbound: [OutboundChangeset], on postgres: Postgres) async throws -> Double {
+        let name = "kotasync_bench_\(UUID().uuidString.prefix(8).lowercased())"
+        let admin = try PostgresMaster.connect(to: postgres.server, password: postgres.password)
+        do {
+            try await admin.client.query(
+                PostgresQuery(unsafeSQL: "CREATE DATABASE \(name) TEMPLATE template0 ENCODING 'UTF8'"))
+        } catch {
+            await admin.close()
+            throw error
+        }
+        var location = postgres.server
+        location.database = name
+        let master = try PostgresMaster.connect(to: location, password: postgres.password)
+        let result: Result<Double, any Error>
+        do {
+            _ = try await PostgresMasterCopy.copy(from: path("master-initial.sqlite"), to: master, config: config)
+            let store = PostgresMasterStore(master: master, config: config)
+            result = .success(
+                try await Bench.timeAsync {
+                    for (r, o) in outbound.enumerated() {
+                        _ = try await store.push(
+                            try ChangesetCodec.decode(o.body),
+                            from: Device(tokenID: "bench", opd: String(format: "clinic-%02d", r + 1)))
+                    }
+                })
+        } catch {
+            result = .failure(error)
+        }
+        await master.close()
+        _ = try? await admin.client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"))
+        await admin.close()
+        return try result.get()
     }
 }
