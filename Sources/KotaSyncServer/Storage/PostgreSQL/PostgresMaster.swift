@@ -162,9 +162,10 @@ public final class PostgresMaster: Sendable {
     /// Whether `statement` is a `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON schema.table …`
     /// whose index exists already. Such a statement takes a SHARE lock on its table before it
     /// looks, and every open (a server starting, `kotasync-server import`, `token`, …) runs it
-    /// while the servers write: holding SHARE on `kotasync.audit` and waiting for another
-    /// table's, it deadlocked with a server's audit batch, which holds `audit` and writes
-    /// `tokens`, and the command failed. So an index that exists is not asked for again.
+    /// while the servers write: holding SHARE on the tables whose indexes come first (`tokens`)
+    /// and waiting for SHARE on `kotasync.audit`, it deadlocked with a server's audit batch,
+    /// which holds `audit` and waits to write `tokens`, and the command failed (40P01). So an
+    /// index that exists is not asked for again.
     static func indexExists(_ statement: String, _ connection: PostgresConnection, logger: Logger) async throws
         -> Bool
     {
