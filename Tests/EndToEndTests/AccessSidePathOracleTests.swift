@@ -53,14 +53,15 @@ struct AccessSidePathOracleTests {
         return [14, 91]
     }
 
-    @Test func everyByteADeviceReceivesStaysWithinItsScope() async throws {
+    @Test(arguments: MasterBackend.enabled)
+    func everyByteADeviceReceivesStaysWithinItsScope(backend: MasterBackend) async throws {
         for seed in Self.seeds {
             var g = SplitMix64(seed: seed)
             let script = SidePathScript.make(using: &g, steps: 300, mode: .adversarial)
             let report = try await SidePathWorld.run(
-                script, seed: seed, name: "adversarial-\(seed)", keepTranscript: false)
+                script, seed: seed, name: "adversarial-\(backend)-\(seed)", backend: backend, keepTranscript: false)
             print(
-                "side-path oracle (seed \(seed)): \(report.pushes) pushes, \(report.rejected) rows refused, "
+                "side-path oracle (\(backend), seed \(seed)): \(report.pushes) pushes, \(report.rejected) rows refused, "
                     + "\(report.records) conflict records seen by devices, \(report.pulledRows) rows pulled, "
                     + "\(report.decisions) review decisions, \(report.spoofs) spoofed reports")
             // The run exercised what it claims to check.
@@ -73,14 +74,16 @@ struct AccessSidePathOracleTests {
         }
     }
 
-    @Test func aDevicesRepliesAreTheSameWhetherOrNotAnotherClinicsRowsExist() async throws {
+    @Test(arguments: MasterBackend.enabled)
+    func aDevicesRepliesAreTheSameWhetherOrNotAnotherClinicsRowsExist(backend: MasterBackend) async throws {
         for seed in Self.seeds {
             var g = SplitMix64(seed: seed &+ 1)
             let script = SidePathScript.make(using: &g, steps: 160, mode: .paired)
             let withOthers = try await SidePathWorld.run(
-                script, seed: seed, name: "paired-with-\(seed)", keepTranscript: true)
+                script, seed: seed, name: "paired-with-\(backend)-\(seed)", backend: backend, keepTranscript: true)
             let alone = try await SidePathWorld.run(
-                script.without(opd: Self.binjaiKota), seed: seed, name: "paired-alone-\(seed)", keepTranscript: true)
+                script.without(opd: Self.binjaiKota), seed: seed, name: "paired-alone-\(backend)-\(seed)",
+                backend: backend, keepTranscript: true)
             #expect(withOthers.probes >= 3, "seed \(seed): visits pointing to the other clinic's patients were sent")
             #expect(withOthers.transcript.count == alone.transcript.count, "seed \(seed)")
             for (i, (a, b)) in zip(withOthers.transcript, alone.transcript).enumerated() where a != b {
@@ -419,9 +422,12 @@ final class SidePathWorld {
     let seed: UInt64
     let url: URL
     let config: ServerConfig
-    /// The server's directory: its config, master database, and the push files of the run.
+    /// The server's directory: its config, the SQLite master, and the push files of the run.
     let directory: URL
-    let master: DatabaseQueue
+    /// The master, read with SQL as staff would (on either backend).
+    let master: MasterTables
+    /// How the commands (`import`, `export`) name the master.
+    let masterArguments: [String]
     var tokens: SidePathTokens
     var deviceTokens: [String] = []
     var reviewer = ""
@@ -449,17 +455,16 @@ final class SidePathWorld {
     func firstTime(_ finding: String) -> Bool { reported.insert(finding).inserted }
 
     init(
-        script: SidePathScript, seed: UInt64, url: URL, config: ServerConfig, directory: URL, keepTranscript: Bool
+        script: SidePathScript, seed: UInt64, url: URL, config: ServerConfig, master: TestMaster, directory: URL,
+        keepTranscript: Bool
     ) throws {
         self.directory = directory
-        let masterPath = directory.appendingPathComponent("master.sqlite").path
         self.script = script
         self.seed = seed
         self.url = url
         self.config = config
-        var configuration = Configuration()
-        configuration.readonly = true
-        master = try DatabaseQueue(path: masterPath, configuration: configuration)
+        self.master = try MasterTables(master, config: config)
+        masterArguments = master.arguments
         tokens = script.tokens
         sequences = Array(repeating: 0, count: script.devices.count)
         cursors = Array(repeating: 0, count: script.devices.count)
@@ -467,20 +472,22 @@ final class SidePathWorld {
         self.keepTranscript = keepTranscript
     }
 
-    /// Runs `script` against a fresh server with the sample's scoped rules, checking every reply.
-    static func run(_ script: SidePathScript, seed: UInt64, name: String, keepTranscript: Bool) async throws
-        -> SidePathReport
-    {
+    /// Runs `script` against a fresh server with the sample's scoped rules and its master on
+    /// `backend`, checking every reply.
+    static func run(
+        _ script: SidePathScript, seed: UInt64, name: String, backend: MasterBackend, keepTranscript: Bool
+    ) async throws -> SidePathReport {
         var result = SidePathReport()
-        try await withScopedServer(name) { url, store, dir, config in
+        try await withScopedServer(name, backend: backend) { url, master, dir, config in
+            let store = master.store
             let world = try SidePathWorld(
-                script: script, seed: seed, url: url, config: config,
+                script: script, seed: seed, url: url, config: config, master: master,
                 directory: dir, keepTranscript: keepTranscript)
             for device in script.devices {
                 world.deviceTokens.append(try await store.createToken(opd: device.opd, expiresAt: nil).token)
             }
             world.reviewer = try await store.createStaffToken(name: "Ani Lubis", role: .reviewer, expiresAt: nil).token
-            try world.readSeed()
+            try await world.readSeed()
             // `KOTASYNC_ORACLE_TRACE=1` prints each step, to follow a seed's failure back.
             let trace = ProcessInfo.processInfo.environment["KOTASYNC_ORACLE_TRACE"] != nil
             for (i, op) in script.ops.enumerated() {
@@ -559,7 +566,7 @@ final class SidePathWorld {
                     primaryKey: [.text(key)], columns: columns)
             ])
         noteSent(device.opd, key: key, values: values)
-        let before = try masterRows()
+        let before = try await masterRows()
         let reply = try await send(changeset, from: d, step: step)
         report.pushes += 1
         let place = "\(context(step)): \(device.name) (\(device.opd)) \(operation) \(name) \(key)"
@@ -571,14 +578,16 @@ final class SidePathWorld {
         // the changeset is refused whole (merge.md §12), which changes nothing.
         if reply.status == 422, operation == .update, !mustBeRefused {
             #expect(errorCode(reply.body) == "constraint_violation", "\(place)")
-            #expect(try masterRows() == before, "\(place): a refused changeset changed the master")
+            let after = try await masterRows()
+            #expect(after == before, "\(place): a refused changeset changed the master")
             return
         }
         #expect(reply.status == 200, "\(place): \(String(decoding: reply.body, as: UTF8.self))")
         guard reply.status == 200, let json = try? JSONSerialization.jsonObject(with: reply.body) as? [String: Any]
         else {
             // Refused whole: nothing of it may have changed the master; the run goes on.
-            #expect(try masterRows() == before, "\(place): a refused changeset changed the master")
+            let after = try await masterRows()
+            #expect(after == before, "\(place): a refused changeset changed the master")
             return
         }
         let rejected = (json["rejected"] as? [[String: Any]] ?? []).compactMap { Self.textKey($0["primary_key"]) }
@@ -589,7 +598,8 @@ final class SidePathWorld {
             #expect(!rejected.contains(key), "\(place): an honest write was refused")
         }
         if mustBeRefused {
-            #expect(try masterRows() == before, "\(place): a refused write changed the master")
+            let after = try await masterRows()
+            #expect(after == before, "\(place): a refused write changed the master")
         }
         let records = json["conflicts"] as? [[String: Any]] ?? []
         if let parent = mustBeHeld {
@@ -607,7 +617,7 @@ final class SidePathWorld {
             }
         }
         try await checkRecords(records, to: d, replica: nil, step: step, what: "push reply")
-        try checkMaster(step: step, what: place)
+        try await checkMaster(step: step, what: place)
     }
 
     /// Sends a push by one of the three routes a device has — `POST /v1/push`, a chunked upload,
@@ -645,10 +655,8 @@ final class SidePathWorld {
             ).encoded().write(to: file)
             let result = try EndToEndTests.run(
                 "kotasync-server",
-                [
-                    "import", file.path, "--config", directory.appendingPathComponent("kotasync.yaml").path, "--db",
-                    directory.appendingPathComponent("master.sqlite").path,
-                ])
+                ["import", file.path, "--config", directory.appendingPathComponent("kotasync.yaml").path]
+                    + masterArguments)
             guard result.status == 0 else {
                 // A refusal prints "error: MESSAGE [CODE]": the error body a push would carry.
                 let text = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -780,7 +788,8 @@ final class SidePathWorld {
             report.decisions += 1
             decided.insert(key)
         }
-        try checkMaster(step: step, what: "\(context(step)): after a reviewer's \(body) on \(kind) \(table) \(key)")
+        try await checkMaster(
+            step: step, what: "\(context(step)): after a reviewer's \(body) on \(kind) \(table) \(key)")
     }
 
     // MARK: What a device may receive
@@ -934,49 +943,43 @@ final class SidePathWorld {
     // MARK: The master as staff see it
 
     /// Live rows of `patients` and `visits`, by key, as text.
-    func masterRows() throws -> [String: String] {
-        try master.read { db in
-            var out: [String: String] = [:]
-            for table in ["patients", "visits"] {
-                for row in try Row.fetchAll(db, sql: "SELECT * FROM \(table)") {
-                    out["\(table):\(row["id"] as String)"] = row.description
-                }
+    func masterRows() async throws -> [String: String] {
+        var out: [String: String] = [:]
+        for table in ["patients", "visits"] {
+            for row in try await master.rows(table) {
+                out["\(table):\(Self.plain(row["id"] ?? .null))"] = "\(row.sorted { $0.key < $1.key })"
             }
-            return out
         }
+        return out
     }
 
     /// D4 on the master: every live row is in the scope it was created in, and holds only values
     /// written within that scope; a visit points only to a patient of its own clinic (a visit
     /// pointing outside is held, never applied). The bookkeeping agrees with the tables.
-    func checkMaster(step: Int, what: String) throws {
-        let problems: [String] = try master.read { db in
-            var problems: [String] = []
-            for table in ["patients", "visits"] {
-                for row in try Row.fetchAll(db, sql: "SELECT * FROM \(table)") {
-                    let key: String = row["id"]
-                    guard let created = tokens.owners[key]?.first else { continue }
-                    let clinic: String = row["clinic_id"]
-                    if clinic != created {
-                        problems.append("\(table) \(key) of \(created) now belongs to \(clinic)")
-                    }
-                    for column in row.columnNames where column != "id" && column != "clinic_id" {
-                        guard case .string(let text) = (row[column] as DatabaseValue).storage else { continue }
-                        for token in tokens.find(in: text) where !tokens.owners[token]!.contains(clinic) {
-                            problems.append(
-                                "\(table) \(key) of \(clinic) holds \(column) \(token) written for \(tokens.owners[token]!.sorted())"
-                            )
-                        }
+    func checkMaster(step: Int, what: String) async throws {
+        var problems: [String] = []
+        for table in ["patients", "visits"] {
+            let rows = try await master.rows(table)
+            for row in rows {
+                let key = Self.plain(row["id"] ?? .null)
+                guard let created = tokens.owners[key]?.first else { continue }
+                let clinic = Self.plain(row["clinic_id"] ?? .null)
+                if clinic != created {
+                    problems.append("\(table) \(key) of \(created) now belongs to \(clinic)")
+                }
+                for (column, value) in row where column != "id" && column != "clinic_id" {
+                    guard case .text(let text) = value else { continue }
+                    for token in tokens.find(in: text) where !tokens.owners[token]!.contains(clinic) {
+                        problems.append(
+                            "\(table) \(key) of \(clinic) holds \(column) \(token) written for \(tokens.owners[token]!.sorted())"
+                        )
                     }
                 }
-                let live =
-                    try Int.fetchOne(
-                        db, sql: "SELECT count(*) FROM _ks_rows WHERE tbl = ? AND deleted = 0", arguments: [table])
-                    ?? -1
-                let rows = try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? -2
-                if live != rows { problems.append("\(table): \(rows) rows but \(live) live in _ks_rows") }
             }
-            return problems
+            let live = try await master.liveCount(table)
+            if live != rows.count {
+                problems.append("\(table): \(rows.count) rows but \(live) live in the bookkeeping")
+            }
         }
         // Each problem once: a row that broke the rule stays broken for the rest of the run.
         let new = problems.filter { !masterProblems.contains($0) }
@@ -984,18 +987,14 @@ final class SidePathWorld {
         #expect(new.isEmpty, "\(what): \(new)")
     }
 
-    func readSeed() throws {
-        try master.read { db in
-            for row in try Row.fetchAll(db, sql: "SELECT id, nik, name, phone, clinic_id FROM patients") {
-                let owner: String = row["clinic_id"]
-                for column in ["id", "nik", "name", "phone"] {
-                    if let text = row[column] as String? { seedText.append((text, owner)) }
-                }
-            }
-            for row in try Row.fetchAll(db, sql: "SELECT id, complaint, notes, clinic_id FROM visits") {
-                let owner: String = row["clinic_id"]
-                for column in ["id", "complaint", "notes"] {
-                    if let text = row[column] as String? { seedText.append((text, owner)) }
+    func readSeed() async throws {
+        for (table, columns) in [
+            ("patients", ["id", "nik", "name", "phone"]), ("visits", ["id", "complaint", "notes"]),
+        ] {
+            for row in try await master.rows(table) {
+                let owner = Self.plain(row["clinic_id"] ?? .null)
+                for column in columns {
+                    if case .text(let text) = row[column] { seedText.append((text, owner)) }
                 }
             }
         }
@@ -1015,10 +1014,8 @@ final class SidePathWorld {
             let file = dir.appendingPathComponent("export-\(device.name).json")
             let result = try EndToEndTests.run(
                 "kotasync-server",
-                [
-                    "export", "--config", dir.appendingPathComponent("kotasync.yaml").path, "--db",
-                    dir.appendingPathComponent("master.sqlite").path, "--opd", device.opd, "--out", file.path,
-                ])
+                ["export", "--config", dir.appendingPathComponent("kotasync.yaml").path]
+                    + masterArguments + ["--opd", device.opd, "--out", file.path])
             #expect(result.status == 0, "seed \(seed): export for \(device.opd): \(result.stderr)")
             guard result.status == 0 else { continue }
             let data = try Data(contentsOf: file)
@@ -1032,25 +1029,16 @@ final class SidePathWorld {
     }
 
     /// Integrity, the audit chain, and the device reports (D6) once the run is over.
-    func checkAfterRun(store: SQLiteMasterStore) async throws {
+    func checkAfterRun(store: any MasterStore) async throws {
         try await store.flushAudit()
         let audit = try await store.verifyAudit()
         #expect(audit.problem == nil, "seed \(seed): the audit chain: \(String(describing: audit.problem))")
-        let (integrity, reports) = try master.read { db in
-            (
-                try String.fetchAll(db, sql: "PRAGMA integrity_check"),
-                try Row.fetchAll(
-                    db,
-                    sql: """
-                        SELECT r.uuid, r.opd, d.last_error FROM _ks_devices d JOIN _ks_replicas r ON r.number = d.replica
-                        """)
-            )
+        // SQLite's own check of its file; PostgreSQL has none a test can ask for (see `integrityCheck`).
+        if let integrity = try await master.integrityCheck() {
+            #expect(integrity == ["ok"], "seed \(seed): integrity_check: \(integrity)")
         }
-        #expect(integrity == ["ok"], "seed \(seed): integrity_check: \(integrity)")
-        for row in reports {
-            let replica = UUID(bytes: [UInt8](row["uuid"] as Data))
-            let opd: String = row["opd"]
-            guard let error = row["last_error"] as String? else { continue }
+        for (replica, opd, lastError) in try await master.deviceReports() {
+            guard let error = lastError else { continue }
             for token in tokens.find(in: error) {
                 if replica == script.devices[0].replica, tokens.owners[token] == [opd] {
                     report.honestReportSeen = true
@@ -1061,7 +1049,7 @@ final class SidePathWorld {
                 )
             }
         }
-        try checkMaster(step: -1, what: "seed \(seed): after the run")
+        try await checkMaster(step: -1, what: "seed \(seed): after the run")
     }
 
     // MARK: Helpers
@@ -1158,9 +1146,10 @@ final class SidePathWorld {
         }.joined(separator: "; ")
     }
 
-    /// A fresh server (an `Application` on port 0) with the sample's scoped rules.
+    /// A fresh server (an `Application` on port 0) with the sample's scoped rules, its master on
+    /// `backend`.
     static func withScopedServer(
-        _ name: String, _ body: (URL, SQLiteMasterStore, URL, ServerConfig) async throws -> Void
+        _ name: String, backend: MasterBackend, _ body: (URL, TestMaster, URL, ServerConfig) async throws -> Void
     ) async throws {
         let dir = try makeTemporaryDirectory("side-path-\(name)")
         let configURL = try sampleConfig(in: dir, scoped: true)
@@ -1169,9 +1158,10 @@ final class SidePathWorld {
             of: "requests_per_minute: 600", with: "requests_per_minute: 1000000")
         try text.write(to: configURL, atomically: true, encoding: .utf8)
         let config = try ServerConfig.load(from: configURL)
-        let store = try SQLiteMasterStore(path: dir.appendingPathComponent("master.sqlite").path, config: config)
-        try await withInProcessServer(config: config, store: store, logLevel: .error) { port in
-            try await body(URL(string: "http://127.0.0.1:\(port)")!, store, dir, config)
+        try await withMaster(backend, config: config, directory: dir) { master in
+            try await withInProcessServer(config: config, store: master.store, logLevel: .error) { port in
+                try await body(URL(string: "http://127.0.0.1:\(port)")!, master, dir, config)
+            }
         }
     }
 }

@@ -15,20 +15,26 @@ import Testing
 /// server over real HTTP with the sample's sync rules as shipped: K is a device of
 /// pkm-kebun-lada, B one of pkm-binjai-kota. Every byte a device receives is searched for the
 /// other clinic's values and identifiers.
+///
+/// Every test runs on each backend (``MasterBackend``): rule 5 is the access service's, and
+/// must hold whichever store answers it.
 @Suite(.serialized)
 struct DeviceScopeTests {
     static let kebunLada = "pkm-kebun-lada"
     static let binjaiKota = "pkm-binjai-kota"
 
-    /// The in-process server with the sample's rules as shipped (`scoped: true`).
+    /// The in-process server with the sample's rules as shipped (`scoped: true`), on a master
+    /// on `backend`.
     static func withScopedServer(
-        _ name: String = #function, _ body: (URL, SQLiteMasterStore, URL) async throws -> Void
+        _ backend: MasterBackend, _ name: String = #function,
+        _ body: (URL, any MasterStore, URL) async throws -> Void
     ) async throws {
         let dir = try makeTemporaryDirectory(name)
         let config = try ServerConfig.load(from: try sampleConfig(in: dir, scoped: true))
-        let store = try SQLiteMasterStore(path: dir.appendingPathComponent("master.sqlite").path, config: config)
-        try await withInProcessServer(config: config, store: store, logLevel: .warning) { port in
-            try await body(URL(string: "http://127.0.0.1:\(port)")!, store, dir)
+        try await withMaster(backend, config: config, directory: dir) { master in
+            try await withInProcessServer(config: config, store: master.store, logLevel: .warning) { port in
+                try await body(URL(string: "http://127.0.0.1:\(port)")!, master.store, dir)
+            }
         }
     }
 
@@ -106,8 +112,9 @@ struct DeviceScopeTests {
     /// Leak 1: K registers a patient by NIK, then B registers the same person. B's row is
     /// quarantined against K's. K's conflict list and push replies carry nothing of B's row; B is
     /// told its row waits for the Command Center's review, in words that name nothing of K's.
-    @Test func aConflictRecordNeverCarriesAnotherClinicsRow() async throws {
-        try await Self.withScopedServer { url, store, _ in
+    @Test(arguments: MasterBackend.enabled)
+    func aConflictRecordNeverCarriesAnotherClinicsRow(backend: MasterBackend) async throws {
+        try await Self.withScopedServer(backend) { url, store, _ in
             let k = try await store.createToken(opd: Self.kebunLada, expiresAt: nil).token
             let b = try await store.createToken(opd: Self.binjaiKota, expiresAt: nil).token
             let nik = "1275014107900003"
@@ -169,8 +176,9 @@ struct DeviceScopeTests {
 
     /// A device asking for another OPD's replica's conflicts gets what it gets for a replica that
     /// does not exist: an empty list.
-    @Test func anotherClinicsReplicaHasNoConflictsForThisDevice() async throws {
-        try await Self.withScopedServer { url, store, _ in
+    @Test(arguments: MasterBackend.enabled)
+    func anotherClinicsReplicaHasNoConflictsForThisDevice(backend: MasterBackend) async throws {
+        try await Self.withScopedServer(backend) { url, store, _ in
             let k = try await store.createToken(opd: Self.kebunLada, expiresAt: nil).token
             let b = try await store.createToken(opd: Self.binjaiKota, expiresAt: nil).token
             let bRow = Self.patient("b", clinic: Self.binjaiKota, nik: "1275014107900005", name: "Ina", phone: "1")
@@ -190,8 +198,9 @@ struct DeviceScopeTests {
 
     /// Leak 4: K's token with B's replica id in `KotaSync-Replica` does not change B's entry on the
     /// Command Center's overview, and K's reply is the one it gets for an unknown replica.
-    @Test func aDeviceCannotReportAnotherClinicsReplicaHealth() async throws {
-        try await Self.withScopedServer { url, store, _ in
+    @Test(arguments: MasterBackend.enabled)
+    func aDeviceCannotReportAnotherClinicsReplicaHealth(backend: MasterBackend) async throws {
+        try await Self.withScopedServer(backend) { url, store, _ in
             let k = try await store.createToken(opd: Self.kebunLada, expiresAt: nil).token
             let b = try await store.createToken(opd: Self.binjaiKota, expiresAt: nil).token
             let bRow = Self.patient("b", clinic: Self.binjaiKota, nik: "1275014107900006", name: "Ina", phone: "1")
@@ -234,8 +243,9 @@ struct DeviceScopeTests {
     /// The routes are grouped by the credential they need: a device token opens no staff route, a
     /// staff token no device route, a viewer no reviewer or admin route; each refusal is the
     /// protocol's `forbidden` (or `unauthorized` without a token), audited under the route's action.
-    @Test func eachRouteGroupOpensOnlyForItsCredential() async throws {
-        try await Self.withScopedServer { url, store, _ in
+    @Test(arguments: MasterBackend.enabled)
+    func eachRouteGroupOpensOnlyForItsCredential(backend: MasterBackend) async throws {
+        try await Self.withScopedServer(backend) { url, store, _ in
             let device = try await store.createToken(opd: Self.kebunLada, expiresAt: nil).token
             let viewer = try await store.createStaffToken(name: "Vera", role: .viewer, expiresAt: nil).token
             let reviewer = try await store.createStaffToken(name: "Rudi", role: .reviewer, expiresAt: nil).token
@@ -285,9 +295,20 @@ struct DeviceScopeTests {
     /// sqlite3 shell, a patient with the NIK of Kebun Lada's Budi. `kotasync conflicts` and
     /// `kotasync status` on B say its row waits for review and name nothing of Budi's record;
     /// Kebun Lada's device lists no record at all.
-    @Test func theClinicsCommandLineShowsItsWaitingRowAndNothingOfTheOther() throws {
+    @Test(arguments: MasterBackend.enabled)
+    func theClinicsCommandLineShowsItsWaitingRowAndNothingOfTheOther(backend: MasterBackend) async throws {
         let dir = try makeTemporaryDirectory()
-        let server = try ServerProcess(config: try sampleConfig(in: dir, scoped: true), directory: dir)
+        try await withMasterLocation(backend, directory: dir) { master in
+            // Blocks while the programs run, as this test always has: not through `offPool`,
+            // whose thread would carry no test for the `#expect`s to report to.
+            try Self.commandLineStory(dir: dir, master: master)
+        }
+    }
+
+    static func commandLineStory(dir: URL, master: TestMasterLocation) throws {
+        let server = try ServerProcess(
+            config: try sampleConfig(in: dir, scoped: true), directory: dir, master: master.postgres?.description,
+            password: master.password)
         defer { server.stop() }
         var paths: [String: String] = [:]
         for opd in [Self.binjaiKota, Self.kebunLada] {

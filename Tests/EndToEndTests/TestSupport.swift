@@ -8,6 +8,7 @@ import KotaSyncServer
 // The programs under test and how to run them, shared with the other test targets.
 @_exported import KotaSyncTesting
 import Logging
+import PostgresNIO
 import ServiceLifecycle
 import Testing
 
@@ -34,7 +35,7 @@ func makeTemporaryDirectory(_ name: String = #function) throws -> URL {
 /// process (logging at `logLevel`), then shuts the server down gracefully, also when `body`
 /// throws. `uploads` and `routes` are passed to ``SyncServer/application``.
 func withInProcessServer(
-    config: ServerConfig, store: SQLiteMasterStore, logLevel: Logger.Level,
+    config: ServerConfig, store: any MasterStore, logLevel: Logger.Level,
     uploads: (any PartialUploads)? = nil, routes: (Router<ServerRequestContext>) -> Void = { _ in },
     _ body: (Int) async throws -> Void
 ) async throws {
@@ -293,5 +294,103 @@ extension Process {
             Darwin.kill(processIdentifier, SIGKILL)
         #endif
         waitUntilExit()
+    }
+}
+
+/// A test's master read with SQL, as staff would read it, on either backend: its replicated
+/// tables and the bookkeeping the oracles check them against. Opened after the store made the
+/// schema; ``close()`` when done.
+final class MasterTables {
+    let master: TestMaster
+    let config: ServerConfig
+    /// The SQLite master, read-only; nil on PostgreSQL.
+    private let queue: DatabaseQueue?
+
+    init(_ master: TestMaster, config: ServerConfig) throws {
+        self.master = master
+        self.config = config
+        if let path = master.location.path {
+            var configuration = Configuration()
+            configuration.readonly = true
+            queue = try DatabaseQueue(path: path, configuration: configuration)
+        } else {
+            queue = nil
+        }
+    }
+
+    func close() throws { try queue?.close() }
+
+    private var client: PostgresClient {
+        get throws {
+            guard let store = master.postgresStore else { throw TestFailure("no PostgreSQL store") }
+            return store.master.client
+        }
+    }
+
+    /// Every row of `table` (a replicated table), each column by name, with its exact value.
+    func rows(_ table: String) async throws -> [[String: SQLValue]] {
+        if let queue {
+            return try await queue.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM \(SQL.quote(table))").map { row in
+                    Dictionary(uniqueKeysWithValues: row.columnNames.map { ($0, SQLValue(row[$0] as DatabaseValue)) })
+                }
+            }
+        }
+        guard let schema = config.table(named: table) else { throw TestFailure("no table \(table) in the config") }
+        let definition = try PostgresTableDefinition(schema)
+        let names = (schema.primaryKey + schema.columns).map(\.name)
+        var out: [[String: SQLValue]] = []
+        for try await row in try await client.query(PostgresQuery(unsafeSQL: definition.selectRows)) {
+            let (key, values) = try definition.decodeRow(row)
+            out.append(Dictionary(uniqueKeysWithValues: zip(names, key + values).map { ($0, $1) }))
+        }
+        return out
+    }
+
+    /// How many rows of `table` the bookkeeping counts as live (not tombstones).
+    func liveCount(_ table: String) async throws -> Int {
+        if let queue {
+            return try await queue.read { db in
+                try Int.fetchOne(
+                    db, sql: "SELECT count(*) FROM _ks_rows WHERE tbl = ? AND deleted = 0", arguments: [table])
+                    ?? -1
+            }
+        }
+        for try await count in try await client.query(
+            "SELECT count(*) FROM kotasync.rows WHERE tbl = \(table) AND NOT deleted"
+        ).decode(Int64.self) {
+            return Int(count)
+        }
+        return -1
+    }
+
+    /// What devices last reported about each replica the master knows: the replica, the OPD it
+    /// belongs to, and its last error.
+    func deviceReports() async throws -> [(replica: UUID, opd: String, lastError: String?)] {
+        if let queue {
+            return try await queue.read { db in
+                try Row.fetchAll(
+                    db,
+                    sql:
+                        "SELECT r.uuid, r.opd, d.last_error FROM _ks_devices d JOIN _ks_replicas r ON r.number = d.replica"
+                ).map { row in (UUID(bytes: [UInt8](row["uuid"] as Data)), row["opd"], row["last_error"]) }
+            }
+        }
+        var out: [(replica: UUID, opd: String, lastError: String?)] = []
+        let rows = try await client.query(
+            "SELECT r.uuid, r.opd, d.last_error FROM kotasync.devices d JOIN kotasync.replicas r ON r.number = d.replica"
+        ).decode((ByteBuffer, String, String?).self)
+        for try await (uuid, opd, lastError) in rows {
+            out.append((UUID(bytes: Array(uuid.readableBytesView)), opd, lastError))
+        }
+        return out
+    }
+
+    /// SQLite's `PRAGMA integrity_check` (`["ok"]` when sound); nil on PostgreSQL, whose pages
+    /// the server checks itself (checksums, WAL) and which has no equivalent a test can ask for
+    /// without an extension (`amcheck`) the master does not install.
+    func integrityCheck() async throws -> [String]? {
+        guard let queue else { return nil }
+        return try await queue.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
     }
 }

@@ -179,7 +179,8 @@ public final class PostgresMaster: Sendable {
             // Type names as `columns(of:)` reads them depend on the search path: for a role named
             // `kotasync`, the default path ("$user", public) shows `kotasync.value` as `value`.
             try await connection.query("SET LOCAL search_path TO pg_catalog, public", logger: logger)
-            for statement in PostgresSchema.statements {
+            for statement in PostgresSchema.statements
+            where try await !Self.indexExists(statement, connection, logger: logger) {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
             }
             for table in tables {
@@ -189,7 +190,8 @@ public final class PostgresMaster: Sendable {
                 } else {
                     try table.check(existing: existing)
                 }
-                for index in table.createUniqueIndexes {
+                for index in table.createUniqueIndexes
+                where try await !Self.indexExists(index, connection, logger: logger) {
                     try await connection.query(PostgresQuery(unsafeSQL: index), logger: logger)
                 }
             }
@@ -201,6 +203,27 @@ public final class PostgresMaster: Sendable {
                 ON CONFLICT (key) DO NOTHING
                 """, logger: logger)
         }
+    }
+
+    /// Whether `statement` is a `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON schema.table …`
+    /// whose index exists already. Such a statement takes a SHARE lock on its table before it
+    /// looks, and every open (a server starting, `kotasync-server import`, `token`, …) runs it
+    /// while the servers write: holding SHARE on the tables whose indexes come first (`tokens`)
+    /// and waiting for SHARE on `kotasync.audit`, it deadlocked with a server's audit batch,
+    /// which holds `audit` and waits to write `tokens`, and the command failed (40P01). So an
+    /// index that exists is not asked for again.
+    static func indexExists(_ statement: String, _ connection: PostgresConnection, logger: Logger) async throws
+        -> Bool
+    {
+        guard let name = statement.range(of: "INDEX IF NOT EXISTS "),
+            let on = statement.range(of: " ON ", range: name.upperBound..<statement.endIndex)
+        else { return false }
+        let table = statement[on.upperBound...].prefix { $0 != " " && $0 != "(" }
+        guard let dot = table.firstIndex(of: ".") else { return false }
+        let qualified = "\(table[..<dot]).\(statement[name.upperBound..<on.lowerBound])"
+        let rows = try await connection.query("SELECT to_regclass(\(qualified)) IS NOT NULL", logger: logger)
+        for try await exists in rows.decode(Bool.self) { return exists }
+        return false
     }
 
     /// An existing table's columns in `public` and their types as `format_type` names them.
