@@ -10,7 +10,7 @@ import Testing
 
 /// Sync over a link that breaks: the real server in this process, real replicas, and a
 /// ``FaultProxy`` between them.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(10)))
 struct BadLinkTests {
     /// Notes whose size is chosen by the test (a large text makes a changeset that needs chunks).
     static let noteTable = """
@@ -286,7 +286,7 @@ struct BadLinkTests {
 /// `KOTASYNC_LINK_TESTS=1 swift test --filter LinkScenarioTests` (as `.ci/run` does after the
 /// main run).
 @Suite(
-    .serialized, .timeLimit(.minutes(2)),
+    .serialized, .timeLimit(.minutes(10)),
     .enabled(if: ProcessInfo.processInfo.environment["KOTASYNC_LINK_TESTS"] != nil))
 struct LinkScenarioTests {
     /// 64 kbit/s, 300 ms round trip and a drop every 30 s (the village link), scaled 16 times

@@ -141,7 +141,7 @@ struct ChunkSizingTests {
 
         count.n = 0
         await #expect(throws: ReplicaError.self) {
-            _ = try await Retrier(policy: policy, deadline: .now + .seconds(2)).run {
+            _ = try await Retrier(policy: policy, deadline: .now + .seconds(10)).run {
                 count.n += 1
                 throw down
             }

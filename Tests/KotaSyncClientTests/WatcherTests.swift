@@ -18,7 +18,7 @@ struct WatcherTests {
     }
 
     static func waitFor(_ what: String, _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + .seconds(180)
         while !condition() {
             guard ContinuousClock.now < deadline else { throw WatchTimeout(what: what) }
             try await Task.sleep(for: .milliseconds(20))
