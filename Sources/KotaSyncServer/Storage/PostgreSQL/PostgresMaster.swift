@@ -140,11 +140,14 @@ public final class PostgresMaster: Sendable {
     /// Runs `body` in a transaction on one connection of the pool: committed when `body` returns,
     /// rolled back when it throws, and then `body`'s own error is rethrown (postgres-nio's
     /// `withTransaction` wraps it, which would hide a `SyncError`'s code from the caller).
+    /// `begin` is the statement that opens it (``readSnapshot(isolation:_:)`` opens a read-only
+    /// snapshot).
     package func transaction<T: Sendable>(
-        isolation: isolated (any Actor)? = #isolation, _ body: (PostgresConnection) async throws -> T
+        isolation: isolated (any Actor)? = #isolation, begin: String = "BEGIN",
+        _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
         try await client.withConnection { connection in
-            try await connection.query("BEGIN", logger: logger)
+            try await connection.query(PostgresQuery(unsafeSQL: begin), logger: logger)
             do {
                 let value = try await body(connection)
                 try await connection.query("COMMIT", logger: logger)
