@@ -196,6 +196,73 @@ struct DeviceScopeTests {
         }
     }
 
+    /// A change to a key the device cannot see gets the reply a change to a key nobody holds gets:
+    /// K sends partial updates (only columns it may write, the clinic left out or set to its own)
+    /// of B's patient and of a key the master never had, each in its own push, and the replies are
+    /// the same but for the key.
+    @Test(arguments: MasterBackend.enabled)
+    func anUpdateOfAnotherClinicsRowIsAnsweredAsOneOfAKeyNobodyHolds(backend: MasterBackend) async throws {
+        try await Self.withScopedServer(backend) { url, store, _ in
+            let k = try await store.createToken(opd: Self.kebunLada, expiresAt: nil).token
+            let b = try await store.createToken(opd: Self.binjaiKota, expiresAt: nil).token
+            let bRow = Self.patient(
+                "b", clinic: Self.binjaiKota, nik: "1275014107900006", name: "Ina Binjai", phone: "0812-5555-0006")
+            let push = url.appendingPathComponent("v1/push")
+            try #require(try await Self.send("POST", push, token: b, body: bRow.push(sequence: 1)).status == 200)
+
+            let replica = UUID()
+            var sequence: UInt64 = 0
+            /// K's update of `key` with `columns`, the reply with the key and the changeset's
+            /// own ids masked.
+            func update(_ key: String, _ columns: [(String, SQLValue)]) async throws -> (Int, String) {
+                sequence += 1
+                let id = UUID()
+                let body = ChangesetCodec.encode(
+                    Changeset(
+                        kind: .push, id: id, replicaID: replica, firstSequence: sequence, lastSequence: sequence,
+                        tables: [Changeset.Table(name: "patients", primaryKey: ["id"], columns: columns.map(\.0))],
+                        rows: [
+                            Changeset.Row(
+                                table: 0, operation: .update, version: 0,
+                                stamp: HLC(milliseconds: UInt64(Date().timeIntervalSince1970 * 1000), counter: 1),
+                                primaryKey: [.text(key)],
+                                columns: columns.enumerated().map { Changeset.ColumnValue(column: $0, value: $1.1) })
+                        ]))
+                let reply = try await Self.send("POST", push, token: k, body: body)
+                Self.expectNone(of: bRow.secrets.filter { $0 != bRow.id }, in: reply.text, "K's reply")
+                var text = reply.text.replacingOccurrences(of: key, with: "KEY")
+                text = text.replacingOccurrences(of: id.uuidString.lowercased(), with: "ID")
+                text = text.replacingOccurrences(of: id.uuidString, with: "ID")
+                // The city-wide master sequence moves with every push; it names no row (access.md §4).
+                text = text.replacing(#/"master_sequence":\d+/#, with: "\"master_sequence\":N")
+                return (reply.status, text)
+            }
+            let shapes: [[(String, SQLValue)]] = [
+                [("name", .text("Dewi"))],
+                [("phone", .text("0813")), ("village_code", .text("1275020003"))],
+            ]
+            for columns in shapes {
+                let other = try await update(bRow.id, columns)
+                let nobody = try await update("k-\(UUID().uuidString.lowercased())", columns)
+                #expect(other == nobody, "columns \(columns.map(\.0))")
+                #expect(other.0 == 200 && other.1.contains(#""code":"out_of_scope""#))
+            }
+            // The one exception (access.md §5.1): a change that would put the key into K's own
+            // clinic creates a row when nobody holds the key, and is refused `out_of_scope`
+            // (discard) when another clinic's row holds it. One bit, the key's; nothing of the row.
+            let claim: [(String, SQLValue)] = [("name", .text("Dewi")), ("clinic_id", .text(Self.kebunLada))]
+            let taken = try await update(bRow.id, claim)
+            #expect(
+                taken.0 == 200 && taken.1.contains(#""code":"out_of_scope""#)
+                    && taken.1.contains(#""action":"discard""#))
+            let free = try await update("k-\(UUID().uuidString.lowercased())", claim)
+            #expect(free.0 == 200 && free.1.contains(#""applied":1"#))
+            // B's row is untouched.
+            let row = try #require(try await store.browseRow(table: "patients", key: [.text(bRow.id)]))
+            #expect(row.contains(.text(bRow.name)) && !row.contains(.text("Dewi")))
+        }
+    }
+
     /// Leak 4: K's token with B's replica id in `KotaSync-Replica` does not change B's entry on the
     /// Command Center's overview, and K's reply is the one it gets for an unknown replica.
     @Test(arguments: MasterBackend.enabled)
@@ -203,7 +270,8 @@ struct DeviceScopeTests {
         try await Self.withScopedServer(backend) { url, store, _ in
             let k = try await store.createToken(opd: Self.kebunLada, expiresAt: nil).token
             let b = try await store.createToken(opd: Self.binjaiKota, expiresAt: nil).token
-            let bRow = Self.patient("b", clinic: Self.binjaiKota, nik: "1275014107900006", name: "Ina", phone: "1")
+            let bRow = Self.patient(
+                "b", clinic: Self.binjaiKota, nik: "1275014107900006", name: "Ina Binjai", phone: "0812-5555-0006")
             let pushed = try await Self.send(
                 "POST", url.appendingPathComponent("v1/push"), token: b, body: bRow.push(sequence: 1))
             try #require(pushed.status == 200)
