@@ -37,7 +37,8 @@ struct ServerCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
                 Foundation.exit(2)
             }
-            exit(withError: error)
+            // A PostgreSQL failure as the protocol's code and words, not PostgresNIO's generic text.
+            exit(withError: PostgresFailure.syncError(error) ?? error)
         }
     }
 }

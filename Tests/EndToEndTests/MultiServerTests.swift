@@ -8,6 +8,10 @@ import Logging
 import PostgresNIO
 import Testing
 
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
 /// Several real `kotasync-server` processes on one PostgreSQL master, with devices spread over
 /// them: a device may push through one server and pull through another, a server may die in the
 /// middle of a merge, and the master stays one master — nothing acknowledged lost, every replica
@@ -247,4 +251,90 @@ struct MultiServerTests {
             #expect(names.first?[1] == .text("Kebun Lada Baru"))
         }
     }
+
+    /// A server whose connection to the master is cut while a request waits on it — a PostgreSQL
+    /// restart, a failover, an operator's `pg_terminate_backend` — answers the device with the
+    /// protocol's stable, retryable code and words that say what happened (not PostgresNIO's
+    /// generic text), keeps serving, and merges the same push once when it comes again. The
+    /// command line says the same when a command's connection is cut.
+    @Test func aCutMasterConnectionGivesAStableCodeAndTheServerKeepsServing() async throws {
+        try await withServers(1) { servers, dir, location, password in
+            let server = servers[0]
+            let token = try await Self.token(server, "pkm-binjai-kota")
+            let changeset = ChangesetCodec.encode(
+                Changeset(
+                    kind: .push, id: UUID(), replicaID: UUID(), firstSequence: 1, lastSequence: 1,
+                    tables: [Changeset.Table(name: "patients", primaryKey: ["id"], columns: ["name", "clinic_id"])],
+                    rows: [
+                        Changeset.Row(
+                            table: 0, operation: .upsert, version: 0,
+                            stamp: HLC(milliseconds: UInt64(Date().timeIntervalSince1970 * 1000), counter: 0),
+                            primaryKey: [.text("5d0c9a3e-1f2b-4c6d-8e7f-0a1b2c3d4e5f")],
+                            columns: [
+                                .init(column: 0, value: .text("Pasien Terputus")),
+                                .init(column: 1, value: .text("pkm-binjai-kota")),
+                            ])
+                    ]))
+            var request = URLRequest(url: server.url.appendingPathComponent("v1/push"))
+            request.httpMethod = "POST"
+            request.httpBody = Data(changeset)
+            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+            request.setValue(changesetMediaType, forHTTPHeaderField: "Content-Type")
+            let push = request
+
+            let (status, body) = try await PostgresCluster.withClient(location, password: password) { client in
+                try await client.withConnection { connection in
+                    // The test holds the merge lock, so the server's merge waits for it.
+                    try await connection.query("BEGIN", logger: Self.logger)
+                    try await connection.query(
+                        PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock(\(Self.mergeLockObjid))"),
+                        logger: Self.logger)
+                    let reply = Task { try await URLSession.shared.data(for: push) }
+                    try await waitUntil(client, Self.mergeAwaited, what: "the server's merge to wait for the lock")
+                    try await connection.query(PostgresQuery(unsafeSQL: Self.terminateWaiting), logger: Self.logger)
+                    try await connection.query("COMMIT", logger: Self.logger)
+                    let (data, response) = try await reply.value
+                    return ((response as! HTTPURLResponse).statusCode, data)
+                }
+            }
+            #expect(status == 500)
+            let error = try ProtocolJSON.decoder().decode(ErrorBody.self, from: body).syncError
+            #expect(error.code == .internalError && error.code.isRetryable)
+            #expect(error.message.contains("cannot serve the request now") && error.message.contains("57P01"))
+            #expect(!error.message.contains("PSQLError"))
+
+            // The server keeps serving: the same bytes again are merged, once.
+            let (data, response) = try await URLSession.shared.data(for: push)
+            #expect((response as! HTTPURLResponse).statusCode == 200)
+            #expect(try ProtocolJSON.decoder().decode(PushReply.self, from: data).applied == 1)
+            let (replay, _) = try await URLSession.shared.data(for: push)
+            #expect(replay == data, "a replay gets the stored reply")
+
+            // A command whose connection is cut while it waits for a table.
+            let result = try await PostgresCluster.withClient(location, password: password) { client in
+                try await client.withConnection { connection in
+                    try await connection.query("BEGIN", logger: Self.logger)
+                    try await connection.query(
+                        "LOCK TABLE kotasync.tokens IN ACCESS EXCLUSIVE MODE", logger: Self.logger)
+                    let list = Task { try await offPool { try server.admin(["token", "list"]) } }
+                    try await waitUntil(client, Self.tokensAwaited, what: "the command to wait for the tokens table")
+                    try await connection.query(PostgresQuery(unsafeSQL: Self.terminateWaiting), logger: Self.logger)
+                    try await connection.query("COMMIT", logger: Self.logger)
+                    return try await list.value
+                }
+            }
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("internal_error") && result.stderr.contains("57P01"), "\(result.stderr)")
+            #expect(!result.stderr.contains("PSQLError"), "\(result.stderr)")
+        }
+    }
+
+    /// A command waits for the tokens table.
+    static let tokensAwaited = """
+        SELECT count(*) FROM pg_locks WHERE relation = 'kotasync.tokens'::regclass AND NOT granted
+        """
+    /// Cuts the connection of every session waiting for a lock (the test's own holds them).
+    static let terminateWaiting = """
+        SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()
+        """
 }

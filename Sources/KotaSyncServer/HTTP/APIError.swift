@@ -23,8 +23,9 @@ struct APIError: HTTPResponseError {
 }
 
 /// Turns every failure of a route into the protocol's error body, so that a client always gets
-/// a stable code: ``SyncError``s as they are, framework errors mapped, anything else logged and
-/// answered as `internal_error` without its details.
+/// a stable code: ``SyncError``s as they are, framework errors and the PostgreSQL master's
+/// failures (``PostgresFailure``) mapped, anything else logged and answered as `internal_error`
+/// without its details.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
 
@@ -60,6 +61,11 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as ConfigError {
             throw APIError(error: SyncError(.badRequest, error.message))
         } catch {
+            if let failure = PostgresFailure.syncError(error) {
+                // The SQLSTATE, never PostgreSQL's message: a data error's text may quote a value.
+                logger.error("request failed", metadata: ["error": "\(PostgresFailure.logSummary(error) ?? "")"])
+                throw APIError(error: failure)
+            }
             logger.error("request failed", metadata: ["error": "\(error)"])
             throw APIError(
                 error: SyncError(.internalError, "The server failed to handle the request; try again later."))
