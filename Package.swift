@@ -159,7 +159,14 @@ let package = Package(
             name: "KotaSyncClientTests",
             dependencies: ["KotaSyncClient", "KotaSyncSQLite", .product(name: "GRDB", package: "GRDB.swift")]
         ),
-        .testTarget(name: "KotaSyncServerTests", dependencies: ["KotaSyncServer", "KotaSyncCore"]),
+        // KotaSyncTesting: the property tests of the merge run on a PostgreSQL master too.
+        .testTarget(
+            name: "KotaSyncServerTests",
+            dependencies: [
+                "KotaSyncServer", "KotaSyncCore", "KotaSyncTesting",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
         // The PostgreSQL master's stores against a real cluster (KotaSyncTesting starts one).
         .testTarget(
             name: "PostgresStoreTests",

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import KotaSyncCore
 import KotaSyncSQLite
+import KotaSyncTesting
 import Testing
 
 @testable import KotaSyncServer
@@ -43,15 +44,38 @@ struct PolicyBench {
             ddl: "CREATE TABLE visits (id TEXT PRIMARY KEY, patient_id TEXT REFERENCES patients(id), note TEXT)"
         """
 
-    let store: SQLiteMasterStore
+    /// The master, through its roles only, so one test body runs on either backend.
+    let store: any MasterStore
     let config: ServerConfig
 
+    /// A bench on a new SQLite master.
     init(_ name: String = #function) throws {
+        let dir = try Self.directory(name)
+        config = try ServerConfig.parse(yaml: Self.yaml, baseURL: dir)
+        store = try SQLiteMasterStore(path: dir.appendingPathComponent("master.sqlite").path, config: config)
+    }
+
+    private init(store: any MasterStore, config: ServerConfig) {
+        self.store = store
+        self.config = config
+    }
+
+    /// Runs `body` with a bench on a new master on `backend`, closed afterwards.
+    static func with<T: Sendable>(
+        _ backend: MasterBackend, _ name: String = #function, _ body: (PolicyBench) async throws -> T
+    ) async throws -> T {
+        let dir = try directory(name)
+        let config = try ServerConfig.parse(yaml: yaml, baseURL: dir)
+        return try await withMaster(backend, config: config, directory: dir) { master in
+            try await body(PolicyBench(store: master.store, config: config))
+        }
+    }
+
+    private static func directory(_ name: String) throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "kotasync-policy-\(name.filter { $0.isLetter }.prefix(40))-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        config = try ServerConfig.parse(yaml: Self.yaml, baseURL: dir)
-        store = try SQLiteMasterStore(path: dir.appendingPathComponent("master.sqlite").path, config: config)
+        return dir
     }
 
     /// One row change: the table, the operation, the key, the base version and the columns by name.
@@ -112,28 +136,23 @@ struct PolicyBench {
         }
     }
 
-    /// The row's values by column name, nil if the master does not have it.
+    /// The row's values by column name, nil if the master does not have it (the data browser's
+    /// reading, which both backends give).
     func row(_ table: String, _ id: String) async throws -> [String: SQLValue]? {
-        try await store.pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM \(table) WHERE id = ?", arguments: [id]) else {
-                return nil
-            }
-            return Dictionary(uniqueKeysWithValues: row.columnNames.map { ($0, SQLValue(row[$0] as DatabaseValue)) })
-        }
+        guard let values = try await store.browseRow(table: table, key: [.text(id)]),
+            let schema = config.table(named: table)
+        else { return nil }
+        let names = (schema.primaryKey + schema.columns).map(\.name)
+        return Dictionary(uniqueKeysWithValues: zip(names, values))
     }
 
     func value(_ table: String, _ id: String, _ column: String) async throws -> SQLValue? {
         try await row(table, id)?[column]
     }
 
-    /// The row's master version.
+    /// The version of the row's latest change (its history's newest entry), 0 if it has none.
     func version(_ table: String, _ id: String) async throws -> UInt64 {
-        try await store.pool.read { db in
-            UInt64(
-                try Int64.fetchOne(
-                    db, sql: "SELECT version FROM _ks_rows WHERE tbl = ? AND pk = ?",
-                    arguments: [table, Data(PrimaryKeyCoding.encode([.text(id)]))]) ?? 0)
-        }
+        try await store.history(table: table, key: [.text(id)]).map(\.version).max() ?? 0
     }
 
     func records(status: String? = nil) async throws -> [ConflictReport] {
@@ -407,7 +426,7 @@ struct ConflictPolicyTests {
         let record = try #require(try await bench.records().first)
         _ = try await bench.store.resolveConflict(
             id: record.id, ResolveRequest(take: .merged, set: ["lww_col": .text("A+B")], note: "both"), by: "rev")
-        let page = try await bench.store.pull(after: cursor, limit: 100)
+        let page = try await bench.store.pull(after: cursor, limit: 100, opd: nil)
         let decoded = try ChangesetCodec.decode(page.body)
         #expect(decoded.rows.count == 1)
         let column = decoded.tables[0].columns.firstIndex(of: "lww_col")!
@@ -477,7 +496,7 @@ struct QuarantineTests {
         var (_, b, reply) = try await Self.sameNIK(bench)
         try await b.push(bench, [.update("patients", "PB", ["name": .text("Siti A.")], base: 0)], stamp: 400)
         let record = try #require(reply.conflicts.first { $0.kind == .unique })
-        let cursor = try await bench.store.pull(after: 0, limit: 1000).nextCursor
+        let cursor = try await bench.store.pull(after: 0, limit: 1000, opd: nil).nextCursor
         let resolved = try await bench.store.resolveConflict(
             id: record.id, ResolveRequest(take: .merged, set: ["name": .text("Siti Aminah")], note: "same person"),
             by: "rev")
@@ -487,7 +506,7 @@ struct QuarantineTests {
         #expect(try await bench.row("visits", "VB")?["patient_id"] == .text("PA"), "re-pointed to the survivor")
         #expect(try await bench.row("visits", "VA")?["patient_id"] == .text("PA"))
         // Replicas learn it on their next pull: the survivor, the re-pointed visit, and PB's removal.
-        let page = try ChangesetCodec.decode(try await bench.store.pull(after: cursor, limit: 1000).body)
+        let page = try ChangesetCodec.decode(try await bench.store.pull(after: cursor, limit: 1000, opd: nil).body)
         let byKey = Dictionary(
             page.rows.map { row in
                 guard case .text(let id) = row.primaryKey.first else { return ("?", row) }

@@ -1,6 +1,8 @@
 import Foundation
 import GRDB
 import KotaSyncSQLite
+import KotaSyncTesting
+import PostgresNIO
 import Testing
 
 @testable import KotaSyncCore
@@ -569,10 +571,10 @@ struct MergeScenario {
         return names
     }
 
-    /// Which master merges the changesets: the in-memory model, or a real `SQLiteMasterStore` on a
-    /// file in a fresh temporary directory.
+    /// Which master merges the changesets: the in-memory model, a real `SQLiteMasterStore` on a
+    /// file in a fresh temporary directory, or a real `PostgresMasterStore` on a fresh database.
     enum Engine {
-        case model, store
+        case model, store, postgres
     }
 
     /// The seed, then `changesets` in `order`, merged by `engine`.
@@ -582,6 +584,7 @@ struct MergeScenario {
         switch engine {
         case .model: Self.run(snapshot, changesets, order: order, names: names)
         case .store: try await storeOutcome(order: order, changesets: changesets).outcome
+        case .postgres: try await postgresOutcome(order: order, changesets: changesets)
         }
     }
 
@@ -888,8 +891,8 @@ struct MergeScenario {
             case .model:
                 try await candidate.fails(
                     as: failure, orders: orders, randomOrders: 40, seed: 99, exhaustiveLimit: 5_000, on: .model)
-            case .store:
-                try await candidate.fails(as: failure, orders: orders, randomOrders: 0, seed: 99, on: .store)
+            case .store, .postgres:
+                try await candidate.fails(as: failure, orders: orders, randomOrders: 0, seed: 99, on: found.engine)
             }
         }
     }
@@ -906,7 +909,11 @@ struct MergeScenario {
         let snapshot = snapshot()
         let changesets = changesets(from: snapshot)
         var lines: [String] = []
-        lines.append("merged by \(cx.engine == .model ? "the model of the master" : "a real SQLiteMasterStore")")
+        let engines: [Engine: String] = [
+            .model: "the model of the master", .store: "a real SQLiteMasterStore",
+            .postgres: "a real PostgresMasterStore",
+        ]
+        lines.append("merged by \(engines[cx.engine]!)")
         lines.append(
             "table t(id TEXT PRIMARY KEY, c0, c1, c2); replica ids order as \(replicas.sorted { $0.id.bytes.lexicographicallyPrecedes($1.id.bytes) }.map(\.name).joined(separator: " < "))"
         )
@@ -1070,6 +1077,80 @@ extension MergeScenario {
     }
 }
 
+extension MergeScenario {
+    /// The seed and then `changesets` pushed to a real `PostgresMasterStore` in `order`: its rows
+    /// and standing records as the data browser and the review queue give them, with the same
+    /// bookkeeping checks as on SQLite (`kotasync.rows` against the records and the table).
+    func postgresOutcome(order: Order, changesets: [[Changeset]]) async throws -> Outcome {
+        let seeds = seeded().changesets
+        let names = self.names
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "kotasync-order-pg-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        return try await withMaster(.postgresql, config: Self.config, directory: dir) { master in
+            let store = try #require(master.postgresStore)
+            let device = Device(tokenID: "t-pkm-a", opd: "pkm-a")
+            for c in seeds { _ = try await store.push(c, from: device) }
+            var next = Array(repeating: 0, count: changesets.count)
+            for r in order {
+                _ = try await store.push(changesets[r][next[r]], from: device)
+                next[r] += 1
+            }
+            var rows: [Int64: [SQLValue]] = [:]
+            for k in Self.keys {
+                if let values = try await store.browseRow(table: "t", key: [.text(String(k))]) {
+                    rows[k] = Array(values.dropFirst())
+                }
+            }
+            var records: [StandingRecord] = []
+            for status in ["open", "auto"] {
+                for r in try await store.reviewConflicts(ReviewFilter(status: status, limit: 1000)).conflicts {
+                    guard case .text(let text) = r.primaryKey.first, let key = Int64(text) else { continue }
+                    func stamp(_ side: ConflictReport.Side?) -> HLC {
+                        HLC(rawValue: side.flatMap { UInt64($0.stamp) } ?? 0)
+                    }
+                    records.append(
+                        StandingRecord(
+                            key: key, column: r.column.flatMap { Int($0.dropFirst()) }, kind: r.kind,
+                            winner: r.winner.flatMap { names[$0.replicaId] } ?? "?", winnerStamp: stamp(r.winner),
+                            winnerValue: r.winner?.value,
+                            loser: r.loser.flatMap { names[$0.replicaId] } ?? "?", loserStamp: stamp(r.loser),
+                            loserValue: r.loser?.value))
+                }
+            }
+            var uuids: [Int64: UUID] = [0: Writer.master.id]
+            for try await (number, uuid) in try await store.client.query(
+                "SELECT number, uuid FROM kotasync.replicas", logger: store.logger
+            ).decode((Int64, ByteBuffer).self) {
+                uuids[number] = UUID(bytes: Array(buffer: uuid))
+            }
+            var problems: [String] = []
+            let open = Dictionary(records.map { ($0.key, 1) }, uniquingKeysWith: +)
+            for try await (pk, version, deleted, openConflicts, clocks) in try await store.client.query(
+                "SELECT pk, version, deleted, open_conflicts::bigint, clocks FROM kotasync.rows", logger: store.logger
+            ).decode((ByteBuffer, Int64, Bool, Int64, ByteBuffer).self) {
+                guard case .text(let text) = try PrimaryKeyCoding.decode(Array(buffer: pk)).first, let k = Int64(text)
+                else { continue }
+                if Int(openConflicts) != open[k] ?? 0 {
+                    problems.append("row \(k): open_conflicts is \(openConflicts) but \(open[k] ?? 0) records are open")
+                }
+                let decoded = try RowClocksCoding.decode(
+                    Array(buffer: clocks), version: UInt64(version), columnCount: 3
+                ) {
+                    Writer(number: $0, id: uuids[$0] ?? .zero)
+                }
+                if decoded.isDeleted != deleted || decoded.isDeleted != (rows[k] == nil) {
+                    problems.append(
+                        "row \(k): clocks say deleted=\(decoded.isDeleted), kotasync.rows.deleted=\(deleted), the table \(rows[k] == nil ? "lacks" : "has") the row"
+                    )
+                }
+            }
+            return Outcome(rows: rows, records: records.sorted(), problems: problems)
+        }
+    }
+}
+
 extension String {
     fileprivate var nilIfEmpty: String? { isEmpty ? nil : self }
 }
@@ -1129,6 +1210,33 @@ struct MergeOrderIndependenceTests {
     @Test func realStoreResultDoesNotDependOnArrivalOrder() async throws {
         try await Self.expectOrderIndependence(
             seeds: 100_000..<100_000 + Self.storeScenarioCount, randomOrders: 2, exhaustiveLimit: 6, on: .store)
+    }
+
+    /// The same on PostgreSQL, one database per order; fewer scenarios (a database each is slower
+    /// to make than a file).
+    @Test(.postgres) func postgresResultDoesNotDependOnArrivalOrder() async throws {
+        try await Self.expectOrderIndependence(
+            seeds: 100_000..<100_000 + Self.storeScenarioCount / 8, randomOrders: 2, exhaustiveLimit: 4,
+            on: .postgres)
+    }
+
+    /// What the PostgreSQL check reads is what the SQLite one reads: the same scenarios, in the
+    /// replicas' block order, give both masters one outcome, standing records included.
+    @Test(.postgres) func postgresAndSQLiteMastersGiveOneOutcome() async throws {
+        var records = 0
+        for seed in UInt64(100_000)..<100_010 {
+            let scenario = MergeScenario.generate(seed: seed)
+            let changesets = scenario.changesets(from: scenario.snapshot())
+            let order = changesets.indices.flatMap { Array(repeating: $0, count: changesets[$0].count) }
+            let lite = try await scenario.storeOutcome(order: order, changesets: changesets).outcome
+            let pg = try await scenario.postgresOutcome(order: order, changesets: changesets)
+            #expect(
+                pg.same(as: lite),
+                "seed \(seed): PostgreSQL \(pg.rows) \(pg.records), SQLite \(lite.rows) \(lite.records)")
+            #expect(pg.problems.isEmpty, "seed \(seed): \(pg.problems)")
+            records += lite.records.count
+        }
+        #expect(records > 0, "the scenarios make conflict records")
     }
 
     // MARK: Fixed scenarios
