@@ -22,6 +22,9 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let unsafePrimaryKey = Code(rawValue: "config_unsafe_primary_key")
         /// The PostgreSQL master named by the configuration cannot be reached or refuses the login.
         public static let masterUnreachable = Code(rawValue: "config_master_unreachable")
+        /// `schema_version`, `min_client_schema` or a step of `migrations` is wrong: versions out
+        /// of order, or a step that does not fit the version it leads to.
+        public static let invalidMigration = Code(rawValue: "config_invalid_migration")
     }
 
     public var code: Code
@@ -170,6 +173,22 @@ public struct ServerConfig: Sendable {
     /// Addresses of reverse proxies whose `X-Forwarded-For` header the server believes for the
     /// client's address (audit log, login limits). Empty: the header is ignored.
     public var trustedProxies: [String] = []
+    /// The schema version `tables:` describe (`schema_version`, 1 when the config names none).
+    public var schemaVersion = 1
+    /// The oldest schema version a replica may push and pull at (`min_client_schema`, 1 when the
+    /// config names none); older replicas are refused until they migrate.
+    public var minClientSchema = 1
+    /// The steps from each version to the next, oldest first (`migrations:`).
+    public var migrations: [SchemaMigration] = []
+    /// The tables at every version from 1 to ``schemaVersion``, oldest first, derived from
+    /// `tables:` and `migrations:` (``SchemaVersions``); the last is `tables:` itself.
+    public var schemas: [VersionedSchema] = []
+
+    /// The replicated tables at schema `version` (1...``schemaVersion``).
+    public func schema(at version: Int) -> VersionedSchema? {
+        schemas.indices.contains(version - 1) ? schemas[version - 1] : nil
+    }
+
     /// Where the master is, as the config's `master:` names it (a path, relative to the config's
     /// folder, or a `postgresql://` URL); nil when the config names none. The command line and
     /// `KOTASYNC_MASTER` take precedence (``MasterLocation/resolve(flag:environment:config:defaultPath:)``).
@@ -303,10 +322,46 @@ public struct ServerConfig: Sendable {
             policies: policies, foreignKeys: foreignKeys,
             rules: SyncRules(tables: tableRules, opds: file.opds ?? []))
         config.trustedProxies = file.trustedProxies ?? []
+        try config.loadVersions(file, entries: tableEntries)
         config.master = try file.master.map { text throws(ConfigError) in
             try MasterLocation(parsing: text, relativeTo: baseURL)
         }
         return config
+    }
+
+    /// `schema_version`, `min_client_schema` and `migrations`, checked, and every version's tables.
+    private mutating func loadVersions(_ file: ConfigFile, entries: [ConfigFile.Table]) throws(ConfigError) {
+        let newest = file.schemaVersion ?? 1
+        guard (1...1_000_000).contains(newest) else {
+            throw ConfigError(.invalidMigration, "schema_version is \(newest); give a version from 1 to 1000000.")
+        }
+        let oldest = file.minClientSchema ?? 1
+        guard (1...newest).contains(oldest) else {
+            throw ConfigError(
+                .invalidMigration,
+                "min_client_schema is \(oldest); give a version from 1 to schema_version (\(newest)).")
+        }
+        let declared = file.migrations ?? []
+        guard declared.map(\.version) == Array(2..<(newest + 1)) else {
+            throw ConfigError(
+                .invalidMigration,
+                "migrations list versions \(declared.map { String($0.version) }.joined(separator: ", ")); schema_version \(newest) needs one migration for each version from 2 to \(newest), in order."
+            )
+        }
+        var migrations: [SchemaMigration] = []
+        for migration in declared {
+            guard let steps = migration.steps, !steps.isEmpty else {
+                throw ConfigError(.invalidMigration, "The migration to version \(migration.version) has no steps.")
+            }
+            migrations.append(
+                SchemaMigration(
+                    version: migration.version,
+                    steps: try steps.map { step throws(ConfigError) in try step.parsed(version: migration.version) }))
+        }
+        schemaVersion = newest
+        minClientSchema = oldest
+        self.migrations = migrations
+        schemas = try SchemaVersions.derive(ddl: entries.map { ($0.name, $0.ddl) }, migrations: migrations)
     }
 
     /// A table's `sync` entry, checked.
@@ -551,9 +606,90 @@ private struct ConfigFile: Decodable {
         enum CodingKeys: String, CodingKey { case maxAheadSeconds = "max_ahead_seconds" }
     }
 
+    /// One step of a migration: exactly one of its keys, with the fields that step takes.
+    struct StepEntry: Decodable {
+        struct Fields: Decodable {
+            var table: String?
+            var column: String?
+            var from: String?
+            var to: String?
+            var index: String?
+            var definition: String?
+            var ddl: String?
+        }
+
+        var addTable: Fields?
+        var dropTable: Fields?
+        var renameTable: Fields?
+        var addColumn: Fields?
+        var dropColumn: Fields?
+        var renameColumn: Fields?
+        var addIndex: Fields?
+        var dropIndex: Fields?
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case addTable = "add_table"
+            case dropTable = "drop_table"
+            case renameTable = "rename_table"
+            case addColumn = "add_column"
+            case dropColumn = "drop_column"
+            case renameColumn = "rename_column"
+            case addIndex = "add_index"
+            case dropIndex = "drop_index"
+        }
+
+        func parsed(version: Int) throws(ConfigError) -> MigrationStep {
+            let given: [(CodingKeys, Fields)] = [
+                (.addTable, addTable), (.dropTable, dropTable), (.renameTable, renameTable), (.addColumn, addColumn),
+                (.dropColumn, dropColumn), (.renameColumn, renameColumn), (.addIndex, addIndex),
+                (.dropIndex, dropIndex),
+            ].compactMap { key, fields in fields.map { (key, $0) } }
+            let kinds = CodingKeys.allCases.map(\.rawValue).joined(separator: ", ")
+            guard given.count == 1, let (kind, f) = given.first else {
+                throw ConfigError(
+                    .invalidMigration,
+                    "A step of the migration to version \(version) must be exactly one of \(kinds); any other change of the tables is not a migration KotaSync can translate for replicas."
+                )
+            }
+            func need(_ value: String?, _ field: String) throws(ConfigError) -> String {
+                guard let value, !value.isEmpty else {
+                    throw ConfigError(
+                        .invalidMigration,
+                        "A \(kind.rawValue) step of the migration to version \(version) needs `\(field)`.")
+                }
+                return value
+            }
+            switch kind {
+            case .addTable: return .addTable(try need(f.table, "table"))
+            case .dropTable: return .dropTable(try need(f.table, "table"), ddl: try need(f.ddl, "ddl"))
+            case .renameTable: return .renameTable(from: try need(f.from, "from"), to: try need(f.to, "to"))
+            case .addColumn: return .addColumn(table: try need(f.table, "table"), column: try need(f.column, "column"))
+            case .dropColumn:
+                return .dropColumn(
+                    table: try need(f.table, "table"), column: try need(f.column, "column"),
+                    definition: try need(f.definition, "definition"))
+            case .renameColumn:
+                return .renameColumn(
+                    table: try need(f.table, "table"), from: try need(f.from, "from"), to: try need(f.to, "to"))
+            case .addIndex: return .addIndex(table: try need(f.table, "table"), index: try need(f.index, "index"))
+            case .dropIndex:
+                return .dropIndex(
+                    table: try need(f.table, "table"), index: try need(f.index, "index"), ddl: try need(f.ddl, "ddl"))
+            }
+        }
+    }
+
+    struct MigrationEntry: Decodable {
+        var version: Int
+        var steps: [StepEntry]?
+    }
+
     var name: String?
     var opds: [ServerConfig.OPD]?
     var tables: [Table]?
+    var schemaVersion: Int?
+    var minClientSchema: Int?
+    var migrations: [MigrationEntry]?
     var limits: LimitsEntry?
     var clock: ClockEntry?
     var seed: String?
@@ -561,7 +697,9 @@ private struct ConfigFile: Decodable {
     var master: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, opds, tables, limits, clock, seed, master
+        case name, opds, tables, limits, clock, seed, master, migrations
         case trustedProxies = "trusted_proxies"
+        case schemaVersion = "schema_version"
+        case minClientSchema = "min_client_schema"
     }
 }

@@ -1,0 +1,193 @@
+import Foundation
+import GRDB
+import KotaSyncCore
+import KotaSyncSQLite
+
+/// One step of a schema migration, as the config's `migrations:` declares it (issue 16).
+///
+/// The config's `tables:` always describe the newest version; each step says how the version
+/// before it differs, and carries what is needed to rebuild that older version — the definition of
+/// a dropped column, the DDL of a dropped table or index — so the server knows every version
+/// between `min_client_schema` and `schema_version` and can translate between them.
+public enum MigrationStep: Sendable, Equatable, CustomStringConvertible {
+    /// A new table; its DDL is the table's entry in `tables:`.
+    case addTable(String)
+    /// A table no longer replicated; `ddl` is its `CREATE TABLE` before the step.
+    case dropTable(String, ddl: String)
+    case renameTable(from: String, to: String)
+    /// A new non-key column; its definition (and its default) is in the table's DDL in `tables:`.
+    case addColumn(table: String, column: String)
+    /// A non-key column removed; `definition` is its column definition before the step
+    /// (`phone TEXT`).
+    case dropColumn(table: String, column: String, definition: String)
+    case renameColumn(table: String, from: String, to: String)
+    /// A new index; its `CREATE INDEX` is part of the table's DDL in `tables:`.
+    case addIndex(table: String, index: String)
+    /// An index removed; `ddl` is its `CREATE INDEX` before the step.
+    case dropIndex(table: String, index: String, ddl: String)
+
+    /// The step as the config writes it.
+    public var description: String {
+        switch self {
+        case .addTable(let t): "add_table: {table: \(t)}"
+        case .dropTable(let t, _): "drop_table: {table: \(t), ddl: …}"
+        case .renameTable(let from, let to): "rename_table: {from: \(from), to: \(to)}"
+        case .addColumn(let t, let c): "add_column: {table: \(t), column: \(c)}"
+        case .dropColumn(let t, let c, _): "drop_column: {table: \(t), column: \(c), definition: …}"
+        case .renameColumn(let t, let from, let to): "rename_column: {table: \(t), from: \(from), to: \(to)}"
+        case .addIndex(let t, let i): "add_index: {table: \(t), index: \(i)}"
+        case .dropIndex(let t, let i, _): "drop_index: {table: \(t), index: \(i), ddl: …}"
+        }
+    }
+}
+
+/// The steps that lead from version `version - 1` to `version`.
+public struct SchemaMigration: Sendable, Equatable {
+    public var version: Int
+    public var steps: [MigrationStep]
+
+    public init(version: Int, steps: [MigrationStep]) {
+        self.version = version
+        self.steps = steps
+    }
+}
+
+/// The replicated tables at one schema version, and the indexes on them (name → `CREATE INDEX`).
+public struct VersionedSchema: Sendable, Equatable {
+    public var version: Int
+    public var tables: [TableSchema]
+    public var indexes: [String: String]
+
+    /// The table called `name` at this version.
+    public func table(named name: String) -> TableSchema? { tables.first { $0.name == name } }
+}
+
+/// Every schema version the config describes, derived from the newest (`tables:`) by undoing each
+/// migration's steps in a scratch SQLite database, so every step is checked by SQLite itself: a
+/// step that does not fit the version it leads to (a column it adds that the table lacks, a
+/// rename of a column that is not there) is refused when the config loads.
+public enum SchemaVersions {
+    /// The schemas of versions 1 through the newest, oldest first. `ddl` are the newest tables'
+    /// DDL (`tables:` in order); `migrations` lead from 2 to the newest.
+    static func derive(ddl: [(name: String, ddl: String)], migrations: [SchemaMigration]) throws(ConfigError)
+        -> [VersionedSchema]
+    {
+        let newest = (migrations.last?.version ?? 1)
+        var out: [VersionedSchema] = []
+        do {
+            let scratch = try DatabaseQueue()
+            try scratch.write { db in
+                for entry in ddl { try db.execute(sql: entry.ddl) }
+                out.append(try snapshot(db, version: newest))
+                for migration in migrations.reversed() {
+                    for step in migration.steps.reversed() {
+                        do {
+                            try undo(step, db, in: out.last!)
+                        } catch let error as ConfigError {
+                            throw error
+                        } catch {
+                            throw ConfigError(
+                                .invalidMigration,
+                                "Migration to version \(migration.version), step \(step): SQLite refuses to undo it (\(error))."
+                            )
+                        }
+                    }
+                    out.append(try snapshot(db, version: migration.version - 1))
+                }
+            }
+        } catch let error as ConfigError {
+            throw error
+        } catch {
+            throw ConfigError(.invalidDDL, "The tables' DDL does not run together: \(error)")
+        }
+        return out.reversed()
+    }
+
+    /// Undoes `step` in `db`, which holds the schema `after` (the step's version).
+    private static func undo(_ step: MigrationStep, _ db: Database, in after: VersionedSchema) throws {
+        func refuse(_ why: String) -> ConfigError {
+            ConfigError(.invalidMigration, "Migration to version \(after.version), step \(step): \(why)")
+        }
+        func table(_ name: String) throws(ConfigError) -> TableSchema {
+            guard let table = after.table(named: name) else {
+                throw refuse("version \(after.version) has no table \(name).")
+            }
+            return table
+        }
+        func nonKey(_ table: TableSchema, _ column: String) throws(ConfigError) {
+            if table.primaryKey.contains(where: { $0.name == column }) {
+                throw refuse("\(column) is a key column of \(table.name); a migration cannot change a table's key.")
+            }
+            guard table.columns.contains(where: { $0.name == column }) else {
+                throw refuse("version \(after.version) of \(table.name) has no column \(column).")
+            }
+        }
+        switch step {
+        case .addTable(let name):
+            _ = try table(name)
+            try db.execute(sql: "DROP TABLE \(SQL.quote(name))")
+        case .dropTable(let name, let ddl):
+            guard after.table(named: name) == nil else { throw refuse("version \(after.version) still has \(name).") }
+            try db.execute(sql: ddl)
+            guard try db.tableExists(name) else { throw refuse("its ddl does not create a table named \(name).") }
+        case .renameTable(let from, let to):
+            _ = try table(to)
+            guard after.table(named: from) == nil else { throw refuse("version \(after.version) still has \(from).") }
+            try db.execute(sql: "ALTER TABLE \(SQL.quote(to)) RENAME TO \(SQL.quote(from))")
+        case .addColumn(let name, let column):
+            try nonKey(try table(name), column)
+            try db.execute(sql: "ALTER TABLE \(SQL.quote(name)) DROP COLUMN \(SQL.quote(column))")
+        case .dropColumn(let name, let column, let definition):
+            let t = try table(name)
+            guard !(t.primaryKey + t.columns).contains(where: { $0.name == column }) else {
+                throw refuse("version \(after.version) of \(name) still has \(column).")
+            }
+            try db.execute(sql: "ALTER TABLE \(SQL.quote(name)) ADD COLUMN \(definition)")
+            let described = try SchemaIntrospection.describe(db, table: name)
+            guard described?.columns.last?.name == column else {
+                throw refuse("its definition (\(definition)) does not define a column named \(column).")
+            }
+        case .renameColumn(let name, let from, let to):
+            let t = try table(name)
+            try nonKey(t, to)
+            guard !t.columns.contains(where: { $0.name == from }) else {
+                throw refuse("version \(after.version) of \(name) still has \(from).")
+            }
+            try db.execute(sql: "ALTER TABLE \(SQL.quote(name)) RENAME COLUMN \(SQL.quote(to)) TO \(SQL.quote(from))")
+        case .addIndex(let name, let index):
+            _ = try table(name)
+            guard after.indexes[index] != nil else { throw refuse("version \(after.version) has no index \(index).") }
+            try db.execute(sql: "DROP INDEX \(SQL.quote(index))")
+        case .dropIndex(let name, let index, let ddl):
+            _ = try table(name)
+            guard after.indexes[index] == nil else {
+                throw refuse("version \(after.version) still has index \(index).")
+            }
+            try db.execute(sql: ddl)
+            guard
+                try String.fetchOne(
+                    db, sql: "SELECT tbl_name FROM sqlite_master WHERE type = 'index' AND name = ?", arguments: [index])
+                    == name
+            else { throw refuse("its ddl does not create an index named \(index) on \(name).") }
+        }
+    }
+
+    /// The tables and indexes in `db`, as version `version`.
+    private static func snapshot(_ db: Database, version: Int) throws -> VersionedSchema {
+        var tables: [TableSchema] = []
+        for (name, sql) in try Row.fetchAll(
+            db,
+            sql: "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+        ).map({ ($0[0] as String, $0[1] as String) }) {
+            guard let (key, columns) = try SchemaIntrospection.describe(db, table: name) else { continue }
+            tables.append(TableSchema(name: name, ddl: sql, primaryKey: key, columns: columns))
+        }
+        var indexes: [String: String] = [:]
+        for row in try Row.fetchAll(
+            db, sql: "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        {
+            indexes[row[0]] = row[1]
+        }
+        return VersionedSchema(version: version, tables: tables, indexes: indexes)
+    }
+}
