@@ -118,7 +118,10 @@ struct SchemaMigrationsTests {
             "has no table rujukan"
         ),
         // An index that is not there.
-        (Self.v3.replacingOccurrences(of: "index: visits_by_date}", with: "index: by_date}"), "has no index by_date"),
+        (
+            Self.v3.replacingOccurrences(of: "index: visits_by_date}", with: "index: by_date}"),
+            "has no index by_date on visits"
+        ),
         // Two kinds in one step, and a step missing a field.
         (
             Self.v3.replacingOccurrences(

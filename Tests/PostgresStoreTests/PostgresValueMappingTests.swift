@@ -179,8 +179,8 @@ struct PostgresValueMappingTests {
             ).collect().map { try $0.decode(String.self) }
             #expect(
                 bookkeeping == [
-                    "additive", "audit", "changesets", "conflicts", "devices", "history", "replicas", "rows", "server",
-                    "tokens", "upload_chunks", "uploads", "users",
+                    "additive", "audit", "changesets", "conflicts", "devices", "history", "migrations", "replicas",
+                    "rows", "server", "tokens", "upload_chunks", "uploads", "users",
                 ])
         }
     }

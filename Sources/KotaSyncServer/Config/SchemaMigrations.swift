@@ -45,6 +45,9 @@ public enum MigrationStep: Sendable, Equatable, CustomStringConvertible {
 public struct SchemaMigration: Sendable, Equatable {
     public var version: Int
     public var steps: [MigrationStep]
+    /// What each step does to a master's tables, in step order; filled when the config loads
+    /// (``SchemaVersions``), from the tables of `version`.
+    public var changes: [SchemaChange] = []
 
     public init(version: Int, steps: [MigrationStep]) {
         self.version = version
@@ -52,11 +55,31 @@ public struct SchemaMigration: Sendable, Equatable {
     }
 }
 
-/// The replicated tables at one schema version, and the indexes on them (name → `CREATE INDEX`).
+/// What one migration step does to a master's replicated tables, as both backends carry it out.
+public enum SchemaChange: Sendable, Equatable {
+    /// A new table as its version declares it, with its indexes' `CREATE INDEX`.
+    case createTable(TableSchema, indexes: [String])
+    /// A new last column of `table`: its SQLite column definition, and the value the rows the
+    /// master holds take (its default).
+    case addColumn(table: String, column: ColumnSchema, definition: String, value: SQLValue)
+    case createIndex(table: String, name: String, sql: String)
+    case dropIndex(table: String, name: String, sql: String)
+    /// A step that changes what replicas see (a rename, a drop): a master cannot take it until the
+    /// server translates it for replicas of older versions.
+    case untranslated(MigrationStep)
+}
+
+/// The replicated tables at one schema version, and the indexes on them.
 public struct VersionedSchema: Sendable, Equatable {
+    /// An index as SQLite stores it: its table and its `CREATE INDEX`.
+    public struct Index: Sendable, Equatable {
+        public var table: String
+        public var sql: String
+    }
+
     public var version: Int
     public var tables: [TableSchema]
-    public var indexes: [String: String]
+    public var indexes: [String: Index]
 
     /// The table called `name` at this version.
     public func table(named name: String) -> TableSchema? { tables.first { $0.name == name } }
@@ -69,19 +92,24 @@ public struct VersionedSchema: Sendable, Equatable {
 public enum SchemaVersions {
     /// The schemas of versions 1 through the newest, oldest first. `ddl` are the newest tables'
     /// DDL (`tables:` in order); `migrations` lead from 2 to the newest.
-    static func derive(ddl: [(name: String, ddl: String)], migrations: [SchemaMigration]) throws(ConfigError)
+    /// Fills each migration's ``SchemaMigration/changes``.
+    static func derive(ddl: [(name: String, ddl: String)], migrations: inout [SchemaMigration]) throws(ConfigError)
         -> [VersionedSchema]
     {
         let newest = (migrations.last?.version ?? 1)
         var out: [VersionedSchema] = []
+        var all = migrations
         do {
             let scratch = try DatabaseQueue()
             try scratch.write { db in
                 for entry in ddl { try db.execute(sql: entry.ddl) }
                 out.append(try snapshot(db, version: newest))
-                for migration in migrations.reversed() {
+                for m in all.indices.reversed() {
+                    let migration = all[m]
+                    var changes: [SchemaChange] = []
                     for step in migration.steps.reversed() {
                         do {
+                            changes.append(try change(step, db, in: out.last!))
                             try undo(step, db, in: out.last!)
                         } catch let error as ConfigError {
                             throw error
@@ -92,6 +120,7 @@ public enum SchemaVersions {
                             )
                         }
                     }
+                    all[m].changes = changes.reversed()
                     out.append(try snapshot(db, version: migration.version - 1))
                 }
             }
@@ -100,7 +129,52 @@ public enum SchemaVersions {
         } catch {
             throw ConfigError(.invalidDDL, "The tables' DDL does not run together: \(error)")
         }
+        migrations = all
         return out.reversed()
+    }
+
+    /// What `step` does to a master, read from `db`, which holds the schema `after` (the step's
+    /// version) before the step is undone.
+    private static func change(_ step: MigrationStep, _ db: Database, in after: VersionedSchema) throws -> SchemaChange
+    {
+        switch step {
+        case .addTable(let name):
+            guard let table = after.table(named: name) else { return .untranslated(step) }
+            return .createTable(
+                table,
+                indexes: after.indexes.filter { $0.value.table == name }.sorted { $0.key < $1.key }.map(\.value.sql))
+        case .addColumn(let name, let column):
+            guard let table = after.table(named: name), let schema = table.columns.first(where: { $0.name == column })
+            else { return .untranslated(step) }
+            guard
+                let info = try Row.fetchAll(db, sql: "PRAGMA table_xinfo(\(SQL.quote(name)))").first(where: {
+                    ($0["name"] as String) == column
+                })
+            else { return .untranslated(step) }
+            var definition = SQL.quote(column)
+            let type: String = info["type"] ?? ""
+            if !type.isEmpty { definition += " \(type)" }
+            if (info["notnull"] as Int) != 0 { definition += " NOT NULL" }
+            var value = SQLValue.null
+            if let expression: String = info["dflt_value"] {
+                definition += " DEFAULT \(expression)"
+                value = SQLValue(try DatabaseValue.fetchOne(db, sql: "SELECT \(expression)") ?? .null)
+            }
+            for fk in try Row.fetchAll(db, sql: "PRAGMA foreign_key_list(\(SQL.quote(name)))")
+            where (fk["from"] as String) == column {
+                let parent: String = fk["table"]
+                let to: String? = fk["to"]
+                definition += " REFERENCES \(SQL.quote(parent))\(to.map { "(\(SQL.quote($0)))" } ?? "")"
+            }
+            return .addColumn(table: name, column: schema, definition: definition, value: value)
+        case .addIndex(let name, let index):
+            guard let sql = after.indexes[index]?.sql else { return .untranslated(step) }
+            return .createIndex(table: name, name: index, sql: sql)
+        case .dropIndex(let name, let index, let ddl):
+            return .dropIndex(table: name, name: index, sql: ddl)
+        case .dropTable, .renameTable, .dropColumn, .renameColumn:
+            return .untranslated(step)
+        }
     }
 
     /// Undoes `step` in `db`, which holds the schema `after` (the step's version).
@@ -156,7 +230,9 @@ public enum SchemaVersions {
             try db.execute(sql: "ALTER TABLE \(SQL.quote(name)) RENAME COLUMN \(SQL.quote(to)) TO \(SQL.quote(from))")
         case .addIndex(let name, let index):
             _ = try table(name)
-            guard after.indexes[index] != nil else { throw refuse("version \(after.version) has no index \(index).") }
+            guard after.indexes[index]?.table == name else {
+                throw refuse("version \(after.version) has no index \(index) on \(name).")
+            }
             try db.execute(sql: "DROP INDEX \(SQL.quote(index))")
         case .dropIndex(let name, let index, let ddl):
             _ = try table(name)
@@ -182,11 +258,11 @@ public enum SchemaVersions {
             guard let (key, columns) = try SchemaIntrospection.describe(db, table: name) else { continue }
             tables.append(TableSchema(name: name, ddl: sql, primaryKey: key, columns: columns))
         }
-        var indexes: [String: String] = [:]
+        var indexes: [String: VersionedSchema.Index] = [:]
         for row in try Row.fetchAll(
-            db, sql: "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+            db, sql: "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
         {
-            indexes[row[0]] = row[1]
+            indexes[row[0]] = VersionedSchema.Index(table: row[1], sql: row[2])
         }
         return VersionedSchema(version: version, tables: tables, indexes: indexes)
     }

@@ -361,7 +361,8 @@ public struct ServerConfig: Sendable {
         schemaVersion = newest
         minClientSchema = oldest
         self.migrations = migrations
-        schemas = try SchemaVersions.derive(ddl: entries.map { ($0.name, $0.ddl) }, migrations: migrations)
+        schemas = try SchemaVersions.derive(ddl: entries.map { ($0.name, $0.ddl) }, migrations: &migrations)
+        self.migrations = migrations
     }
 
     /// A table's `sync` entry, checked.

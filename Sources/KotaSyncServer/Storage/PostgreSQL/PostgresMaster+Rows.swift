@@ -24,7 +24,7 @@ extension PostgresMaster {
         try await applyRules(config, tables: tables, fresh: fresh, connection)
     }
 
-    private func serverValue(_ key: String, _ connection: PostgresConnection) async throws -> String? {
+    func serverValue(_ key: String, _ connection: PostgresConnection) async throws -> String? {
         let rows = try await connection.query("SELECT value FROM kotasync.server WHERE key = \(key)", logger: logger)
         for try await value in rows.decode(String?.self) { return value }
         return nil

@@ -186,12 +186,13 @@ public final class PostgresMaster: Sendable {
             where try await !Self.indexExists(statement, connection, logger: logger) {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
             }
+            try await migrate(connection, config: config)
             for table in tables {
                 let existing = try await Self.columns(of: table.schema.name, connection, logger: logger)
                 if existing.isEmpty {
                     try await connection.query(PostgresQuery(unsafeSQL: table.createTable), logger: logger)
                 } else {
-                    try table.check(existing: existing)
+                    try table.check(existing: existing, version: config.schemaVersion)
                 }
                 for index in table.createUniqueIndexes
                 where try await !Self.indexExists(index, connection, logger: logger) {
@@ -230,7 +231,7 @@ public final class PostgresMaster: Sendable {
     }
 
     /// An existing table's columns in `public` and their types as `format_type` names them.
-    private static func columns(of table: String, _ connection: PostgresConnection, logger: Logger) async throws
+    static func columns(of table: String, _ connection: PostgresConnection, logger: Logger) async throws
         -> [String: String]
     {
         let rows = try await connection.query(
@@ -342,7 +343,12 @@ package struct PostgresTableDefinition: Sendable {
     }
 
     /// Checks an existing table against the config: every column there, of its mapped type.
-    func check(existing: [String: String]) throws(ConfigError) {
+    func check(existing: [String: String], version: Int) throws(ConfigError) {
+        if let refusal = MasterMigration.mismatch(
+            schema, key: schema.primaryKey.map(\.name), columns: Array(existing.keys), version: version)
+        {
+            throw refusal
+        }
         let wanted =
             zip(schema.primaryKey, keyTypes).map { ($0.name, $1) }
             + zip(schema.columns, columnTypes).map { ($0.name, $1) }

@@ -193,6 +193,7 @@ public enum PostgresMasterCopy {
     /// (`MasterSchema` and `PostgresSchema`).
     static let bookkeeping: [(table: String, columns: String)] = [
         ("server", "key:text value:text"),
+        ("migrations", "version:int step:int description:text applied_at:text"),
         (
             "rows",
             "tbl:text pk:bytea version:int deleted:bool open_conflicts:int clocks:bytea scope:value gone_for:text"

@@ -40,6 +40,13 @@ package enum PostgresSchema {
         $$
         """,
         "CREATE TABLE IF NOT EXISTS kotasync.server (key text PRIMARY KEY, value text)",
+        // Each schema migration step the master took (issue 16), and when.
+        """
+        CREATE TABLE IF NOT EXISTS kotasync.migrations (
+            version bigint NOT NULL, step bigint NOT NULL, description text NOT NULL, applied_at text NOT NULL,
+            PRIMARY KEY (version, step)
+        )
+        """,
         // One row per replicated row ever seen, live or tombstone: its version and merge clocks.
         """
         CREATE TABLE IF NOT EXISTS kotasync.rows (

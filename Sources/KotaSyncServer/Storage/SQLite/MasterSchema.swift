@@ -101,6 +101,13 @@ enum MasterSchema {
         )
         """,
         "CREATE INDEX IF NOT EXISTS _ks_audit_at ON _ks_audit(at)",
+        // Each schema migration step the master took (issue 16), and when.
+        """
+        CREATE TABLE IF NOT EXISTS _ks_migrations (
+            version INTEGER NOT NULL, step INTEGER NOT NULL, description TEXT NOT NULL, applied_at TEXT NOT NULL,
+            PRIMARY KEY (version, step)
+        )
+        """,
     ]
 
     /// Columns added after the first release, as (table, column, definition). Added to an

@@ -51,6 +51,7 @@ public final class SQLiteMasterStore: MasterStore {
         statements = Dictionary(uniqueKeysWithValues: config.tables.map { ($0.name, TableSQL($0)) })
         uniqueIndexes = try pool.write { db in
             try MasterSchema.create(db)
+            try Self.migrate(db, config: config)
             let fresh = try Self.prepareTables(db, config: config)
             try Self.applyRules(db, config: config, fresh: fresh)
             return try Dictionary(
@@ -69,20 +70,68 @@ public final class SQLiteMasterStore: MasterStore {
         }
     }
 
+    /// Brings the master to the config's schema version (``MasterMigration`` decides): checks its
+    /// tables against the config's at the master's version, carries out each step, records it in
+    /// `_ks_migrations`, and stores the new version, in the transaction that opens the master.
+    private static func migrate(_ db: Database, config: ServerConfig) throws {
+        let created = try String.fetchOne(db, sql: "SELECT value FROM _ks_server WHERE key = 'created_at'") != nil
+        let recorded = try String.fetchOne(db, sql: "SELECT value FROM _ks_server WHERE key = 'schema_version'")
+            .flatMap { Int($0) }
+        let migration = try MasterMigration(recorded: recorded, created: created, config: config)
+        if !migration.steps.isEmpty {
+            for table in migration.tablesBefore(config) {
+                try check(db, table, version: migration.from)
+            }
+            let now = Timestamp.string(Date())
+            for step in migration.steps {
+                switch step.change {
+                case .createTable(let table, let indexes):
+                    if try !db.tableExists(table.name) {
+                        try db.execute(sql: table.ddl)
+                        for index in indexes { try db.execute(sql: index) }
+                    }
+                case .addColumn(let table, let column, let definition, _):
+                    let existing = try SchemaIntrospection.describe(db, table: table)
+                    if existing?.columns.contains(where: { $0.name == column.name }) != true {
+                        try db.execute(sql: "ALTER TABLE \(SQL.quote(table)) ADD COLUMN \(definition)")
+                    }
+                case .createIndex(_, let name, let sql):
+                    let exists = try Bool.fetchOne(
+                        db, sql: "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                        arguments: [name])
+                    if exists != true { try db.execute(sql: sql) }
+                case .dropIndex(_, let name, _):
+                    try db.execute(sql: "DROP INDEX IF EXISTS \(SQL.quote(name))")
+                case .untranslated:
+                    break  // refused by MasterMigration
+                }
+                try db.execute(
+                    sql: "INSERT INTO _ks_migrations(version, step, description, applied_at) VALUES (?, ?, ?, ?)",
+                    arguments: [step.version, step.number, step.description, now])
+            }
+        }
+        try db.execute(
+            sql: "INSERT OR REPLACE INTO _ks_server(key, value) VALUES ('schema_version', ?)",
+            arguments: [String(config.schemaVersion)])
+    }
+
+    /// Refuses a master table that does not have `table`'s key and columns (it may have more).
+    private static func check(_ db: Database, _ table: TableSchema, version: Int) throws {
+        guard let existing = try SchemaIntrospection.describe(db, table: table.name) else { return }
+        if let refusal = MasterMigration.mismatch(
+            table, key: existing.primaryKey.map(\.name), columns: existing.columns.map(\.name), version: version)
+        {
+            throw refusal
+        }
+    }
+
     /// Creates missing tables; on a new master, runs the seed. Returns whether the master is new.
     @discardableResult
     private static func prepareTables(_ db: Database, config: ServerConfig) throws -> Bool {
         let created = try String.fetchOne(db, sql: "SELECT value FROM _ks_server WHERE key = 'created_at'")
         for table in config.tables {
-            if let existing = try SchemaIntrospection.describe(db, table: table.name) {
-                guard existing.primaryKey.map(\.name) == table.primaryKey.map(\.name),
-                    Set(table.columns.map(\.name)).isSubset(of: existing.columns.map(\.name))
-                else {
-                    throw ConfigError(
-                        .invalidDDL,
-                        "The master database's table \(table.name) does not match the config (key or columns differ). Migrate the table or fix the config."
-                    )
-                }
+            if try db.tableExists(table.name) {
+                try check(db, table, version: config.schemaVersion)
             } else {
                 try db.execute(sql: table.ddl)
             }
