@@ -147,6 +147,14 @@ struct MasterMigrationTests {
                 #expect(
                     try await store.browseRow(table: "patients", key: [.text("p2")])
                         == [.text("p2"), .text("Budi"), .text("0001234567890")])
+                // A replica still at version 1 registers a patient without the new column: the
+                // row takes its default instead of breaking NOT NULL.
+                let old = try await Self.push(
+                    store, replica: UUID(), sequence: 1, table: "patients", id: "p3", ["name": .text("Rina")])
+                #expect(old.applied == 1 && old.rejected == nil)
+                #expect(
+                    try await store.browseRow(table: "patients", key: [.text("p3")])
+                        == [.text("p3"), .text("Rina"), .text("belum")])
             }
             let record = try await Self.record(location)
             #expect(

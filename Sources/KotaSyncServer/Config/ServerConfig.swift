@@ -184,6 +184,16 @@ public struct ServerConfig: Sendable {
     /// `tables:` and `migrations:` (``SchemaVersions``); the last is `tables:` itself.
     public var schemas: [VersionedSchema] = []
 
+    /// Each table's non-key columns' defaults, by table name: the DDL's constant `DEFAULT`
+    /// (a number, a string, a blob literal, NULL), NULL where there is none or it is an
+    /// expression (`CURRENT_TIMESTAMP`), which a replica evaluates itself.
+    public var defaults: [String: [SQLValue]] = [:]
+
+    /// The values a new row of `table` starts from: its columns' constant defaults.
+    public func columnDefaults(of table: TableSchema) -> [SQLValue] {
+        defaults[table.name] ?? Array(repeating: .null, count: table.columns.count)
+    }
+
     /// The replicated tables at schema `version` (1...``schemaVersion``).
     public func schema(at version: Int) -> VersionedSchema? {
         schemas.indices.contains(version - 1) ? schemas[version - 1] : nil
@@ -322,6 +332,7 @@ public struct ServerConfig: Sendable {
             policies: policies, foreignKeys: foreignKeys,
             rules: SyncRules(tables: tableRules, opds: file.opds ?? []))
         config.trustedProxies = file.trustedProxies ?? []
+        config.defaults = try Self.defaults(of: tableEntries, tables: tables)
         try config.loadVersions(file, entries: tableEntries)
         config.master = try file.master.map { text throws(ConfigError) in
             try MasterLocation(parsing: text, relativeTo: baseURL)
@@ -496,6 +507,34 @@ public struct ServerConfig: Sendable {
                 }
                 return fk
             }
+        }
+    }
+
+    /// The constant defaults of each table's non-key columns, as SQLite reads its DDL.
+    private static func defaults(of entries: [ConfigFile.Table], tables: [TableSchema]) throws(ConfigError)
+        -> [String: [SQLValue]]
+    {
+        let literal = #/^\(?\s*([-+]?[0-9][0-9.eE+-]*|'(?:[^']|'')*'|[xX]'[0-9a-fA-F]*'|NULL|TRUE|FALSE)\s*\)?$/#
+            .ignoresCase()
+        do {
+            let scratch = try DatabaseQueue()
+            return try scratch.write { db in
+                for entry in entries { try db.execute(sql: entry.ddl) }
+                var out: [String: [SQLValue]] = [:]
+                for table in tables {
+                    var byName: [String: SQLValue] = [:]
+                    for row in try Row.fetchAll(db, sql: "PRAGMA table_xinfo(\(SQL.quote(table.name)))") {
+                        guard let expression: String = row["dflt_value"], expression.wholeMatch(of: literal) != nil
+                        else { continue }
+                        byName[row["name"]] = SQLValue(
+                            try DatabaseValue.fetchOne(db, sql: "SELECT \(expression)") ?? .null)
+                    }
+                    out[table.name] = table.columns.map { byName[$0.name] ?? .null }
+                }
+                return out
+            }
+        } catch {
+            throw ConfigError(.invalidDDL, "The tables' DDL does not run together: \(error)")
         }
     }
 

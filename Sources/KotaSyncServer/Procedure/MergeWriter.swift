@@ -241,7 +241,10 @@ struct MergeWriter {
         guard let clocks = decision.clocks else { return .ignored }
 
         let old = current == nil ? nil : state.values
-        var values = old ?? Array(repeating: .null, count: table.columns.count)
+        // A new row starts from the columns' constant defaults, as SQLite's INSERT fills the
+        // columns it is not given: a replica of an older schema version does not send a column
+        // added since (a NOT NULL one has a default, which the row must take).
+        var values = old ?? config.columnDefaults(of: table)
         if decision.effect == .resurrect, let before = try valuesBeforeDeletion(table, key: change.key) {
             values = before
         }
