@@ -75,7 +75,12 @@ public final class PostgresMaster: Sendable {
             database: location.database, tls: try tls(location.sslMode))
         configuration.options.maximumConnections = maximumConnections
         configuration.options.connectTimeout = .seconds(10)
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        // The pool's only warning is that a lease came before `run()` had started, which the
+        // first query after `connect` always races, harmlessly (the lease waits): an operator
+        // would read it at every start. Its errors stay; debugging shows everything.
+        var background = logger
+        if logger.logLevel > .debug { background.logLevel = .error }
+        let client = PostgresClient(configuration: configuration, backgroundLogger: background)
         let (tlsConfiguration, required) = try tlsSettings(location.sslMode)
         let probeTLS: PostgresConnection.Configuration.TLS
         if let tlsConfiguration {
