@@ -43,6 +43,9 @@ extension Replica {
             var result = AppliedPage(applied: 0, keptLocal: 0)
             // Everything per table is looked up once per page: the statements (GRDB's cache
             // hashes the SQL text on every lookup) and the column map.
+            // A table this replica does not have (added to the server's schema after it was
+            // made) has no plan: its rows are passed over, as the columns it lacks are. When
+            // the replica is re-made, or later migrates to that version, it must fetch the table whole.
             let plans = try page.tables.map { t in try self.plan(for: t, db) }
             // An upsert rather than INSERT OR REPLACE: an existing entry is updated in place
             // instead of deleted and inserted again.
@@ -55,7 +58,7 @@ extension Replica {
             do {
                 for row in page.rows {
                     clock.receive(row.stamp)
-                    let plan = plans[row.table]
+                    guard let plan = plans[row.table] else { continue }
                     tableName = plan.table.name
                     let table = plan.table
                     let pk = PrimaryKeyCoding.encode(row.primaryKey)
@@ -161,14 +164,10 @@ extension Replica {
         }
     }
 
-    /// The local table for a page's table, its column map and its statements.
-    private func plan(for pageTable: Changeset.Table, _ db: Database) throws -> TablePlan {
-        guard let table = tables[pageTable.name], let sql = statements[pageTable.name] else {
-            throw ReplicaError(
-                .schemaMismatch,
-                "The server sent rows of table \(pageTable.name), which this replica does not have. The server's schema changed; re-initialise the replica."
-            )
-        }
+    /// The local table for a page's table, its column map and its statements; nil for a table
+    /// this replica does not have.
+    private func plan(for pageTable: Changeset.Table, _ db: Database) throws -> TablePlan? {
+        guard let table = tables[pageTable.name], let sql = statements[pageTable.name] else { return nil }
         let map = pageTable.columns.map { name in table.columns.firstIndex(where: { $0.name == name }) }
         return TablePlan(
             table: table, columnMap: map, sameColumns: map == Array(table.columns.indices),
