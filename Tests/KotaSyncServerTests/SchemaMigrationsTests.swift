@@ -70,6 +70,27 @@ struct SchemaMigrationsTests {
         #expect(v3?.table(named: "visits")?.columns == config.table(named: "visits")?.columns)
     }
 
+    /// A step may build on an earlier step of the same migration.
+    @Test func aStepMayBuildOnAnEarlierOneOfItsMigration() throws {
+        let config = try Self.parse(
+            """
+            schema_version: 2
+            opds: [{id: pkm-a, name: A}]
+            tables:
+              - name: t
+                ddl: "CREATE TABLE t (id TEXT PRIMARY KEY, c TEXT, n INTEGER); CREATE INDEX t_n ON t(n)"
+            migrations:
+              - version: 2
+                steps:
+                  - rename_column: {table: t, from: a, to: b}
+                  - rename_column: {table: t, from: b, to: c}
+                  - add_column: {table: t, column: n}
+                  - add_index: {table: t, index: t_n}
+            """)
+        #expect(Self.columns(config.schema(at: 1), "t") == ["id", "a"])
+        #expect(config.migrations[0].changes.count == 4)
+    }
+
     @Test func aConfigWithoutVersionsIsVersionOne() throws {
         let config = try Self.parse(
             """

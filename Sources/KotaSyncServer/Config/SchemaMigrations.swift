@@ -107,10 +107,14 @@ public enum SchemaVersions {
                 for m in all.indices.reversed() {
                     let migration = all[m]
                     var changes: [SchemaChange] = []
+                    // The tables as each step left them (a later step of the same migration may
+                    // build on an earlier one), read again after each step is undone.
+                    var current = out.last!
                     for step in migration.steps.reversed() {
                         do {
-                            changes.append(try change(step, db, in: out.last!))
-                            try undo(step, db, in: out.last!)
+                            changes.append(try change(step, db, in: current))
+                            try undo(step, db, in: current)
+                            current = try snapshot(db, version: migration.version)
                         } catch let error as ConfigError {
                             throw error
                         } catch {
