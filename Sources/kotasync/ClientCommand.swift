@@ -89,6 +89,7 @@ struct Status: AsyncParsableCommand {
             let status = try Replica(path: options.db).status()
             var lines = [
                 "Replica \(status.replicaId) (OPD \(status.opd)) → \(status.server)",
+                "Schema version: \(status.schemaVersion)",
                 "Pending changes: \(status.pendingChanges) row(s) from \(status.logEntries) captured write(s)",
                 "Cursor: \(status.cursor)",
                 "Last push: \(status.lastPushAt ?? "never")   last pull: \(status.lastPullAt ?? "never")   last sync: \(status.lastSyncAt ?? "never")",

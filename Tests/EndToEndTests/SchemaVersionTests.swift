@@ -116,6 +116,8 @@ struct SchemaVersionTests {
         #expect(seen["new siti phone"] == "0811-2222")
         #expect(seen["new p-old bpjs"] == "belum")
         #expect(seen["new r1"] == "RSUD Djoelham")
+        #expect(seen["old status"]?.contains("Schema version: 1") == true)
+        #expect(seen["new status"]?.contains("Schema version: 2") == true)
         // Nothing waits to go up on either side.
         #expect(seen["old status"]?.contains("Pending changes: 0") == true, "\(seen["old status"] ?? "")")
         #expect(seen["new status"]?.contains("Pending changes: 0") == true, "\(seen["new status"] ?? "")")

@@ -15,6 +15,8 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
     public var server: String
     public var opd: String
     public var database: String
+    /// The schema version of the replica's tables: the server's when the replica was made.
+    public var schemaVersion = 1
     /// Rows with local changes the server has not acknowledged.
     public var pendingChanges: Int
     /// Entries in the change log (one per captured write).
@@ -285,6 +287,7 @@ extension Replica {
                 lastPullAt: try Self.state(db, StateKey.lastPullAt),
                 lastSyncAt: try Self.state(db, StateKey.lastSyncAt), lastError: lastError, conflicts: conflicts,
                 outcomes: outcomes, outcomeCounts: ChangeOutcome.Counts(outcomes), refused: refused)
+            status.schemaVersion = self.schema.schemaVersion ?? 1
             let states = try self.recordStates(db, log: entries, conflicts: conflicts, outcomes: outcomes)
             status.recordCounts = Dictionary(grouping: states, by: \.state.rawValue).mapValues(\.count)
             var listed: [RecordState.State: Int] = [:]

@@ -32,16 +32,23 @@ public struct SchemaDocument: Codable, Sendable, Equatable {
     public var tables: [TableSchema]
     /// The push limits the server enforces, so a client can split its changes to fit.
     public var limits: PushLimits?
+    /// The schema version `tables` are at (the config's `schema_version`); absent from a server
+    /// that declares none: version 1.
+    public var schemaVersion: Int?
+    /// The oldest schema version the server syncs with (`min_client_schema`); absent: 1.
+    public var minClientSchema: Int?
 
     public init(
         protocolVersion: Int = kotaSyncProtocolVersion, server: String, opd: String, tables: [TableSchema],
-        limits: PushLimits? = nil
+        limits: PushLimits? = nil, schemaVersion: Int? = nil, minClientSchema: Int? = nil
     ) {
         self.protocolVersion = protocolVersion
         self.server = server
         self.opd = opd
         self.tables = tables
         self.limits = limits
+        self.schemaVersion = schemaVersion
+        self.minClientSchema = minClientSchema
     }
 }
 

@@ -21,7 +21,8 @@ struct SyncAPI {
         devices.on(.get, "/v1/schema", audit: "schema", to: "make a replica") { _, _, device in
             try json(
                 SchemaDocument(
-                    server: config.name, opd: device.opd, tables: config.tables, limits: config.limits.published))
+                    server: config.name, opd: device.opd, tables: config.tables, limits: config.limits.published,
+                    schemaVersion: config.schemaVersion, minClientSchema: config.minClientSchema))
         }
         devices.on(.post, "/v1/push", audit: "push", to: "push changes") { request, _, device in
             if let length = request.headers[.contentLength].flatMap(Int.init), length > config.limits.maxBodyBytes {
