@@ -71,25 +71,52 @@ struct NetworkFigures {
         return try await body(urls, token, servers.map(\.processIdentifier))
     }
 
-    /// One replica's push then pull, request by request, returning each request's latency.
-    static func pushThenPull(_ replica: Replica, _ client: SyncClient) async throws -> [Double] {
+    /// One replica's push then pull, request by request: each request's latency (from its first
+    /// try to its answer) and the tries that failed and were made again (``withRetries(_:)``).
+    static func pushThenPull(_ replica: Replica, _ client: SyncClient) async throws -> (
+        latencies: [Double], retries: Int
+    ) {
         var latencies: [Double] = []
+        var retries = 0
         while let outbound = try replica.nextOutbound() {
             let start = ContinuousClock.now
-            let (reply, _) = try await client.push(outbound.body)
+            let (reply, again) = try await withRetries { try await client.push(outbound.body).0 }
             latencies.append((ContinuousClock.now - start).seconds)
+            retries += again
             try replica.acknowledge(outbound, reply: reply)
         }
         var cursor = try replica.cursor()
         while true {
             let start = ContinuousClock.now
-            let (page, more) = try await client.pull(after: cursor, limit: 5000)
+            let ((page, more), again) = try await withRetries { try await client.pull(after: cursor, limit: 5000) }
             latencies.append((ContinuousClock.now - start).seconds)
+            retries += again
             _ = try replica.apply(page: page)
             cursor = page.lastSequence
             if !more { break }
         }
-        return latencies
+        return (latencies, retries)
+    }
+
+    /// `request` tried as a device's synchronizer tries it: a transient failure (the server not
+    /// reached in time, or no byte moving for the client's idle limit while the server still
+    /// works) is tried again after ``RetryPolicy/standard``'s backoff, at most its number of
+    /// tries. Sending the same push again is harmless (the server merges it once). The answer,
+    /// and how many tries failed before it.
+    static func withRetries<T>(_ request: () async throws -> T) async throws -> (T, retries: Int) {
+        var failures = 0
+        while true {
+            do {
+                return (try await request(), failures)
+            } catch let error as ReplicaError {
+                failures += 1
+                guard
+                    case .retry(let wait) = RetryPolicy.standard.decision(
+                        after: error, failures: failures, jitter: Double.random(in: 0..<1))
+                else { throw error }
+                try await Task.sleep(for: wait)
+            }
+        }
     }
 
     /// 7: N replicas push concurrently, then pull, through the real HTTP server, on a copy of the
@@ -101,28 +128,35 @@ struct NetworkFigures {
             try Bench.apply(merge.workload.operations(replica: r), to: RawDatabase(path: file), batch: shape.batch)
             return file
         }
-        let (seconds, latencies, master) = try await withMaster(
+        let (seconds, latencies, retries, master) = try await withMaster(
             on: site, from: merge.path("master-initial.sqlite"), copy: "master-e2e.sqlite"
         ) { master in
-            let (seconds, latencies) = try await withServers(1, master: master) { urls, token, _ in
+            let (seconds, latencies, retries) = try await withServers(1, master: master) { urls, token, _ in
                 let url = urls[0]
                 let tokens = try (0..<files.count).map { try token(String(format: "clinic-%02d", $0 + 1)) }
                 let start = ContinuousClock.now
-                let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+                var (latencies, retries) = try await withThrowingTaskGroup(
+                    of: (latencies: [Double], retries: Int).self
+                ) { group in
                     for (file, token) in zip(files, tokens) {
                         group.addTask {
                             try await Self.pushThenPull(try Replica(path: file), SyncClient(baseURL: url, token: token))
                         }
                     }
-                    return try await group.reduce(into: [Double]()) { $0 += $1 }
+                    return try await group.reduce(into: ([Double](), 0)) {
+                        $0.0 += $1.latencies
+                        $0.1 += $1.retries
+                    }
                 }
                 // A second round so every replica also has the others' changes.
                 for (file, token) in zip(files, tokens) {
-                    _ = try await Self.pushThenPull(try Replica(path: file), SyncClient(baseURL: url, token: token))
+                    retries += try await Self.pushThenPull(
+                        try Replica(path: file), SyncClient(baseURL: url, token: token)
+                    ).retries
                 }
-                return ((ContinuousClock.now - start).seconds, latencies)
+                return ((ContinuousClock.now - start).seconds, latencies, retries)
             }
-            return (seconds, latencies, try await master.contents())
+            return (seconds, latencies, retries, try await master.contents())
         }
         var converged = true
         for file in files where try Bench.contents(RawDatabase(path: file)) != master { converged = false }
@@ -132,9 +166,10 @@ struct NetworkFigures {
             name: "End to end over loopback HTTP (\(files.count) replicas push, then pull)\(site.nameSuffix)",
             value: seconds, unit: "s",
             note: String(
-                format: "%d requests; latency p50 %.1f ms, p99 %.1f ms", latencies.count,
+                format: "%d requests; latency p50 %.1f ms, p99 %.1f ms%@", latencies.count,
                 Bench.percentile(latencies, 0.5) * 1000,
-                Bench.percentile(latencies, 0.99) * 1000))
+                Bench.percentile(latencies, 0.99) * 1000,
+                retries == 0 ? "" : "; \(retries) tries failed (the client's limits) and were made again"))
     }
 
     /// 9: a new replica downloads a master of `rows` rows at `site`.
@@ -311,14 +346,17 @@ struct NetworkFigures {
         let body = ChangesetCodec.encode(changeset)
         let raw = try ChangesetCodec.decodeHeader(body, limits: DecodeLimits(maxUncompressedBytes: 1 << 30))
             .uncompressedLength
-        let (seconds, idle, peak) = try await withMaster(
+        let (seconds, idle, peak, retries) = try await withMaster(
             on: site, from: merge.path("master-initial.sqlite"), copy: "master-big.sqlite"
         ) { master in
             try await withServers(1, master: master) { urls, token, pids in
                 let idle = Bench.peakRSS(pid: pids[0]) ?? 0
                 let client = SyncClient(baseURL: urls[0], token: try token("clinic-01"))
-                let seconds = try await Bench.timeAsync { _ = try await client.push(body) }
-                return (seconds, idle, Bench.peakRSS(pid: pids[0]) ?? 0)
+                var retries = 0
+                let seconds = try await Bench.timeAsync {
+                    retries = try await Self.withRetries { try await client.push(body) }.retries
+                }
+                return (seconds, idle, Bench.peakRSS(pid: pids[0]) ?? 0, retries)
             }
         }
         let peakMB = Double(peak) / 1_048_576
@@ -331,8 +369,9 @@ struct NetworkFigures {
             name: "Server peak RSS merging one \(raw >> 20) MB changeset\(site.nameSuffix)", value: peakMB, unit: "MB",
             target: "≤ 150 MB", met: peakMB <= 150,
             note: String(
-                format: "%d rows, %d bytes compressed, merged in %.1f s; %.0f MB before the push%@", rows.count,
-                body.count, seconds, Double(idle) / 1_048_576, whose))
+                format: "%d rows, %d bytes compressed, merged in %.1f s; %.0f MB before the push%@%@", rows.count,
+                body.count, seconds, Double(idle) / 1_048_576, whose,
+                retries == 0 ? "" : "; the push was sent \(retries + 1) times (the client's limits)"))
     }
 
     func runProgram(_ path: String, _ arguments: [String]) throws -> String {
