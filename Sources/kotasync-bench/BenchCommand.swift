@@ -40,7 +40,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Rows of the bad-link init.") var badLinkInitRows = 100_000
     @Option(
         help: ArgumentHelp(
-            "A PostgreSQL server (postgresql://USER@HOST:PORT/DB) on which USER may create databases: figure 4 is measured on a PostgreSQL master there too (4pg), in a database the bench creates and drops.",
+            "A PostgreSQL server (postgresql://USER@HOST:PORT/DB) on which USER may create databases: figures 4, 7, 9, 10 and 11 are measured on a PostgreSQL master there too (4pg, 7pg, 9pg, 10pg, 11pg), each in a database the bench creates and drops, and small pushes through three servers on one master (10pg×3).",
             discussion: "The password from KOTASYNC_MASTER_PASSWORD_FILE or PGPASSWORD."))
     var master: String?
 
@@ -88,21 +88,51 @@ struct BenchCommand: AsyncParsableCommand {
                 try await figures.initialize(rows: badLinkInitRows, shape: BadLinkFigures.village, into: &report)
             }
         }
+        // The network figures on the SQLite master, then (with --master) each again at once on a
+        // PostgreSQL master of its own, compared with the SQLite figure of the same run.
+        let sites: [MasterSite] = [.sqlite] + (postgres.map { [.postgres($0)] } ?? [])
+        func onEachMaster(
+            lowerIsBetter: Bool = false, _ figure: (MasterSite, inout Report) async throws -> Figure
+        ) async throws {
+            var sqlite: Figure?
+            for site in sites {
+                if case .postgres = site { progress("the same on a PostgreSQL master") }
+                let measured = try await figure(site, &report)
+                report.add(sqlite.map { measured.compared(with: $0, lowerIsBetter: lowerIsBetter) } ?? measured)
+                if sqlite == nil { sqlite = measured }
+            }
+        }
         if !badLink, !skipped.contains("network") {
             progress("end to end over loopback HTTP")
-            try await network.endToEnd(into: &report)
+            try await onEachMaster(lowerIsBetter: true) { try await network.endToEnd(on: $0, into: &$1) }
         }
         if !badLink, !skipped.contains("bootstrap") {
             progress("bootstrap of a new replica from \(bootstrapRows) rows")
-            try await network.bootstrap(rows: bootstrapRows, into: &report)
+            try await onEachMaster(lowerIsBetter: true) {
+                try await network.bootstrap(rows: bootstrapRows, on: $0, into: &$1)
+            }
         }
         if !badLink, !skipped.contains("small-pushes") {
             progress("small pushes from \(smallPushReplicas) concurrent replicas")
-            try await network.smallPushes(replicas: smallPushReplicas, pushes: smallPushes, into: &report)
+            try await onEachMaster {
+                try await network.smallPushes(
+                    replicas: smallPushReplicas, pushes: smallPushes, on: $0, into: &$1)
+            }
+            if let postgres {
+                progress("small pushes from \(smallPushReplicas) concurrent replicas through three servers")
+                // No nginx: each device is given one of the servers, in turn, as nginx would spread them.
+                let three = try await network.smallPushes(
+                    replicas: smallPushReplicas, pushes: smallPushes, on: .postgres(postgres), servers: 3,
+                    into: &report)
+                let sqlite = report.figures.last { $0.id == "10" }
+                report.add(sqlite.map { three.compared(with: $0) } ?? three)
+            }
         }
         if !badLink, !skipped.contains("memory") {
             progress("server memory while merging a \(bigChangesetMB) MB changeset")
-            try await network.bigChangesetMemory(megabytes: bigChangesetMB, into: &report)
+            try await onEachMaster(lowerIsBetter: true) {
+                try await network.bigChangesetMemory(megabytes: bigChangesetMB, on: $0, into: &$1)
+            }
         }
 
         if json {

@@ -14,6 +14,17 @@ struct Figure: Codable {
     var target: String?
     var met: Bool?
     var note: String?
+
+    /// This figure with `other` (the same figure in the same run on the SQLite master) as its
+    /// baseline: the ratio is value ÷ baseline, or its inverse when `lowerIsBetter`, so that
+    /// above 1 is always ahead of the SQLite master.
+    func compared(with other: Figure, lowerIsBetter: Bool = false) -> Figure {
+        var figure = self
+        figure.baseline = other.value
+        figure.baselineName = "SQLite master (figure \(other.id))"
+        figure.ratio = lowerIsBetter ? other.value / value : value / other.value
+        return figure
+    }
 }
 
 /// Everything one benchmark run measured.
