@@ -157,7 +157,7 @@ struct MergeFigures {
                     Double(rows) / mergeSeconds, conflicts, sessionConflicts, outbound.count)))
         if let postgres {
             // 4pg: the same pushes into the same master, copied to PostgreSQL (`master copy`).
-            let pgSeconds = try await postgresMerge(outbound, on: postgres)
+            let (pgSeconds, statements) = try await postgresMerge(outbound, on: postgres)
             let pgRate = totalOps / pgSeconds
             report.add(
                 Figure(
@@ -165,8 +165,10 @@ struct MergeFigures {
                     unit: "ops/s", baseline: ourRate, baselineName: "SQLite master (figure 4)",
                     ratio: pgRate / ourRate, target: "≥ 0.5× SQLite", met: pgRate >= 0.5 * ourRate,
                     note: String(
-                        format: "%.0f rows/s; PostgreSQL at %@, one transaction per changeset under the merge lock",
-                        Double(rows) / pgSeconds, "\(postgres.server.host):\(postgres.server.port)")))
+                        format:
+                            "%.0f rows/s; PostgreSQL at %@, one transaction per changeset under the merge lock, %.0f statements (round trips) per changeset",
+                        Double(rows) / pgSeconds, "\(postgres.server.host):\(postgres.server.port)",
+                        Double(statements) / Double(max(1, outbound.count)))))
         }
         report.add(
             Figure(
@@ -345,8 +347,9 @@ extension MergeFigures {
     }
 
     /// Seconds to push `outbound` into a copy of the initial master on a new database of
-    /// `postgres`'s server (created here and dropped afterwards), as figure 4 pushes them.
-    func postgresMerge(_ outbound: [OutboundChangeset], on postgres: Postgres) async throws -> Double {
+    /// `postgres`'s server (created here and dropped afterwards), as figure 4 pushes them, and
+    /// the statements the merges sent.
+    func postgresMerge(_ outbound: [OutboundChangeset], on postgres: Postgres) async throws -> (Double, Int) {
         let name = "kotasync_bench_\(UUID().uuidString.prefix(8).lowercased())"
         let admin = try PostgresMaster.connect(to: postgres.server, password: postgres.password)
         do {
@@ -359,18 +362,19 @@ extension MergeFigures {
         var location = postgres.server
         location.database = name
         let master = try PostgresMaster.connect(to: location, password: postgres.password)
-        let result: Result<Double, any Error>
+        let result: Result<(Double, Int), any Error>
         do {
             _ = try await PostgresMasterCopy.copy(from: path("master-initial.sqlite"), to: master, config: config)
             let store = PostgresMasterStore(master: master, config: config)
-            result = .success(
-                try await Bench.timeAsync {
-                    for (r, o) in outbound.enumerated() {
-                        _ = try await store.push(
-                            try ChangesetCodec.decode(o.body),
-                            from: Device(tokenID: "bench", opd: String(format: "clinic-%02d", r + 1)))
-                    }
-                })
+            let before = master.blockingStatements.total
+            let seconds = try await Bench.timeAsync {
+                for (r, o) in outbound.enumerated() {
+                    _ = try await store.push(
+                        try ChangesetCodec.decode(o.body),
+                        from: Device(tokenID: "bench", opd: String(format: "clinic-%02d", r + 1)))
+                }
+            }
+            result = .success((seconds, master.blockingStatements.total - before))
         } catch {
             result = .failure(error)
         }

@@ -78,6 +78,53 @@ struct PostgresPushTests {
         }
     }
 
+    /// Changes whose base is older than their rows' versions record conflicts that take their
+    /// base values from the history. Over several windows of one push, rows changed twice in it
+    /// among them, PostgreSQL gives the records SQLite gives — and reads each window's history
+    /// ahead in a statement per table, not a statement per record.
+    @Test func conflictsWithOlderBasesTakeTheirBasesFromTheHistoryReadPerWindowNotPerRecord() async throws {
+        let (sqlite, config) = try sqliteMaster(policyYAML)
+        var a = TestReplica(opd: "pkm-a")
+        var b = TestReplica(opd: "pkm-b")
+        var c = TestReplica(opd: "pkm-a")
+        let count = PostgresMergeStore.chunk * 2 + 37
+        // a makes the rows (versions 1...count), b changes each once after seeing a's version,
+        // and c changes them from a's versions, unaware of b (some twice, in a later window).
+        let first = a.changeset(
+            (0..<count).map { .upsert("items", "i\($0)", ["lww_col": .text("a\($0)"), "qty": .integer(1)]) },
+            stamp: 1_000, config: config)
+        let second = b.changeset(
+            (0..<count).map { .update("items", "i\($0)", ["lww_col": .text("b\($0)")], base: UInt64($0 + 1)) },
+            stamp: 2_000, config: config)
+        let third = c.changeset(
+            (0..<count).map { .update("items", "i\($0)", ["lww_col": .text("c\($0)")], base: UInt64($0 + 1)) }
+                + stride(from: 0, to: count, by: 7).map {
+                    .update("items", "i\($0)", ["lww_col": .text("d\($0)"), "qty": .integer(3)], base: UInt64($0 + 1))
+                },
+            stamp: 1_500, config: config)
+        try await withStore(config: config) { store in
+            let postgres = MergeBackend.postgres(store)
+            for (changeset, device) in [(first, a.device), (second, b.device)] {
+                _ = try await postgres.reply(changeset, from: device)
+                _ = try await MergeBackend.sqlite(sqlite).reply(changeset, from: device)
+            }
+            let before = store.master.blockingStatements.total
+            let reply = try await postgres.reply(third, from: c.device)
+            let statements = store.master.blockingStatements.total - before
+            let lite = try await MergeBackend.sqlite(sqlite).reply(third, from: c.device)
+            #expect(MasterDump.timelessReply(reply) == MasterDump.timelessReply(lite))
+            #expect(try await postgres.dump() == (try await MergeBackend.sqlite(sqlite).dump()))
+            // Every record names a's value, the one c's change was based on, as its base.
+            let based = reply.conflicts.filter { $0.column == "lww_col" }
+            #expect(based.count >= count)
+            for record in based {
+                guard case .text(let id) = record.primaryKey[0] else { continue }
+                #expect(record.base == .text("a" + id.dropFirst()))
+            }
+            #expect(statements < count / 4, "\(statements) statements for \(based.count) records")
+        }
+    }
+
     // MARK: - Replays and refusals
 
     @Test func aReplayedChangesetGetsItsStoredReplyThroughEitherServerAndNothingTwice() async throws {

@@ -84,9 +84,9 @@ protocol MergeStore {
     func uniqueCollisions(of table: TableSchema, rows: [(key: [SQLValue], values: [SQLValue])]) throws
         -> [UniqueCollision?]
 
-    /// Whether the store wants ``expectWrites(of:rows:)`` called (false: the procedure does not
-    /// spend the time to make the hint).
-    var readsAheadWrites: Bool { get }
+    /// Whether the store wants the read-ahead hints ``expectWrites(of:rows:)`` and
+    /// ``expectHistoryReads(of:keys:)`` (false: the procedure does not spend the time to make them).
+    var readsAhead: Bool { get }
 
     /// A hint, before a window of changes is merged: the rows of `table` it will probably write
     /// (a key and every non-key value, in schema order), so that a store whose every statement
@@ -121,6 +121,14 @@ protocol MergeStore {
     /// `version` changed the column.
     func firstReplaced(of table: TableSchema, key: [SQLValue], column: Int, after version: UInt64) throws
         -> SQLValue?
+
+    /// A hint, before a window of changes is merged: the rows of `table` whose history entries
+    /// after a version the window will probably read with ``firstReplaced(of:key:column:after:)``
+    /// (a change with an older base than the row's version may record a conflict, whose base value
+    /// comes from the history), so that a store whose every statement is a round trip reads
+    /// them ahead, set-based. Writes nothing; a read the hint did not foresee is answered as if
+    /// there had been no hint.
+    func expectHistoryReads(of table: TableSchema, keys: [(key: [SQLValue], after: UInt64)]) throws
 
     // MARK: Additive columns
 
@@ -190,9 +198,11 @@ protocol MergeStore {
 
 extension MergeStore {
     /// No read-ahead: a store whose statements are cheap (SQLite) checks each write as it comes.
-    var readsAheadWrites: Bool { false }
+    var readsAhead: Bool { false }
 
     func expectWrites(of table: TableSchema, rows: [(key: [SQLValue], values: [SQLValue])]) throws {}
+
+    func expectHistoryReads(of table: TableSchema, keys: [(key: [SQLValue], after: UInt64)]) throws {}
 }
 
 /// A write the master refused by one of its own constraints (NOT NULL, CHECK, a UNIQUE index

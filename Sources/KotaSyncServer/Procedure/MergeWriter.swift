@@ -121,25 +121,37 @@ struct MergeWriter {
                 known[name, default: [:]][PrimaryKeyCoding.encode(key)] = state
             }
         }
-        if store.readsAheadWrites { try expectWrites(rows, of: validated) }
+        if store.readsAhead { try readAhead(rows, of: validated) }
     }
 
-    /// Tells the store which rows the window will probably write, with the values they will
-    /// probably hold (the row as read, with the pushed columns over it), per table.
-    private func expectWrites(_ rows: [Changeset.Row], of validated: ValidatedChangeset) throws {
+    /// Tells the store, per table, what the window will probably need beyond the rows' states:
+    /// the rows it will probably write, with the values they will probably hold (the row as
+    /// read, with the pushed columns over it), and the rows whose history it will probably read
+    /// — those changed on the master since the writer's base, where a conflict record takes its
+    /// base value from the history (``valueAt(base:column:table:key:current:)``).
+    private func readAhead(_ rows: [Changeset.Row], of validated: ValidatedChangeset) throws {
         var expected: [String: (table: TableSchema, rows: [(key: [SQLValue], values: [SQLValue])])] = [:]
+        var history: [String: (table: TableSchema, keys: [(key: [SQLValue], after: UInt64)])] = [:]
         for row in rows where row.operation != .delete {
             let table = validated.tables[row.table]
             let key = validated.schemaKey(of: row)
-            let (_, incoming, _) = validated.schemaColumns(of: row)
-            var values =
-                known[table.name]?[PrimaryKeyCoding.encode(key)]?.values
-                ?? Array(repeating: .null, count: table.columns.count)
+            let (_, incoming, bases) = validated.schemaColumns(of: row)
+            let state = known[table.name]?[PrimaryKeyCoding.encode(key)]
+            var values = state?.values ?? Array(repeating: .null, count: table.columns.count)
             for (c, value) in incoming { values[c] = value }
             expected[table.name, default: (table, [])].rows.append((key, values))
+            // The oldest base a record of this change could name: entries after it are read.
+            if let head = state?.head, let base = ([row.version] + bases.values).filter({ $0 > 0 }).min(),
+                base < head.version
+            {
+                history[table.name, default: (table, [])].keys.append((key, base))
+            }
         }
         for (_, entry) in expected.sorted(by: { $0.key < $1.key }) {
             try store.expectWrites(of: entry.table, rows: entry.rows)
+        }
+        for (_, entry) in history.sorted(by: { $0.key < $1.key }) {
+            try store.expectHistoryReads(of: entry.table, keys: entry.keys)
         }
     }
 

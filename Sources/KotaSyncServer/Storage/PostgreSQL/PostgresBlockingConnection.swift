@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PostgresNIO
+import Synchronization
 
 /// One connection of the pool, used from a blocking thread: each query waits for its round trip.
 ///
@@ -16,15 +17,19 @@ import PostgresNIO
 struct PostgresBlockingConnection {
     let connection: PostgresConnection
     let logger: Logger
+    /// Counts every statement sent (``PostgresMaster/blockingStatements``).
+    let count: StatementCount
 
     /// Runs `query` and returns every row it gives.
     @discardableResult
     func rows(_ query: PostgresQuery) throws -> [PostgresRow] {
-        try connection.query(query, logger: logger).wait().rows
+        count.add()
+        return try connection.query(query, logger: logger).wait().rows
     }
 
     /// Runs `query` for its effect.
     func run(_ query: PostgresQuery) throws {
+        count.add()
         _ = try connection.query(query, logger: logger).wait()
     }
 
@@ -53,9 +58,11 @@ extension PostgresMaster {
         lock: LockKey?, _ body: @escaping @Sendable (PostgresBlockingConnection) throws -> T
     ) async throws -> T {
         let logger = self.logger
+        let count = blockingStatements
         return try await client.withConnection { connection in
             try await NIOThreadPool.singleton.runIfActive {
-                let blocking = PostgresBlockingConnection(connection: connection, logger: logger)
+                let blocking = PostgresBlockingConnection(
+                    connection: connection, logger: logger, count: count)
                 try blocking.run(sql: "BEGIN")
                 do {
                     if let lock { try blocking.run("SELECT pg_advisory_xact_lock(\(lock.rawValue))") }
@@ -71,4 +78,14 @@ extension PostgresMaster {
             }
         }
     }
+}
+
+/// A count of statements, shared by the threads that send them.
+package final class StatementCount: Sendable {
+    private let value = Atomic<Int>(0)
+
+    /// The statements counted so far.
+    package var total: Int { value.load(ordering: .relaxed) }
+
+    func add() { value.add(1, ordering: .relaxed) }
 }

@@ -38,6 +38,10 @@ public final class PostgresMaster: Sendable {
     public let location: PostgresLocation
     let logger: Logger
     private let running: Task<Void, Never>
+    /// How many statements the blocking transactions (merges, reviewers' decisions) have sent:
+    /// each is a round trip on which the transaction waits, so the count per push is what the
+    /// merge's set-based reads and batched writes keep low (the benchmark and a test read it).
+    package let blockingStatements = StatementCount()
     /// One connection's settings, for ``probe()``.
     private let probeConfiguration: PostgresConnection.Configuration
 

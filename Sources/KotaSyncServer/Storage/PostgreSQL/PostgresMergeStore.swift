@@ -15,9 +15,11 @@ import PostgresNIO
 /// supersessions and re-pointings are buffered and written in multi-row statements; a read
 /// writes out only the buffers it reads (its table's rows, the records, the heads), and
 /// everything is written before a savepoint starts or ends and when the merge ends (``flush()``).
-/// What is left row by row: the history reads of a change with an older base
-/// (``firstReplaced(of:key:column:after:)``, ``valuesAtLastDeletion(of:key:)``), and the record
-/// reads and writes of a release or a reviewer's decision.
+/// The history entries a window's conflict records take their base values from
+/// (``firstReplaced(of:key:column:after:)``) are read ahead, one statement per window and table,
+/// from ``expectHistoryReads(of:keys:)``. What is left row by row: the history read of a
+/// resurrection (``valuesAtLastDeletion(of:key:)``), and the record reads and writes of a release
+/// or a reviewer's decision.
 ///
 /// PostgreSQL aborts a transaction at its first failed statement, so a write is made only when
 /// it cannot fail by a constraint the procedure reacts to. A row of a table with UNIQUE indexes
@@ -75,8 +77,18 @@ final class PostgresMergeStore: MergeStore {
     /// values (``indexTuple(_:_:)``): the buffered rows' side of a collision check, without
     /// comparing a row with every buffered row.
     private var pendingHolders: [String: [Int: [[UInt8]: [UInt8]]]] = [:]
+    /// Per row, its history entries after a version, in version order: those written when the
+    /// window's hint read them (``expectHistoryReads(of:keys:)``) and those written since (kept
+    /// in step by ``flushHistory()``); entries still buffered are in ``pendingHistory``.
+    private var historyKnown: [RowID: KnownHistory] = [:]
     private var nextRecordID: Int64?
     private var savepoints = 0
+
+    /// A row's history entries with a version above `after`, as ``historyKnown`` keeps them.
+    private struct KnownHistory {
+        var after: UInt64
+        var entries: [(version: UInt64, old: [(Int, SQLValue)])] = []
+    }
 
     /// A table's buffered row writes: the last write of each key (a value, or nil for a delete).
     private struct PendingRows {
@@ -188,6 +200,7 @@ final class PostgresMergeStore: MergeStore {
             waitingKnown.removeAll()
             holdersKnown.removeAll()
             pendingHolders.removeAll()
+            historyKnown.removeAll()
             try connection.run(sql: "ROLLBACK TO SAVEPOINT \(name)")
             try connection.run(sql: "RELEASE SAVEPOINT \(name)")
             throw error
@@ -431,6 +444,17 @@ final class PostgresMergeStore: MergeStore {
         }
         let entries = last.values.sorted().map { pendingHistory[$0] }
         pendingHistory.removeAll()
+        if !historyKnown.isEmpty {
+            // Written now: what the rows read ahead hold from here on (entries come in version
+            // order, and a written entry of the same row and version is replaced).
+            for entry in entries {
+                let row = RowID(table: entry.table, pk: PrimaryKeyCoding.encode(entry.key))
+                guard var known = historyKnown[row], entry.version > known.after else { continue }
+                known.entries.removeAll { $0.version == entry.version }
+                known.entries.append((entry.version, entry.old))
+                historyKnown[row] = known
+            }
+        }
         let step = Self.rowsPerStatement(8)
         var start = 0
         while start < entries.count {
@@ -778,7 +802,7 @@ final class PostgresMergeStore: MergeStore {
         return out
     }
 
-    var readsAheadWrites: Bool { true }
+    var readsAhead: Bool { true }
 
     func expectWrites(of table: TableSchema, rows: [(key: [SQLValue], values: [SQLValue])]) throws {
         guard let definition = definitions[table.name], !definition.uniqueIndexes.isEmpty, !rows.isEmpty else {
@@ -898,6 +922,12 @@ final class PostgresMergeStore: MergeStore {
 
     func firstReplaced(of table: TableSchema, key: [SQLValue], column: Int, after version: UInt64) throws -> SQLValue? {
         let pk = PrimaryKeyCoding.encode(key)
+        if let known = historyKnown[RowID(table: table.name, pk: pk)], known.after <= version {
+            for entry in known.entries where entry.version > version {
+                if let value = entry.old.first(where: { $0.0 == column })?.1 { return value }
+            }
+            return pendingReplaced(table, pk: pk, column: column, after: version)
+        }
         var statement = PostgresStatement()
         let sql = """
             SELECT old FROM kotasync.history WHERE tbl = \(statement.bind(table.name)) \
@@ -910,12 +940,59 @@ final class PostgresMergeStore: MergeStore {
                 return hit.1
             }
         }
-        // Buffered entries are newer than every written one, and in version order.
+        return pendingReplaced(table, pk: pk, column: column, after: version)
+    }
+
+    /// ``firstReplaced(of:key:column:after:)`` among the buffered entries, which are newer than
+    /// every written one, and in version order.
+    private func pendingReplaced(_ table: TableSchema, pk: [UInt8], column: Int, after version: UInt64) -> SQLValue? {
         for entry in pendingHistory
         where entry.version > version && entry.table == table.name && PrimaryKeyCoding.encode(entry.key) == pk {
             if let value = entry.old.first(where: { $0.0 == column })?.1 { return value }
         }
         return nil
+    }
+
+    func expectHistoryReads(of table: TableSchema, keys: [(key: [SQLValue], after: UInt64)]) throws {
+        guard !keys.isEmpty else { return }
+        // One window's per table: what an earlier window read of the table is not asked for again.
+        historyKnown = historyKnown.filter { $0.key.table != table.name }
+        // Every entry is written before the read, so the read and the buffer together are the history.
+        try flushHistory()
+        var after: [[UInt8]: UInt64] = [:]
+        for (key, version) in keys {
+            let pk = PrimaryKeyCoding.encode(key)
+            after[pk] = min(after[pk] ?? version, version)
+        }
+        let asked = Array(after)
+        var start = 0
+        while start < asked.count {
+            let end = min(start + Self.chunk, asked.count)
+            var statement = PostgresStatement()
+            let name = statement.bind(table.name)
+            let pks = statement.bind(asked[start..<end].map { PostgresStatement.bytes($0.key) })
+            let versions = statement.bind(asked[start..<end].map { Int64(bitPattern: $0.value) })
+            for (pk, version) in asked[start..<end] {
+                historyKnown[RowID(table: table.name, pk: pk)] = KnownHistory(after: version)
+            }
+            for row in try run(
+                statement,
+                """
+                SELECT h.pk, h.version, h.old FROM unnest(\(pks)::bytea[], \(versions)::bigint[]) AS k(pk, base) \
+                JOIN kotasync.history h ON h.tbl = \(name) AND h.pk = k.pk AND h.version > k.base \
+                ORDER BY h.pk, h.version
+                """)
+            {
+                let cells = row.makeRandomAccess()
+                let id = RowID(table: table.name, pk: try Self.bytes(cells[0]))
+                historyKnown[id]?.entries.append(
+                    (
+                        UInt64(bitPattern: try cells[1].decode(Int64.self)),
+                        try HistoryCoding.decode(Self.bytes(cells[2]))
+                    ))
+            }
+            start = end
+        }
     }
 
     // MARK: - Additive columns
