@@ -68,12 +68,10 @@ struct MasterLayoutTests {
         let dir = try Self.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try Self.open(dir)
-        try await store.pool.read { db in
-            let sql = try Self.rowsTableSQL(db)
-            #expect(sql.contains("version INTEGER PRIMARY KEY"), "\(sql)")
-            #expect(!sql.uppercased().contains("WITHOUT ROWID"), "\(sql)")
-            #expect(try Self.indexes(db).contains("_ks_rows_key"))
-        }
+        let (sql, indexes) = try await store.pool.read { db in (try Self.rowsTableSQL(db), try Self.indexes(db)) }
+        #expect(sql.contains("version INTEGER PRIMARY KEY"), "\(sql)")
+        #expect(!sql.uppercased().contains("WITHOUT ROWID"), "\(sql)")
+        #expect(indexes.contains("_ks_rows_key"))
     }
 
     /// A master file written by an earlier version (`_ks_rows` without rowid, keyed by (tbl, pk))
@@ -103,25 +101,28 @@ struct MasterLayoutTests {
                 try Self.rebuildInOldLayout(db, entries: entries)
                 return entries
             }
-            try await store.pool.read { db in
-                #expect(try Self.rowsTableSQL(db).uppercased().contains("WITHOUT ROWID"))
-                #expect(try Self.indexes(db).contains("_ks_rows_version"))
+            let (oldSQL, oldIndexes) = try await store.pool.read { db in
+                (try Self.rowsTableSQL(db), try Self.indexes(db))
             }
+            #expect(oldSQL.uppercased().contains("WITHOUT ROWID"))
+            #expect(oldIndexes.contains("_ks_rows_version"))
             try store.pool.close()
         }
         #expect(before.count == 3)
 
         let store = try Self.open(dir)
-        try await store.pool.read { db in
-            let sql = try Self.rowsTableSQL(db)
-            #expect(sql.contains("version INTEGER PRIMARY KEY"), "\(sql)")
-            #expect(!sql.uppercased().contains("WITHOUT ROWID"), "\(sql)")
-            #expect(try Self.indexes(db).contains("_ks_rows_key"))
-            #expect(!(try Self.indexes(db).contains("_ks_rows_version")))
-            #expect(try Self.entries(db) == before, "every entry, every column, as it was")
-            #expect(
-                try String.fetchAll(db, sql: "SELECT name FROM sqlite_schema WHERE name LIKE '_ks_rows%'").count == 2)
+        let (sql, indexes, after, names) = try await store.pool.read { db in
+            (
+                try Self.rowsTableSQL(db), try Self.indexes(db), try Self.entries(db),
+                try String.fetchAll(db, sql: "SELECT name FROM sqlite_schema WHERE tbl_name = '_ks_rows'")
+            )
         }
+        #expect(sql.contains("version INTEGER PRIMARY KEY"), "\(sql)")
+        #expect(!sql.uppercased().contains("WITHOUT ROWID"), "\(sql)")
+        #expect(indexes.contains("_ks_rows_key"))
+        #expect(!indexes.contains("_ks_rows_version"))
+        #expect(after == before, "every entry, every column, as it was")
+        #expect(Set(names) == ["_ks_rows", "_ks_rows_key"], "\(names)")
         let pulledAfter = try await SQLiteMasterStoreTests.pullAll(store)
         #expect(pulledAfter == pulledBefore)
 
