@@ -208,7 +208,8 @@ struct ModelMaster {
         let versions = meta.values.map(\.version)
         if Set(versions).count != versions.count {
             problems.append(
-                "two rows share a version (the unique index _ks_rows_version would refuse it): \(versions.sorted())")
+                "two rows share a version (the master keys `_ks_rows` by version and would refuse it): \(versions.sorted())"
+            )
         }
     }
 }

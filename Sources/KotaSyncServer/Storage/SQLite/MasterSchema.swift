@@ -7,14 +7,7 @@ import GRDB
 enum MasterSchema {
     static let statements = [
         "CREATE TABLE IF NOT EXISTS _ks_server (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
-        // One row per replicated row ever seen, live or tombstone: its version and merge clocks.
-        """
-        CREATE TABLE IF NOT EXISTS _ks_rows (
-            tbl TEXT NOT NULL, pk BLOB NOT NULL, version INTEGER NOT NULL, deleted INTEGER NOT NULL,
-            open_conflicts INTEGER NOT NULL DEFAULT 0, clocks BLOB NOT NULL, PRIMARY KEY (tbl, pk)
-        ) WITHOUT ROWID
-        """,
-        "CREATE UNIQUE INDEX IF NOT EXISTS _ks_rows_version ON _ks_rows(version)",
+        rowsTable(named: "_ks_rows"),
         // Every prior value: for each change, the values it replaced. `clamped` marks a change
         // whose device stamp was too far ahead and was replaced by the server's bound.
         """
@@ -138,7 +131,46 @@ enum MasterSchema {
         ("_ks_tokens", "user_name", "TEXT"),
     ]
 
-    /// Creates the bookkeeping tables and adds missing columns.
+    /// One row per replicated row ever seen, live or tombstone: its version, merge clocks, scope
+    /// and who stopped seeing it.
+    ///
+    /// Keyed by version (the rowid), with a unique index on (tbl, pk): a change moves its row's
+    /// entry to the end of the table, where pulls walk it in version order. A master made before
+    /// 2026-12 keyed the table by (tbl, pk), without rowid, with a unique index on version; there
+    /// every change rewrote a 180-byte entry at a random place and moved its small version entry,
+    /// where now it rewrites a 50-byte (tbl, pk) entry at a random place and moves the big one to
+    /// the end — about a fifth fewer pages written per push (see ``migrateRowsToVersionKey(_:)``).
+    static func rowsTable(named name: String) -> String {
+        """
+        CREATE TABLE IF NOT EXISTS \(name) (
+            tbl TEXT NOT NULL, pk BLOB NOT NULL, version INTEGER PRIMARY KEY, deleted INTEGER NOT NULL,
+            open_conflicts INTEGER NOT NULL DEFAULT 0, clocks BLOB NOT NULL, scope, gone_for TEXT
+        )
+        """
+    }
+
+    /// The index the merge and every lookup of a row's entry read.
+    static let rowsKeyIndex = "CREATE UNIQUE INDEX IF NOT EXISTS _ks_rows_key ON _ks_rows(tbl, pk)"
+
+    /// Rebuilds a `_ks_rows` made before 2026-12 (keyed by (tbl, pk), without rowid) keyed by
+    /// version, in one pass over the old table in version order, inside the opening transaction.
+    /// Every entry keeps every column; nothing else refers to the table.
+    static func migrateRowsToVersionKey(_ db: Database) throws {
+        guard
+            let sql = try String.fetchOne(
+                db, sql: "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = '_ks_rows'"),
+            sql.uppercased().contains("WITHOUT ROWID")
+        else { return }
+        let columns = "tbl, pk, version, deleted, open_conflicts, clocks, scope, gone_for"
+        try db.execute(sql: "DROP TABLE IF EXISTS _ks_rows_by_version")
+        try db.execute(sql: rowsTable(named: "_ks_rows_by_version"))
+        try db.execute(
+            sql: "INSERT INTO _ks_rows_by_version(\(columns)) SELECT \(columns) FROM _ks_rows ORDER BY version")
+        try db.execute(sql: "DROP TABLE _ks_rows")
+        try db.execute(sql: "ALTER TABLE _ks_rows_by_version RENAME TO _ks_rows")
+    }
+
+    /// Creates the bookkeeping tables, adds missing columns, and migrates older layouts.
     static func create(_ db: Database) throws {
         for statement in statements { try db.execute(sql: statement) }
         for (table, column, definition) in addedColumns {
@@ -152,6 +184,8 @@ enum MasterSchema {
                 }
             }
         }
+        try migrateRowsToVersionKey(db)
+        try db.execute(sql: rowsKeyIndex)
         try db.execute(
             sql:
                 "CREATE INDEX IF NOT EXISTS _ks_conflicts_related ON _ks_conflicts(related_tbl, related_pk) WHERE status = 'held' OR kind = 'queued'"

@@ -4,14 +4,15 @@ import KotaSyncCore
 import KotaSyncSQLite
 
 /// The merge's port (``MergeStore``) on the SQLite master, inside the GRDB write transaction the
-/// store opened: a push's savepoint, or a reviewer's decision.
+/// store opened: a group commit's transaction (or a push's savepoint in it), or a reviewer's
+/// decision.
 ///
 /// Set-based reads: ``rows(of:keys:blocking:)`` reads the bookkeeping heads, current values,
-/// standing records and blocking records of up to ``chunk`` keys with one statement each. Batched
-/// writes: history entries, bookkeeping heads, new conflict records and their supersessions and
-/// re-pointings are buffered and written in multi-row statements (``flush()``) before anything
-/// reads those tables or writes them otherwise, before a savepoint starts or ends, and when the
-/// merge ends. New records take their ids from a counter read once (SQLite's own choice for an
+/// standing records and blocking records of up to ``chunk`` keys with one statement each.
+/// Buffered writes: history entries, bookkeeping heads, new conflict records and their
+/// supersessions and re-pointings are buffered and written out, one row per statement step
+/// (``flush()``), before anything reads those tables or writes them otherwise, before a
+/// savepoint starts or ends, and when the merge ends. New records take their ids from a counter read once (SQLite's own choice for an
 /// `INTEGER PRIMARY KEY`: the largest plus one), so a buffered record's id is known at once.
 ///
 /// Per-row statements are taken from the connection's statement cache once per merge
@@ -21,9 +22,8 @@ import KotaSyncSQLite
 /// ``MergeStoreConstraintViolation``; a UNIQUE collision with another row as
 /// ``RowWriteOutcome/uniqueViolation(with:column:message:)``.
 final class SQLiteMergeStore: MergeStore {
-    /// Keys per set-based read; rows per multi-row write.
+    /// Keys per set-based read.
     static let chunk = 500
-    static let batch = 32
 
     private let db: Database
     private let sql: [String: TableSQL]
@@ -60,9 +60,9 @@ final class SQLiteMergeStore: MergeStore {
         self.describe = describe
         // An upsert, not INSERT OR REPLACE: an existing entry is updated in place instead of
         // being deleted and inserted again (in the table and in its version index).
-        writeHeadStatement = try db.cachedStatement(sql: Self.writeHeadSQL(rows: 1))
-        history = try db.cachedStatement(sql: Self.historySQL(rows: 1))
-        insertRecordStatement = try db.cachedStatement(sql: Self.insertRecordSQL(rows: 1))
+        writeHeadStatement = try db.cachedStatement(sql: Self.writeHeadSQL)
+        history = try db.cachedStatement(sql: Self.historySQL)
+        insertRecordStatement = try db.cachedStatement(sql: Self.insertRecordSQL)
         supersede = try db.cachedStatement(sql: "UPDATE _ks_conflicts SET status = 'superseded' WHERE id = ?")
         repoint = try db.cachedStatement(
             sql: """
@@ -73,34 +73,26 @@ final class SQLiteMergeStore: MergeStore {
 
     // MARK: - SQL
 
-    private static func values(_ placeholders: String, rows: Int) -> String {
-        Array(repeating: "(\(placeholders))", count: rows).joined(separator: ", ")
-    }
-
-    private static func writeHeadSQL(rows: Int) -> String {
-        """
+    private static let writeHeadSQL = """
         INSERT INTO _ks_rows(tbl, pk, version, deleted, open_conflicts, clocks, scope, gone_for)
-        VALUES \(values("?, ?, ?, ?, ?, ?, ?, ?", rows: rows))
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (tbl, pk) DO UPDATE SET version = excluded.version, deleted = excluded.deleted,
             open_conflicts = excluded.open_conflicts, clocks = excluded.clocks, scope = excluded.scope,
             gone_for = excluded.gone_for
         """
-    }
 
-    private static func historySQL(rows: Int) -> String {
-        "INSERT OR REPLACE INTO _ks_history(tbl, pk, version, writer, stamp, op, old, clamped) VALUES "
-            + values("?, ?, ?, ?, ?, ?, ?, ?", rows: rows)
-    }
-
-    private static func insertRecordSQL(rows: Int) -> String {
+    private static let historySQL = """
+        INSERT OR REPLACE INTO _ks_history(tbl, pk, version, writer, stamp, op, old, clamped)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
         """
+
+    private static let insertRecordSQL = """
         INSERT INTO _ks_conflicts(id, tbl, pk, col, kind, policy, status, base_version, base_value, has_base,
             winner_writer, winner_stamp, winner_value, winner_has_value, loser_writer, loser_stamp,
             loser_version, loser_insert, loser_value, loser_has_value, changeset, decided_at, loser_delete,
             reason, held, related_tbl, related_pk)
-        VALUES \(values("?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?", rows: rows))
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
-    }
 
     /// The columns of `_ks_conflicts` a ``StoredConflict`` is read from, in the order
     /// ``conflict(_:)`` reads them.
@@ -216,29 +208,17 @@ final class SQLiteMergeStore: MergeStore {
         }
     }
 
-    /// Writes `items` through a statement of `batch` rows for each full batch and the one-row
-    /// statement for the rest.
-    private func write<T>(
-        _ items: [T], single: Statement, batchSQL: @autoclosure () -> String,
-        bind: (inout StatementParameters, T) -> Void
-    ) throws {
-        guard !items.isEmpty else { return }
-        var start = 0
-        if items.count >= Self.batch {
-            let many = try db.cachedStatement(sql: batchSQL())
-            while items.count - start >= Self.batch {
-                try many.run { p in
-                    for item in items[start..<start + Self.batch] { bind(&p, item) }
-                }
-                start += Self.batch
-            }
-        }
-        for item in items[start...] { try single.run { p in bind(&p, item) } }
+    /// Writes `items`, one statement step per item. Not multi-row statements: SQLite runs a
+    /// statement that writes several rows in a statement transaction of its own, copying every
+    /// page the statement touches to a sub-journal first (a temporary file, once it passes
+    /// 64 KiB) so that a failure halfway can be undone; one row a step needs none, and a
+    /// step through the C API costs little.
+    private func write<T>(_ items: [T], single: Statement, bind: (inout StatementParameters, T) -> Void) throws {
+        for item in items { try single.run { p in bind(&p, item) } }
     }
 
     private func flushRecords() throws {
-        try write(pendingRecords, single: insertRecordStatement, batchSQL: Self.insertRecordSQL(rows: Self.batch)) {
-            p, r in
+        try write(pendingRecords, single: insertRecordStatement) { p, r in
             p.bind(r.id)
             p.bind(.text(r.table))
             p.bind(blob: PrimaryKeyCoding.encode(r.key))
@@ -271,8 +251,7 @@ final class SQLiteMergeStore: MergeStore {
     }
 
     private func flushHeads() throws {
-        try write(pendingHeads, single: writeHeadStatement, batchSQL: Self.writeHeadSQL(rows: Self.batch)) {
-            p, head in
+        try write(pendingHeads, single: writeHeadStatement) { p, head in
             p.bind(.text(head.table))
             p.bind(blob: PrimaryKeyCoding.encode(head.key))
             p.bind(Int64(head.version))
@@ -286,7 +265,7 @@ final class SQLiteMergeStore: MergeStore {
     }
 
     private func flushHistory() throws {
-        try write(pendingHistory, single: history, batchSQL: Self.historySQL(rows: Self.batch)) { p, entry in
+        try write(pendingHistory, single: history) { p, entry in
             p.bind(.text(entry.table))
             p.bind(blob: PrimaryKeyCoding.encode(entry.key))
             p.bind(Int64(entry.version))

@@ -41,15 +41,16 @@ extension SQLiteMasterStore {
     }
 
     /// The query of a page for a device of `opd`; its parameters are the cursor, `arguments`, then
-    /// the limit. It walks `_ks_rows` in version order through `_ks_rows_version`, named so: with a
-    /// device's `tbl = ?` terms SQLite's planner otherwise picks the primary key and sorts every
-    /// row of the table for each page — a bootstrap then takes time quadratic in the master's
-    /// size, and an incremental pull reads the whole table to find a few rows.
+    /// the limit. It walks `_ks_rows` in version order, its rowid (`NOT INDEXED`, which still
+    /// seeks by rowid): with a device's `tbl = ?` terms SQLite's planner may otherwise pick the
+    /// (tbl, pk) index and sort every row of the table for each page — a bootstrap then takes
+    /// time quadratic in the master's size, and an incremental pull reads the whole table to find
+    /// a few rows.
     func pageQuery(to opd: String?) -> (sql: String, arguments: [any DatabaseValueConvertible]) {
         let visible = visibleRows(to: opd)
         return (
             """
-            SELECT tbl, pk, version, clocks, deleted, scope FROM _ks_rows INDEXED BY _ks_rows_version
+            SELECT tbl, pk, version, clocks, deleted, scope FROM _ks_rows NOT INDEXED
             WHERE version > ? AND \(visible.sql) ORDER BY version LIMIT ?
             """, visible.arguments
         )
