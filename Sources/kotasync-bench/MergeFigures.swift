@@ -350,20 +350,7 @@ extension MergeFigures {
     /// `postgres`'s server (created here and dropped afterwards), as figure 4 pushes them, and
     /// the statements the merges sent.
     func postgresMerge(_ outbound: [OutboundChangeset], on postgres: Postgres) async throws -> (Double, Int) {
-        let name = "kotasync_bench_\(UUID().uuidString.prefix(8).lowercased())"
-        let admin = try PostgresMaster.connect(to: postgres.server, password: postgres.password)
-        do {
-            try await admin.client.query(
-                PostgresQuery(unsafeSQL: "CREATE DATABASE \(name) TEMPLATE template0 ENCODING 'UTF8'"))
-        } catch {
-            await admin.close()
-            throw error
-        }
-        var location = postgres.server
-        location.database = name
-        let master = try PostgresMaster.connect(to: location, password: postgres.password)
-        let result: Result<(Double, Int), any Error>
-        do {
+        try await postgres.withDatabase { master in
             _ = try await PostgresMasterCopy.copy(from: path("master-initial.sqlite"), to: master, config: config)
             let store = PostgresMasterStore(master: master, config: config)
             let before = master.blockingStatements.total
@@ -374,13 +361,7 @@ extension MergeFigures {
                         from: Device(tokenID: "bench", opd: String(format: "clinic-%02d", r + 1)))
                 }
             }
-            result = .success((seconds, master.blockingStatements.total - before))
-        } catch {
-            result = .failure(error)
+            return (seconds, master.blockingStatements.total - before)
         }
-        await master.close()
-        _ = try? await admin.client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"))
-        await admin.close()
-        return try result.get()
     }
 }

@@ -44,6 +44,17 @@ struct SchemaVersionTests {
         try run("/usr/bin/sqlite3", [db, sql]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// `kotasync init` of a clinic's replica at `db` through `server`.
+    static func initialize(_ db: String, through server: ServerProcess) throws {
+        let made = try run(
+            "kotasync",
+            [
+                "init", "--db", db, "--server", server.url.absoluteString, "--token",
+                try server.token(opd: "pkm-binjai-kota"),
+            ])
+        guard made.status == 0 else { throw TestFailure("init failed: \(made.stderr)") }
+    }
+
     static func sync(_ db: String) throws {
         let result = try run("kotasync", ["sync", "--db", db])
         guard result.status == 0 else { throw TestFailure("kotasync sync failed: \(result.stderr)\(result.stdout)") }
@@ -57,13 +68,7 @@ struct SchemaVersionTests {
         try await offPool {
             let server = try ServerProcess(config: v1, directory: dir)
             defer { server.stop() }
-            let made = try run(
-                "kotasync",
-                [
-                    "init", "--db", old, "--server", server.url.absoluteString, "--token",
-                    try server.token(opd: "pkm-binjai-kota"),
-                ])
-            guard made.status == 0 else { throw TestFailure("init failed: \(made.stderr)") }
+            try Self.initialize(old, through: server)
         }
         // Offline at version 1: an edit and a new patient.
         try Self.sqlite(
@@ -78,13 +83,7 @@ struct SchemaVersionTests {
         let seen = try await offPool { () throws -> [String: String] in
             let server = try ServerProcess(config: v2, directory: dir)
             defer { server.stop() }
-            let made = try run(
-                "kotasync",
-                [
-                    "init", "--db", new, "--server", server.url.absoluteString, "--token",
-                    try server.token(opd: "pkm-binjai-kota"),
-                ])
-            guard made.status == 0 else { throw TestFailure("init failed: \(made.stderr)") }
+            try Self.initialize(new, through: server)
             // The version 2 replica has the new column and table, and writes both.
             try Self.sqlite(
                 new,

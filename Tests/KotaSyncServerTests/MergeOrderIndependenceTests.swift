@@ -1000,13 +1000,7 @@ extension MergeScenario {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try SQLiteMasterStore(path: dir.appendingPathComponent("master.sqlite").path, config: Self.config)
-        let device = Device(tokenID: "t-pkm-a", opd: "pkm-a")
-        for c in seeds { _ = try await store.push(c, from: device) }
-        var next = Array(repeating: 0, count: changesets.count)
-        for r in order {
-            _ = try await store.push(changesets[r][next[r]], from: device)
-            next[r] += 1
-        }
+        try await push(seeds, then: changesets, in: order, to: store)
         return try await store.pool.read { db in
             func key(_ pk: Data) throws -> Int64 {
                 guard case .text(let text) = try PrimaryKeyCoding.decode([UInt8](pk)).first, let k = Int64(text) else {
@@ -1079,6 +1073,20 @@ extension MergeScenario {
 }
 
 extension MergeScenario {
+    /// Pushes `seeds`, then `changesets` in `order` (each replica's in its own order), to a real
+    /// store, all from one device.
+    func push(_ seeds: [Changeset], then changesets: [[Changeset]], in order: Order, to store: any SyncStore)
+        async throws
+    {
+        let device = Device(tokenID: "t-pkm-a", opd: "pkm-a")
+        for c in seeds { _ = try await store.push(c, from: device) }
+        var next = Array(repeating: 0, count: changesets.count)
+        for r in order {
+            _ = try await store.push(changesets[r][next[r]], from: device)
+            next[r] += 1
+        }
+    }
+
     /// The seed and then `changesets` pushed to a real `PostgresMasterStore` in `order`: its rows
     /// and standing records as the data browser and the review queue give them, with the same
     /// bookkeeping checks as on SQLite (`kotasync.rows` against the records and the table).
@@ -1091,13 +1099,7 @@ extension MergeScenario {
         defer { try? FileManager.default.removeItem(at: dir) }
         return try await withMaster(.postgresql, config: Self.config, directory: dir) { master in
             let store = try #require(master.postgresStore)
-            let device = Device(tokenID: "t-pkm-a", opd: "pkm-a")
-            for c in seeds { _ = try await store.push(c, from: device) }
-            var next = Array(repeating: 0, count: changesets.count)
-            for r in order {
-                _ = try await store.push(changesets[r][next[r]], from: device)
-                next[r] += 1
-            }
+            try await push(seeds, then: changesets, in: order, to: store)
             var rows: [Int64: [SQLValue]] = [:]
             for k in Self.keys {
                 if let values = try await store.browseRow(table: "t", key: [.text(String(k))]) {
